@@ -1,0 +1,446 @@
+"""One typed configuration for every fastmm process.
+
+Read from a TOML file, then overridden by environment variables:
+
+* ``FASTMM_<SECTION>__<KEY>=value`` overrides any setting (the value is parsed as a TOML
+  value when it can be, otherwise taken as a string), e.g. ``FASTMM_QUOTING__LEVELS=3``.
+* Secrets come only from the environment (``FASTMM_TRUEX_API_KEY_ID``, ``FASTMM_TRUEX_API_SECRET``,
+  ``FASTMM_TRUEX_CLIENT_ID``, ``FASTMM_KRAKEN_API_KEY``, ``FASTMM_KRAKEN_API_SECRET``); a secret in the
+  TOML file is an error, so none ends up in a repository.
+
+Every problem (unknown key, wrong type, value out of range) raises :class:`ConfigError` with one line
+naming the key, before anything starts. Quantities of money and size are ``Decimal`` here and become
+integer ticks and lots in :mod:`fastmm.instrument`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+ENV_PREFIX = "FASTMM_"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with a message of one line that names the key."""
+
+
+class Secret:
+    """A credential that never shows itself in repr, str, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        raise TypeError("a Secret is not pickled: pass it through the environment")
+
+
+def _f(default: Any, lo: Any = None, hi: Any = None, doc: str = "", **kw: Any) -> Any:
+    """A config field with a default, an inclusive range and a one-line description."""
+    meta = {"lo": lo, "hi": hi, "doc": doc}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
+def _secret() -> Any:
+    return field(default_factory=lambda: Secret(""), metadata={"secret": True}, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceConfig:
+    name: str = _f("default", doc="instance name; scopes shared memory (/fastmm.<name>.*) and state")
+    state_dir: str = _f("var", doc="folder for journal, FIX sequence store, Kraken nonce")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _f("INFO")
+
+
+@dataclass(frozen=True, slots=True)
+class InstrumentConfig:
+    symbol: str = _f("BTC-PYUSD")
+    security_type: str = _f("CSPOT")
+    tick_size: Decimal = _f(Decimal("0.50"), Decimal("0.00000001"), Decimal("1000000"), doc="PYUSD")
+    lot_size: Decimal = _f(Decimal("0.0001"), Decimal("0.00000001"), Decimal("1"), doc="BTC")
+
+
+@dataclass(frozen=True, slots=True)
+class QuotingConfig:
+    model: Literal["ladder", "avellaneda_stoikov", "glft"] = _f("ladder")
+    levels: int = _f(5, 1, 50, doc="quote levels per side")
+    base_spread_bps: Decimal = _f(Decimal(50), Decimal(0), Decimal(5000), doc="full spread at level 1")
+    level_spacing_ticks: int = _f(1, 1, 10000)
+    reprice_threshold_ticks: int = _f(1, 0, 10000)
+    base_size_btc: Decimal = _f(Decimal("0.1"), Decimal("0.0001"), Decimal(100))
+    size_decay: float = _f(0.8, 0.01, 1.0)
+    post_only: bool = _f(True, doc="never cross the TrueX book")
+    confidence_threshold: float = _f(0.3, 0.0, 1.0, doc="pull all quotes below this confidence")
+    # model-based spreads (Avellaneda-Stoikov / GLFT)
+    risk_aversion: float = _f(0.1, 1e-6, 100.0, doc="gamma")
+    horizon_s: float = _f(60.0, 0.001, 86400.0, doc="Avellaneda-Stoikov T - t")
+    volatility_window_s: float = _f(60.0, 1.0, 86400.0)
+
+
+@dataclass(frozen=True, slots=True)
+class VenueRulesConfig:
+    """TrueX exchange rules; not published by TrueX, so configurable (venue facts section 1)."""
+
+    max_orders_per_sec: int = _f(8, 1, 1000, doc="our own limit, under TrueX's 10/s")
+    max_orders_per_min: int = _f(300, 1, 60000)
+    duplicate_window_ms: int = _f(500, 0, 60000, doc="no identical order again within this window")
+    min_notional: Decimal = _f(Decimal(1), Decimal(0), Decimal(1000000), doc="PYUSD")
+    price_band_pct: Decimal = _f(Decimal("2.5"), Decimal("0.01"), Decimal(100))
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryConfig:
+    max_position_btc: Decimal = _f(Decimal(5), Decimal("0.0001"), Decimal(10000))
+    hedge_threshold_btc: Decimal = _f(Decimal(2), Decimal(0), Decimal(10000))
+    max_skew_ticks: int = _f(3, 0, 10000)
+    skew_exponent: float = _f(1.5, 0.1, 10.0)
+    emergency_position_btc: Decimal = _f(Decimal(6), Decimal("0.0001"), Decimal(10000))
+    widen_at_pct: int = _f(80, 1, 100, doc="widen the accumulating side from this use of the limit")
+
+
+@dataclass(frozen=True, slots=True)
+class FeesConfig:
+    truex_maker_bps: Decimal = _f(Decimal(0), Decimal(-100), Decimal(1000))
+    truex_taker_bps: Decimal = _f(Decimal(10), Decimal(-100), Decimal(1000))
+    kraken_maker_bps: Decimal = _f(Decimal(16), Decimal(-100), Decimal(1000))
+    kraken_taker_bps: Decimal = _f(Decimal(26), Decimal(-100), Decimal(1000))
+
+
+@dataclass(frozen=True, slots=True)
+class PnlConfig:
+    log_interval_s: float = _f(30.0, 0.1, 86400.0)
+    significant_change: Decimal = _f(Decimal(100), Decimal(0), Decimal(10**9), doc="PYUSD")
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeConfig:
+    enabled: bool = _f(True)
+    pair: str = _f("XBTUSD")
+    limit_timeout_s: float = _f(5.0, 0.1, 3600.0, doc="limit first, market after this")
+    limit_edge_bps: Decimal = _f(Decimal(2), Decimal(0), Decimal(1000))
+    min_hedge_btc: Decimal = _f(Decimal("0.001"), Decimal("0.00000001"), Decimal(1000))
+    max_hedge_btc: Decimal = _f(Decimal("1.0"), Decimal("0.00000001"), Decimal(1000))
+    dead_man_timeout_s: int = _f(0, 0, 86400, doc="CancelAllOrdersAfter; 0 = off")
+
+
+@dataclass(frozen=True, slots=True)
+class RiskConfig:
+    max_drawdown: Decimal = _f(Decimal(1000), Decimal(0), Decimal(10**9), doc="PYUSD")
+    max_order_rate_per_min: int = _f(300, 1, 60000)
+    max_reject_rate_per_min: int = _f(30, 1, 60000)
+    stale_data_ms: int = _f(2000, 10, 3600000)
+
+
+@dataclass(frozen=True, slots=True)
+class FixSessionConfig:
+    host: str = _f("127.0.0.1")
+    port: int = _f(19484, 1, 65535)
+    sender_comp_id: str = _f("FASTMM")
+    target_comp_id: str = _f("TRUEX_UAT_OE")
+    heartbeat_s: int = _f(30, 1, 3600)
+    reset_on_logon: bool = _f(True, doc="141=Y on Logon")
+    connect_timeout_s: float = _f(5.0, 0.1, 300.0)
+    logon_timeout_s: float = _f(10.0, 0.1, 300.0)
+
+
+def _md_session() -> FixSessionConfig:
+    return FixSessionConfig(port=20484, target_comp_id="TRUEX_UAT_MD")
+
+
+@dataclass(frozen=True, slots=True)
+class TruexConfig:
+    order_entry: FixSessionConfig = field(default_factory=FixSessionConfig)
+    market_data: FixSessionConfig = field(default_factory=_md_session)
+    rest_url: str = _f("http://127.0.0.1:18080")
+    api_key_id: Secret = _secret()
+    api_secret: Secret = _secret()
+    client_id: Secret = _secret()
+
+
+@dataclass(frozen=True, slots=True)
+class CoinbaseConfig:
+    enabled: bool = _f(True)
+    ws_url: str = _f("ws://127.0.0.1:18765")
+    product_id: str = _f("BTC-USD")
+    stale_after_ms: int = _f(2000, 10, 3600000)
+    depth_levels: int = _f(5, 1, 20)
+
+
+@dataclass(frozen=True, slots=True)
+class KrakenConfig:
+    enabled: bool = _f(True)
+    rest_url: str = _f("http://127.0.0.1:18766")
+    ws_url: str = _f("ws://127.0.0.1:18767")
+    ws_symbol: str = _f("BTC/USD")
+    stale_after_ms: int = _f(2000, 10, 3600000)
+    api_key: Secret = _secret()
+    api_secret: Secret = _secret()
+
+
+@dataclass(frozen=True, slots=True)
+class PricingConfig:
+    basis_bps: Decimal = _f(Decimal(0), Decimal(-1000), Decimal(1000), doc="PYUSD over USD")
+    coinbase_weight: float = _f(1.0, 0.0, 100.0)
+    kraken_weight: float = _f(1.0, 0.0, 100.0)
+    max_dispersion_bps: float = _f(20.0, 0.01, 10000.0, doc="confidence is 0 at this spread of sources")
+
+
+@dataclass(frozen=True, slots=True)
+class ShmConfig:
+    wait: Literal["block", "spin"] = _f("block", doc="spin only on isolated cores")
+    ring_slots: int = _f(4096, 2, 1 << 24, doc="event ring capacity, a power of two")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessesConfig:
+    """CPUs each process is pinned to; empty = not pinned (the default on small machines)."""
+
+    supervisor: list[int] = _f([])
+    feed_coinbase: list[int] = _f([])
+    feed_kraken: list[int] = _f([])
+    feed_truex_md: list[int] = _f([])
+    quoter: list[int] = _f([])
+    hedger: list[int] = _f([])
+    heartbeat_timeout_ms: int = _f(3000, 50, 600000)
+
+
+@dataclass(frozen=True, slots=True)
+class JournalConfig:
+    file: str = _f("journal.jsonl", doc="relative to instance.state_dir")
+    durability: Literal["none", "flush", "fsync"] = _f("flush")
+    rotate_bytes: int = _f(256 * 1024 * 1024, 4096, 1 << 40)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    instance: InstanceConfig = field(default_factory=InstanceConfig)
+    instrument: InstrumentConfig = field(default_factory=InstrumentConfig)
+    quoting: QuotingConfig = field(default_factory=QuotingConfig)
+    venue_rules: VenueRulesConfig = field(default_factory=VenueRulesConfig)
+    inventory: InventoryConfig = field(default_factory=InventoryConfig)
+    fees: FeesConfig = field(default_factory=FeesConfig)
+    pnl: PnlConfig = field(default_factory=PnlConfig)
+    hedge: HedgeConfig = field(default_factory=HedgeConfig)
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    pricing: PricingConfig = field(default_factory=PricingConfig)
+    truex: TruexConfig = field(default_factory=TruexConfig)
+    coinbase: CoinbaseConfig = field(default_factory=CoinbaseConfig)
+    kraken: KrakenConfig = field(default_factory=KrakenConfig)
+    shm: ShmConfig = field(default_factory=ShmConfig)
+    processes: ProcessesConfig = field(default_factory=ProcessesConfig)
+    journal: JournalConfig = field(default_factory=JournalConfig)
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.instance.state_dir) / self.instance.name
+
+
+# Secrets by environment variable -> (section path, field).
+SECRET_ENV: dict[str, tuple[str, str]] = {
+    "FASTMM_TRUEX_API_KEY_ID": ("truex", "api_key_id"),
+    "FASTMM_TRUEX_API_SECRET": ("truex", "api_secret"),
+    "FASTMM_TRUEX_CLIENT_ID": ("truex", "client_id"),
+    "FASTMM_KRAKEN_API_KEY": ("kraken", "api_key"),
+    "FASTMM_KRAKEN_API_SECRET": ("kraken", "api_secret"),
+}
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+            Decimal: "a decimal number"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _convert(key: str, tp: Any, value: Any) -> Any:
+    """Check and convert one raw TOML value to the field's type, or raise ConfigError."""
+
+    def bad() -> ConfigError:
+        return ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+
+    origin = get_origin(tp)
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise bad()
+        return value
+    if origin is list:
+        (item_tp,) = get_args(tp)
+        if not isinstance(value, list):
+            raise bad()
+        return [_convert(f"{key}[{i}]", item_tp, v) for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad()
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad()
+        return float(value)
+    if tp is Decimal:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise bad()
+        try:
+            d = Decimal(str(value))
+        except InvalidOperation:
+            raise bad() from None
+        if not d.is_finite():
+            raise bad()
+        return d
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad()
+        return value
+    raise ConfigError(f"{key}: unsupported setting type {tp!r}")  # pragma: no cover - programming error
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls, include_extras=False)
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    hints = _hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for k in raw:
+        if k not in fields:
+            raise ConfigError(f"{prefix}{k}: unknown setting (known: {', '.join(sorted(fields))})")
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        key = f"{prefix}{name}"
+        tp = hints[name]
+        if f.metadata.get("secret"):
+            if name in raw:
+                env = next(e for e, (s, n) in SECRET_ENV.items() if f"{s}.{n}" == key)
+                raise ConfigError(f"{key}: secrets are not read from files; set {env} in the environment")
+            continue
+        if dataclasses.is_dataclass(tp):
+            sub = raw.get(name, {})
+            if not isinstance(sub, dict):
+                raise ConfigError(f"{key}: expected a table, got {type(sub).__name__}")
+            kwargs[name] = _build(tp, sub, key + ".")
+            continue
+        if name not in raw:
+            continue
+        value = _convert(key, tp, raw[name])
+        lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
+        if lo is not None and value < lo:
+            raise ConfigError(f"{key}: {value} is below the minimum {lo}")
+        if hi is not None and value > hi:
+            raise ConfigError(f"{key}: {value} is above the maximum {hi}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _parse_env_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _apply_env_overrides(raw: dict[str, Any], environ: typing.Mapping[str, str]) -> None:
+    for name, text in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name or name in SECRET_ENV:
+            continue
+        path = name[len(ENV_PREFIX):].lower().split("__")
+        node = raw
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{name}: {'.'.join(path)} does not name a setting")
+            node = child
+        node[path[-1]] = _parse_env_value(text)
+
+
+def _with_secrets(cfg: Config, environ: typing.Mapping[str, str]) -> Config:
+    for env, (section, name) in SECRET_ENV.items():
+        if env in environ:
+            sec = dataclasses.replace(getattr(cfg, section), **{name: Secret(environ[env])})
+            cfg = dataclasses.replace(cfg, **{section: sec})
+    return cfg
+
+
+def _check_cross_field(cfg: Config) -> None:
+    inv = cfg.inventory
+    if inv.hedge_threshold_btc > inv.max_position_btc:
+        raise ConfigError("inventory.hedge_threshold_btc: must not exceed inventory.max_position_btc")
+    if inv.emergency_position_btc < inv.max_position_btc:
+        raise ConfigError("inventory.emergency_position_btc: must be at least inventory.max_position_btc")
+    h = cfg.hedge
+    if h.min_hedge_btc > h.max_hedge_btc:
+        raise ConfigError("hedge.min_hedge_btc: must not exceed hedge.max_hedge_btc")
+    slots = cfg.shm.ring_slots
+    if slots & (slots - 1):
+        raise ConfigError(f"shm.ring_slots: {slots} is not a power of two")
+    for name in ("base_size_btc",):
+        q = getattr(cfg.quoting, name)
+        if q % cfg.instrument.lot_size:
+            raise ConfigError(f"quoting.{name}: {q} is not a multiple of instrument.lot_size")
+
+
+def load_config(path: str | os.PathLike[str] | None = None,
+                environ: typing.Mapping[str, str] | None = None) -> Config:
+    """Load, override from the environment, validate. Raises ConfigError with one clear line."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: config file not found") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: not valid TOML: {e}") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{p}: cannot read: {e}") from None
+    _apply_env_overrides(raw, env)
+    cfg = _build(Config, raw, "")
+    cfg = _with_secrets(cfg, env)
+    _check_cross_field(cfg)
+    return cfg
+
+
+def describe(cfg: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Flatten a config to (key, value text) rows; secrets show only whether they are set."""
+    rows: list[tuple[str, str]] = []
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        key = prefix + f.name
+        if dataclasses.is_dataclass(v):
+            rows.extend(describe(v, key + "."))
+        elif isinstance(v, Secret):
+            rows.append((key, "<set>" if v else "<unset>"))
+        else:
+            rows.append((key, str(v)))
+    return rows
+

@@ -1,0 +1,32 @@
+"""`fastmm config check|show`: validate a config file and print the effective settings."""
+
+from __future__ import annotations
+
+import argparse
+
+from fastmm.config import describe, load_config
+
+
+def _check(args: argparse.Namespace) -> int:
+    load_config(args.config)
+    print(f"{args.config or '(defaults)'}: ok")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    rows = describe(cfg)
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("config", help="validate a config file, or show the effective settings")
+    csub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    for name, fn, text in (("check", _check, "validate and exit 0, or print one error line and exit 2"),
+                           ("show", _show, "print every effective setting (secrets only as set/unset)")):
+        c = csub.add_parser(name, help=text)
+        c.add_argument("--config", "-c", metavar="FILE", help="TOML config file (defaults when omitted)")
+        c.set_defaults(handler=fn)
