@@ -328,12 +328,14 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls, include_extras=False)
 
 
-def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+def _build(cls: type, raw: dict[str, Any], prefix: str, base: Any = None) -> Any:
+    """Build ``cls`` from ``raw``; settings not given keep their value in ``base`` (or the default)."""
     hints = _hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for k in raw:
         if k not in fields:
             raise ConfigError(f"{prefix}{k}: unknown setting (known: {', '.join(sorted(fields))})")
+    base = cls() if base is None else base
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         key = f"{prefix}{name}"
@@ -347,9 +349,10 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
             sub = raw.get(name, {})
             if not isinstance(sub, dict):
                 raise ConfigError(f"{key}: expected a table, got {type(sub).__name__}")
-            kwargs[name] = _build(tp, sub, key + ".")
+            kwargs[name] = _build(tp, sub, key + ".", getattr(base, name))
             continue
         if name not in raw:
+            kwargs[name] = getattr(base, name)
             continue
         value = _convert(key, tp, raw[name])
         lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
@@ -444,3 +447,44 @@ def describe(cfg: Any, prefix: str = "") -> list[tuple[str, str]]:
             rows.append((key, str(v)))
     return rows
 
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, Decimal):
+        return f'"{v}"'
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
+def example_toml(cfg: Any = None, prefix: str = "") -> str:
+    """A complete TOML file of every setting with its default and description (secrets excluded)."""
+    cfg = Config() if cfg is None else cfg
+    lines: list[str] = []
+    tables: list[tuple[str, Any]] = []
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(v):
+            tables.append((prefix + f.name, v))
+            continue
+        if f.metadata.get("secret"):
+            env = next(e for e, (s, n) in SECRET_ENV.items() if f"{s}.{n}" == prefix + f.name)
+            lines.append(f"# {f.name}: secret, from the environment variable {env}")
+            continue
+        meta = f.metadata
+        notes = [meta["doc"]] if meta.get("doc") else []
+        if meta.get("lo") is not None or meta.get("hi") is not None:
+            lo, hi = (format(x, "f") if isinstance(x, Decimal) else x for x in (meta["lo"], meta["hi"]))
+            notes.append(f"range {lo} .. {hi}")
+        comment = f"  # {'; '.join(notes)}" if notes else ""
+        lines.append(f"{f.name} = {_toml_value(v)}{comment}")
+    out = ""
+    if prefix and lines:
+        out += f"[{prefix.rstrip('.')}]\n" + "\n".join(lines) + "\n\n"
+    for name, sub in tables:
+        out += example_toml(sub, name + ".")
+    return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fastmm.config import describe, load_config
+from fastmm.config import describe, example_toml, load_config
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -22,6 +22,13 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _example(args: argparse.Namespace) -> int:
+    print("# fastmm configuration: every setting with its default (`fastmm config example`).")
+    print("# Secrets are never read from this file; see the FASTMM_* variables named below.\n")
+    print(example_toml(), end="")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("config", help="validate a config file, or show the effective settings")
     csub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
@@ -30,3 +37,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         c = csub.add_parser(name, help=text)
         c.add_argument("--config", "-c", metavar="FILE", help="TOML config file (defaults when omitted)")
         c.set_defaults(handler=fn)
+    e = csub.add_parser("example", help="print a complete config file with every default")
+    e.set_defaults(handler=_example)
