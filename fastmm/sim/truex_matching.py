@@ -446,7 +446,8 @@ class MatchingEngine:
             status = OrdStatus.PARTIALLY_FILLED
         leaves = 0 if status in (OrdStatus.CANCELED, OrdStatus.FILLED) else order.leaves
         cl = cl_ord_id or order.last_cl_ord_id
-        return ExecReport(order.owner, cl, order.order_id, self._next_exec_id(), exec_type, status, order.side, order.price, order.qty, order.cum, leaves,
+        return ExecReport(order.owner, cl, order.order_id, self._next_exec_id(), exec_type, status,
+                          order.side, order.price, order.qty, order.cum, leaves,
                           orig_cl_ord_id=orig_cl_ord_id, text=text)
 
     def _cxl_reject(self, owner: str, cl_ord_id: str, orig: str, order: Order | None, reason: int,
