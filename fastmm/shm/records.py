@@ -1,0 +1,164 @@
+"""Every record that crosses shared memory, declared once, little-endian, 8-byte aligned.
+
+Prices and sizes of reference books are integers scaled by ``PX_SCALE`` (1e-8 units): exact for any
+decimal text a venue sends with up to 8 places, comparable across venues, and cheap to compare.
+TrueX order quantities stay in lots of the instrument; money is in 1e-8 PYUSD (``MONEY_SCALE``).
+
+Every record carries ``seq`` (the channel's publish count) and the nanosecond timestamps of its path
+(``t_recv``: frame read from the socket, ``t_pub``: record published; see DESIGN.md, Latency), and ends
+with a ``checksum`` that :func:`seal` fills and :func:`verify` checks, for chaos tests and operators'
+debugging (the hot path does not have to pay for it).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+
+PX_SCALE = 10**8
+MONEY_SCALE = 10**8
+BOOK_LEVELS = 5
+
+# Venue codes used in records.
+VENUE_TRUEX = 1
+VENUE_COINBASE = 2
+VENUE_KRAKEN = 3
+VENUE_NAMES = {VENUE_TRUEX: "truex", VENUE_COINBASE: "coinbase", VENUE_KRAKEN: "kraken"}
+
+# Book flags.
+BOOK_STALE = 1 << 0       # the feed lost its source (disconnect, silence, gap) and has no valid book
+BOOK_CROSSED = 1 << 1     # best bid >= best ask as the venue sent it; the quoter must not trust it
+
+
+def _dtype(fields: list[tuple]) -> np.dtype:
+    dt = np.dtype(fields)
+    if dt.itemsize % 8:
+        raise TypeError(f"record {fields[0]} not a multiple of 8 bytes: {dt.itemsize}")
+    if dt.names is None or dt.names[-1] != "checksum":
+        raise TypeError("a record ends with its checksum")
+    return dt
+
+
+TOP_OF_BOOK = _dtype([
+    ("seq", "<u8"),
+    ("t_venue", "<i8"),        # venue's own timestamp, ns since epoch (0 when the venue sends none)
+    ("t_recv", "<i8"),
+    ("t_pub", "<i8"),
+    ("venue_seq", "<u8"),      # the venue's sequence number of the last applied message
+    ("venue", "<u4"),
+    ("flags", "<u4"),
+    ("n_bids", "<u4"),
+    ("n_asks", "<u4"),
+    ("bid_px", "<i8", (BOOK_LEVELS,)),
+    ("bid_sz", "<i8", (BOOK_LEVELS,)),
+    ("ask_px", "<i8", (BOOK_LEVELS,)),
+    ("ask_sz", "<i8", (BOOK_LEVELS,)),
+    ("checksum", "<u8"),
+])
+
+POSITION = _dtype([
+    ("seq", "<u8"),
+    ("t_pub", "<i8"),
+    ("position_lots", "<i8"),      # net BTC position in TrueX lots, TrueX fills and hedge fills together
+    ("avg_entry_e8", "<i8"),       # VWAP entry price, 1e-8 PYUSD
+    ("realized_e8", "<i8"),        # money, 1e-8 PYUSD
+    ("unrealized_e8", "<i8"),
+    ("fees_e8", "<i8"),
+    ("fair_mid_e8", "<i8"),
+    ("truex_fills", "<u8"),
+    ("hedge_fills", "<u8"),
+    ("hedge_pending_lots", "<i8"),  # hedge orders sent and not yet filled or cancelled (signed)
+    ("risk_tripped", "<u4"),
+    ("_pad", "<u4"),
+    ("checksum", "<u8"),
+])
+
+FILL = _dtype([
+    ("seq", "<u8"),
+    ("t_venue", "<i8"),
+    ("t_recv", "<i8"),
+    ("t_pub", "<i8"),
+    ("venue", "<u4"),
+    ("side", "<i4"),           # +1 we bought, -1 we sold
+    ("px_e8", "<i8"),
+    ("qty_e8", "<i8"),         # BTC in 1e-8
+    ("fee_e8", "<i8"),         # money in 1e-8 of the quote currency; negative = rebate
+    ("maker", "<u4"),
+    ("_pad", "<u4"),
+    ("order_id", "S40"),       # venue order id / ClOrdID, ASCII
+    ("exec_id", "S40"),        # unique per fill: replays are detected by it
+    ("checksum", "<u8"),
+])
+
+HEALTH = _dtype([
+    ("seq", "<u8"),
+    ("t_pub", "<i8"),          # the heartbeat: last time the process showed it was alive
+    ("pid", "<i8"),
+    ("state", "<u4"),          # process-defined state code (e.g. 1 = connected, 0 = not)
+    ("restarts", "<u4"),
+    ("messages", "<u8"),       # messages handled, so an operator sees a feed that is alive but idle
+    ("errors", "<u8"),
+    ("checksum", "<u8"),
+])
+
+CONTROL = _dtype([
+    ("seq", "<u8"),
+    ("t_pub", "<i8"),
+    ("phase", "<u4"),          # fastmm.procs.lifecycle.Phase
+    ("command", "<u4"),        # a command for the processes, see fastmm.procs
+    ("reason", "S48"),
+    ("checksum", "<u8"),
+])
+
+ALL_RECORDS: dict[str, np.dtype] = {
+    "top_of_book": TOP_OF_BOOK,
+    "position": POSITION,
+    "fill": FILL,
+    "health": HEALTH,
+    "control": CONTROL,
+}
+
+
+def dtype_fingerprint(dt: np.dtype) -> int:
+    """A 64-bit fingerprint of a dtype's layout, stored in each segment header so that a process built
+    from a different version of this module cannot attach and misread the bytes."""
+    import zlib
+
+    text = repr(dt.descr).encode()
+    return (zlib.crc32(text) << 32) | zlib.adler32(text)
+
+
+def _words(rec: np.void | np.ndarray) -> np.ndarray:
+    raw = np.asarray(rec).reshape(1).view(np.uint64)
+    return raw[1:-1]
+
+
+def checksum_of(rec: np.void | np.ndarray) -> int:
+    """A position-weighted sum of the record's 64-bit words: all but ``seq`` (the channel stamps it
+    when it publishes) and the checksum itself."""
+    words = _words(rec)
+    weights = np.arange(1, words.size + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        return int((words * weights).sum(dtype=np.uint64) ^ np.uint64(0x9E3779B97F4A7C15))
+
+
+def seal(rec: np.ndarray) -> None:
+    """Fill in the checksum of a one-record array (or a record view) in place."""
+    rec["checksum"] = checksum_of(rec)
+
+
+def verify(rec: np.void | np.ndarray) -> bool:
+    return int(np.asarray(rec).reshape(1)["checksum"][0]) == checksum_of(rec)
+
+
+def to_e8(text: str | Decimal) -> int:
+    """Exact decimal text to 1e-8 units; more than 8 decimal places is an error, not a rounding."""
+    d = Decimal(text) * PX_SCALE
+    if d != d.to_integral_value():
+        raise ValueError(f"{text} has more than 8 decimal places")
+    return int(d)
+
+
+def from_e8(value: int) -> Decimal:
+    return Decimal(value) / PX_SCALE
