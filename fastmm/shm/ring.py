@@ -90,19 +90,30 @@ class EventRing(Channel):
 
     # -- producer -------------------------------------------------------------------------------
     def push(self) -> int:
-        """Copy ``tx`` into the next slot and publish it: its sequence number (from 1), 0 if full."""
-        if not self._room():
-            return 0
+        """Copy ``tx`` into the next slot and publish it: its sequence number (from 1), 0 if full.
+
+        The hot path of every producer, so it is written out flat: each Python call or attribute
+        lookup it avoids is tens of nanoseconds on a path that costs a few hundred.
+        """
         w = self._write
+        if w - self._read_cached >= self.capacity and not self._room():
+            return 0
         off = sg.HEADER_BYTES + (w & self.mask) * self.itemsize
+        q = self.q
         self.mv[off:off + self.itemsize] = self._tx_bytes
-        return self._publish_at(w, off)
+        w += 1
+        q[off >> 3] = w                 # the record's ``seq`` field
+        q[sg.W_WRITE] = w               # publish: after the slot's bytes (x86 store order)
+        self._write = w
+        if self._notify_fd >= 0:
+            os.eventfd_write(self._notify_fd, 1)
+        return w
 
     def _publish_at(self, w: int, off: int) -> int:
         q = self.q
         w += 1
-        q[off >> 3] = w                 # the record's ``seq`` field
-        q[sg.W_WRITE] = w               # publish: after the slot's bytes (x86 store order)
+        q[off >> 3] = w
+        q[sg.W_WRITE] = w
         self._write = w
         if self._notify_fd >= 0:
             os.eventfd_write(self._notify_fd, 1)
@@ -193,12 +204,17 @@ class EventRing(Channel):
                     return True
                 if not slept:
                     return False
-        deadline_ns = None if timeout_s is None else time.monotonic_ns() + int(timeout_s * 1e9)
         r = self._read
+        if timeout_s is None:
+            while q[sg.W_WRITE] == r:
+                pass
+            self._write_cached = q[sg.W_WRITE]
+            return True
+        deadline_ns = time.monotonic_ns() + int(timeout_s * 1e9)
         n = 0
         while q[sg.W_WRITE] == r:
             n += 1
-            if deadline_ns is not None and not n & 1023 and time.monotonic_ns() > deadline_ns:
+            if not n & 1023 and time.monotonic_ns() > deadline_ns:
                 return False
         self._write_cached = q[sg.W_WRITE]
         return True

@@ -72,3 +72,24 @@ class BlockWaiter:
 
 def signal(fd: int) -> None:
     os.eventfd_write(fd, 1)
+
+
+CPU_DMA_LATENCY = "/dev/cpu_dma_latency"
+
+
+def hold_cpu_dma_latency(max_us: int = 0) -> int | None:
+    """Ask the kernel to keep every CPU out of idle states slower to leave than ``max_us``, for as long
+    as the returned descriptor stays open (the PM QoS interface tuned's latency-performance profile
+    uses). This is what makes a ``block`` wait wake in microseconds instead of tens of them: a sleeping
+    consumer's CPU otherwise drops into a deep idle state. Needs root (or the device's permissions);
+    returns None, changing nothing, when not allowed."""
+    try:
+        fd = os.open(CPU_DMA_LATENCY, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        os.write(fd, int(max_us).to_bytes(4, "little"))
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
