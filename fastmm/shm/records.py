@@ -91,22 +91,37 @@ FILL = _dtype([
     ("checksum", "<u8"),
 ])
 
+# Process state bits in HEALTH.state: what the supervisor's lifecycle needs to know about a process.
+STATE_CONNECTED = 1 << 0     # its venue connection is up
+STATE_FRESH = 1 << 1         # a feed: its book is valid and recent
+STATE_LOGGED_ON = 1 << 2     # a FIX session is logged on (quoter: order entry; feed-truex-md: market data)
+STATE_SUBSCRIBED = 1 << 3    # market data subscribed and a snapshot applied
+STATE_QUOTING = 1 << 4       # the quoter has live quotes or is placing them
+STATE_FLAT = 1 << 5          # no live orders (quoter) / no hedge in flight (hedger)
+STATE_RISK_TRIPPED = 1 << 6  # the kill switch is tripped in this process
+
 HEALTH = _dtype([
     ("seq", "<u8"),
-    ("t_pub", "<i8"),          # the heartbeat: last time the process showed it was alive
+    ("t_pub", "<i8"),          # the heartbeat: last time the process showed it was alive (CLOCK_MONOTONIC)
     ("pid", "<i8"),
-    ("state", "<u4"),          # process-defined state code (e.g. 1 = connected, 0 = not)
-    ("restarts", "<u4"),
+    ("state", "<u4"),          # STATE_* bits
+    ("restarts", "<u4"),       # written by the supervisor's view; the process copies what it is told
+    ("acked", "<u8"),          # the id of the last supervisor command this process has carried out
     ("messages", "<u8"),       # messages handled, so an operator sees a feed that is alive but idle
     ("errors", "<u8"),
     ("checksum", "<u8"),
 ])
 
+# Supervisor commands in CONTROL.command (names as in fastmm.procs.lifecycle.Command).
+COMMANDS = ("none", "start_quoting", "pull_quotes", "cancel_all", "hedge_flat", "logout", "exit")
+COMMAND_CODES = {name: code for code, name in enumerate(COMMANDS)}
+
 CONTROL = _dtype([
     ("seq", "<u8"),
     ("t_pub", "<i8"),
     ("phase", "<u4"),          # fastmm.procs.lifecycle.Phase
-    ("command", "<u4"),        # a command for the processes, see fastmm.procs
+    ("command", "<u4"),        # COMMAND_CODES
+    ("command_id", "<u8"),     # increases with every command; processes ack it in HEALTH.acked
     ("reason", "S48"),
     ("checksum", "<u8"),
 ])
