@@ -1,0 +1,136 @@
+"""PriceAggregator: one fair mid and a confidence in [0, 1] from the reference venues (sans-I/O).
+
+Each source contributes its top of book (integer 1e-8 units, as published in shared memory) and the
+local receive time. A source is used while it is *valid* (a two-sided book, not crossed, not flagged
+stale by its feed) and *fresh* (younger than its ``stale_after_ns``). The fair mid is the mean of the
+valid sources' mids weighted by configured weight x freshness x tightness, then moved by the USD->PYUSD
+basis. The confidence is the product of four factors, each in [0, 1]:
+
+* coverage   0.5 + 0.5 x (weight of the sources in use / weight of all sources): losing one of two
+             sources lowers confidence to 0.75 but keeps a price (the seed: Coinbase dead -> Kraken alone)
+* freshness  weighted mean over sources in use of 1 - 0.5 x age / stale_after (1 when just received)
+* tightness  weighted mean of 1 - spread / (4 x max_dispersion): a wide book says little about value
+* agreement  1 - dispersion / max_dispersion, dispersion = (highest mid - lowest mid) / fair mid
+
+No source in use: no price (mid 0, confidence 0), so the quoter pulls its quotes. Time is an argument;
+:meth:`PriceAggregator.update` and :meth:`PriceAggregator.on_timer` return a new :class:`FairPrice` only
+when the mid or the confidence (to 1e-3) changed, so a quiet market causes no work downstream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+E8 = 100_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class FairPrice:
+    mid_e8: int             # fair mid in PYUSD, 1e-8 units (0 = no price)
+    mid: float              # the same as a float signal, in PYUSD
+    confidence: float
+    sources: tuple[str, ...]   # the sources in use
+    t_ns: int               # when it was computed (the caller's clock)
+    t_recv_ns: int          # receive time of the newest input that went into it (for latency stages)
+
+    @property
+    def has_price(self) -> bool:
+        return self.mid_e8 > 0
+
+
+@dataclass(slots=True)
+class _Source:
+    weight: float
+    stale_after_ns: int
+    bid_e8: int = 0
+    ask_e8: int = 0
+    t_recv_ns: int = 0
+    flagged_stale: bool = False
+    received: bool = False
+
+
+class PriceAggregator:
+    def __init__(self, sources: dict[str, tuple[float, int]], *, basis_bps: float = 0.0,
+                 max_dispersion_bps: float = 20.0) -> None:
+        """``sources``: name -> (weight, stale_after_ns)."""
+        if not sources:
+            raise ValueError("the aggregator needs at least one reference source")
+        self._sources = {n: _Source(float(w), int(s)) for n, (w, s) in sources.items() if w > 0}
+        if not self._sources:
+            raise ValueError("every reference source has weight 0")
+        self._total_weight = sum(s.weight for s in self._sources.values())
+        self.basis = 1.0 + basis_bps / 10_000.0
+        self.max_dispersion = max_dispersion_bps / 10_000.0
+        self.last = FairPrice(0, 0.0, 0.0, (), 0, 0)
+        self.rejected = 0   # crossed or one-sided books seen
+
+    @classmethod
+    def from_config(cls, cfg: object) -> PriceAggregator:
+        """From a :class:`fastmm.config.Config` (pricing, coinbase and kraken sections)."""
+        c = cfg  # type: ignore[assignment]
+        sources: dict[str, tuple[float, int]] = {}
+        if c.coinbase.enabled:  # type: ignore[attr-defined]
+            sources["coinbase"] = (c.pricing.coinbase_weight, c.coinbase.stale_after_ms * 1_000_000)  # type: ignore[attr-defined]
+        if c.kraken.enabled:  # type: ignore[attr-defined]
+            sources["kraken"] = (c.pricing.kraken_weight, c.kraken.stale_after_ms * 1_000_000)  # type: ignore[attr-defined]
+        return cls(sources, basis_bps=float(c.pricing.basis_bps),  # type: ignore[attr-defined]
+                   max_dispersion_bps=c.pricing.max_dispersion_bps)  # type: ignore[attr-defined]
+
+    @property
+    def source_names(self) -> tuple[str, ...]:
+        return tuple(self._sources)
+
+    def update(self, source: str, bid_e8: int, ask_e8: int, t_recv_ns: int, now_ns: int,
+               stale: bool = False) -> FairPrice | None:
+        """A new top of book from ``source``; returns the new fair price if it changed."""
+        s = self._sources.get(source)
+        if s is None:
+            raise KeyError(f"unknown reference source {source!r}")
+        if not stale and (bid_e8 <= 0 or ask_e8 <= 0 or bid_e8 >= ask_e8):
+            self.rejected += 1
+            stale = True   # a crossed or one-sided book is not a price
+        s.bid_e8, s.ask_e8, s.t_recv_ns, s.flagged_stale, s.received = bid_e8, ask_e8, t_recv_ns, stale, True
+        return self._recompute(now_ns)
+
+    def on_timer(self, now_ns: int) -> FairPrice | None:
+        """Age the sources; returns a new fair price when freshness changed it (e.g. a source died)."""
+        return self._recompute(now_ns)
+
+    def current(self, now_ns: int) -> FairPrice:
+        self._recompute(now_ns)
+        return self.last
+
+    def _recompute(self, now_ns: int) -> FairPrice | None:
+        used: list[tuple[str, float, float, float, float, int]] = []  # name, mid, w, fresh, tight, t_recv
+        for name, s in self._sources.items():
+            if not s.received or s.flagged_stale:
+                continue
+            age = now_ns - s.t_recv_ns
+            if age > s.stale_after_ns:
+                continue
+            mid = (s.bid_e8 + s.ask_e8) / 2.0
+            fresh = 1.0 - 0.5 * max(0, age) / s.stale_after_ns
+            spread = (s.ask_e8 - s.bid_e8) / mid
+            tight = max(0.0, 1.0 - spread / (4.0 * self.max_dispersion))
+            used.append((name, mid, s.weight, fresh, tight, s.t_recv_ns))
+        if not used:
+            fair = FairPrice(0, 0.0, 0.0, (), now_ns, 0)
+        else:
+            wsum = sum(w * f * max(t, 1e-6) for _, _, w, f, t, _ in used)
+            mid_usd = sum(m * w * f * max(t, 1e-6) for _, m, w, f, t, _ in used) / wsum
+            plain_w = sum(w for _, _, w, _, _, _ in used)
+            coverage = 0.5 + 0.5 * plain_w / self._total_weight
+            freshness = sum(w * f for _, _, w, f, _, _ in used) / plain_w
+            tightness = sum(w * t for _, _, w, _, t, _ in used) / plain_w
+            mids = [m for _, m, _, _, _, _ in used]
+            dispersion = (max(mids) - min(mids)) / mid_usd
+            agreement = max(0.0, 1.0 - dispersion / self.max_dispersion)
+            conf = coverage * freshness * tightness * agreement
+            mid_e8 = round(mid_usd * self.basis)
+            fair = FairPrice(mid_e8, mid_e8 / E8, round(conf, 3), tuple(n for n, *_ in used), now_ns,
+                             max(t for *_, t in used))
+        last = self.last
+        if fair.mid_e8 == last.mid_e8 and fair.confidence == last.confidence and fair.sources == last.sources:
+            return None
+        self.last = fair
+        return fair
