@@ -8,10 +8,14 @@ supervisor dies, so no orphan keeps quoting without a supervisor.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
+import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 
 from fastmm.config import Config
 from fastmm.procs.plan import health_channel
@@ -19,6 +23,7 @@ from fastmm.shm import LatestValue
 from fastmm.shm.records import COMMANDS, CONTROL, HEALTH
 
 PR_SET_PDEATHSIG = 1
+log = logging.getLogger("fastmm.child")
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> bool:
@@ -88,3 +93,30 @@ class SupervisorLink:
     def close(self) -> None:
         self.control.close()
         self.health.close()
+
+
+async def serve_supervisor(link: SupervisorLink, stop: asyncio.Event, *, period_s: float = 0.05,
+                           on_command: Callable[[int, str], bool] | None = None) -> None:
+    """Heartbeat every ``period_s`` and carry out supervisor commands until ``stop`` is set.
+
+    ``on_command(id, name)`` returns True when the command is done (it is then acknowledged); ``exit``
+    always stops the process. A supervisor that disappeared stops it too.
+    """
+    while not stop.is_set():
+        cmd = link.pending_command()
+        if cmd is not None:
+            cid, name = cmd
+            if name == "exit":
+                link.ack(cid)
+                stop.set()
+                break
+            if on_command is None or on_command(cid, name):
+                link.ack(cid)
+        if link.supervisor_gone():
+            log.error("%s: supervisor gone; stopping", link.name)
+            stop.set()
+            break
+        link.heartbeat()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), period_s)
+    link.heartbeat()

@@ -1,0 +1,98 @@
+"""feed-coinbase: the Coinbase reference book, published to ``ref.coinbase``.
+
+Under the supervisor it attaches to its channel and heartbeats; ``fastmm feed coinbase --print`` runs
+the same client alone, printing each new top of book, for debugging against the simulator or the real
+endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from typing import TextIO
+
+from fastmm.config import Config
+from fastmm.data.units import format_e8
+from fastmm.procs.book_channel import BookPublisher
+from fastmm.procs.child import SupervisorLink, serve_supervisor
+from fastmm.shm import LatestValue
+from fastmm.shm.records import STATE_CONNECTED, STATE_FRESH, TOP_OF_BOOK, VENUE_COINBASE
+from fastmm.venues.coinbase.client import Backoff, CoinbaseClient
+from fastmm.venues.coinbase.codec import CoinbaseFeed, FeedEvent, TopChanged
+
+
+def _install_stop(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def run_supervised(cfg: Config, name: str = "feed-coinbase") -> int:
+    stop = asyncio.Event()
+    _install_stop(stop)
+    link = SupervisorLink(cfg, name)
+    channel = LatestValue.attach(cfg.instance.name, "ref.coinbase", TOP_OF_BOOK)
+    channel.claim_writer()
+    publisher = BookPublisher(channel, VENUE_COINBASE)
+    feed = CoinbaseFeed(cfg.coinbase.product_id, cfg.coinbase.depth_levels)
+
+    def on_events(events: list[FeedEvent]) -> None:
+        for ev in events:
+            if isinstance(ev, TopChanged):
+                bids, asks = feed.top()
+                publisher.publish(bids, asks, t_venue_ns=ev.t_venue_ns, t_recv_ns=ev.t_recv_ns,
+                                  venue_seq=ev.sequence_num)
+                link.messages += 1
+                link.set_state(STATE_FRESH)
+        link.set_state(STATE_CONNECTED, client.connected)
+
+    def on_stale(why: str) -> None:
+        publisher.publish_stale(time.monotonic_ns())
+        link.set_state(STATE_FRESH, False)
+        link.set_state(STATE_CONNECTED, client.connected)
+        link.errors += 1
+
+    client = CoinbaseClient(cfg.coinbase.ws_url, feed, on_events, on_stale,
+                            stale_after_s=cfg.coinbase.stale_after_ms / 1000)
+    task = asyncio.create_task(client.run(stop))
+    try:
+        await serve_supervisor(link, stop)
+    finally:
+        stop.set()
+        await task
+        publisher.publish_stale(time.monotonic_ns())
+        channel.close()
+        link.close()
+    return 0
+
+
+async def run_print(cfg: Config, out: TextIO = sys.stdout, limit: int = 0, seed: int | None = None) -> int:
+    """Print every new top of book until Ctrl-C (or ``limit`` of them)."""
+    stop = asyncio.Event()
+    _install_stop(stop)
+    feed = CoinbaseFeed(cfg.coinbase.product_id, cfg.coinbase.depth_levels)
+    printed = 0
+
+    def on_events(events: list[FeedEvent]) -> None:
+        nonlocal printed
+        for ev in events:
+            if isinstance(ev, TopChanged):
+                (bids, asks) = feed.top()
+                bid = f"{format_e8(bids[0][1])} @ {format_e8(bids[0][0])}" if bids else "-"
+                ask = f"{format_e8(asks[0][1])} @ {format_e8(asks[0][0])}" if asks else "-"
+                print(f"seq {ev.sequence_num:>8}  bid {bid:>28}   ask {ask:<28}", file=out, flush=True)
+                printed += 1
+                if limit and printed >= limit:
+                    stop.set()
+
+    def on_stale(why: str) -> None:
+        print(f"stale: {why}", file=out, flush=True)
+
+    client = CoinbaseClient(cfg.coinbase.ws_url, feed, on_events, on_stale,
+                            stale_after_s=cfg.coinbase.stale_after_ms / 1000, backoff=Backoff(seed=seed))
+    await client.run(stop)
+    print(f"{printed} tops printed, {feed.messages} messages, {feed.gaps} gaps, "
+          f"bad: {dict(feed.bad.counts) or 'none'}", file=out, flush=True)
+    return 0

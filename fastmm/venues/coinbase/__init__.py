@@ -1,0 +1,1 @@
+"""Coinbase Advanced Trade market data: the pure codec and book (codec.py), the asyncio client."""

@@ -1,0 +1,127 @@
+"""The asyncio shell of the Coinbase feed: connect, subscribe, move frames into :class:`CoinbaseFeed`.
+
+It only moves bytes and time: every decision (sequence gaps, the book, bad frames) is the codec's. On a
+gap it resubscribes ``level2``; on silence past ``stale_after`` it tells its owner the source is stale
+and, after twice that, reconnects; a lost connection is retried with exponential backoff and jitter
+(seeded, so tests are deterministic).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+
+import websockets
+
+from fastmm.venues.coinbase.codec import MAX_FRAME_BYTES, CoinbaseFeed, FeedEvent, Resubscribe
+
+log = logging.getLogger("fastmm.coinbase")
+
+
+class Backoff:
+    """Exponential backoff with jitter: ``first * 2^n`` capped at ``cap``, times a factor in [0.5, 1)."""
+
+    def __init__(self, first_s: float = 0.1, cap_s: float = 10.0, seed: int | None = None) -> None:
+        self.first_s, self.cap_s = first_s, cap_s
+        self.attempt = 0
+        self._rng = random.Random(seed)
+
+    def next_delay(self) -> float:
+        base = min(self.cap_s, self.first_s * (2 ** self.attempt))
+        self.attempt += 1
+        return base * (0.5 + self._rng.random() / 2)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class CoinbaseClient:
+    def __init__(self, url: str, feed: CoinbaseFeed, on_events: Callable[[list[FeedEvent]], None],
+                 on_stale: Callable[[str], None], *, stale_after_s: float = 2.0,
+                 open_timeout_s: float = 5.0, backoff: Backoff | None = None,
+                 clock: Callable[[], int] = time.monotonic_ns) -> None:
+        self.url = url
+        self.feed = feed
+        self.on_events = on_events
+        self.on_stale = on_stale
+        self.stale_after_s = stale_after_s
+        self.open_timeout_s = open_timeout_s
+        self.backoff = backoff or Backoff()
+        self.clock = clock
+        self.connected = False
+        self.connects = 0
+        self.stale = True
+        self._ws: websockets.ClientConnection | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Keep a connection up until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                await self._session(stop)
+            except (TimeoutError, OSError, websockets.WebSocketException) as e:
+                log.warning("coinbase: connection to %s failed or lost: %s", self.url, e or type(e).__name__)
+            finally:
+                self.connected = False
+                self._ws = None
+                self._mark_stale("disconnected")
+            if stop.is_set():
+                break
+            delay = self.backoff.next_delay()
+            log.info("coinbase: reconnecting in %.2f s", delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        async with websockets.connect(self.url, max_size=MAX_FRAME_BYTES, open_timeout=self.open_timeout_s,
+                                      ping_interval=None, compression=None) as ws:
+            self._ws = ws
+            self.connected = True
+            self.connects += 1
+            self.feed.connection_reset()
+            for msg in self.feed.subscriptions():
+                await ws.send(msg.decode())
+            log.info("coinbase: connected to %s, subscribed %s", self.url, self.feed.product_id)
+            watchdog = asyncio.create_task(self._watch(ws, stop))
+            try:
+                async for frame in ws:
+                    t = self.clock()
+                    events = self.feed.on_frame(frame, t)
+                    if events:
+                        if any(isinstance(e, Resubscribe) for e in events):
+                            self._mark_stale("sequence gap")
+                            for msg in self.feed.resubscription():
+                                await ws.send(msg.decode())
+                        else:
+                            self.stale = not self.feed.synced
+                        self.backoff.reset()
+                        self.on_events(events)
+                    if stop.is_set():
+                        break
+            finally:
+                watchdog.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watchdog
+
+    async def _watch(self, ws: websockets.ClientConnection, stop: asyncio.Event) -> None:
+        """Silence past stale_after marks the source stale; twice that, the connection is replaced."""
+        period = min(0.05, self.stale_after_s / 4)
+        while not stop.is_set():
+            await asyncio.sleep(period)
+            silent_s = (self.clock() - self.feed.last_recv_ns) / 1e9 if self.feed.last_recv_ns else 0.0
+            if silent_s > self.stale_after_s:
+                self._mark_stale(f"silent for {silent_s:.1f} s")
+            if silent_s > 2 * self.stale_after_s:
+                log.warning("coinbase: silent for %.1f s; reconnecting", silent_s)
+                await ws.close()
+                return
+        await ws.close()
+
+    def _mark_stale(self, why: str) -> None:
+        if not self.stale:
+            self.stale = True
+            log.warning("coinbase: source stale: %s", why)
+            self.on_stale(why)

@@ -1,0 +1,254 @@
+"""Coinbase Advanced Trade market data, sans-I/O: frames in, book and events out.
+
+:class:`CoinbaseFeed` is fed each WebSocket text frame with its local receive time. It checks the
+envelope's ``sequence_num`` (one more per message on a connection), keeps the ``l2_data`` book of one
+product (snapshot, then absolute sizes, "0" removes a level), and answers with what the shell must do:
+publish a new top of book, resubscribe after a gap, or nothing. It never raises on bad input: a frame
+that cannot be used is dropped, counted by reason and logged once, and never moves the published price.
+
+Rules (venue facts, section 2): a sequence gap drops the book and resubscribes ``level2``; updates
+before a snapshot are ignored; a second snapshot replaces the book; a crossed book is published with
+the crossed flag so the aggregator ignores it; a negative or non-numeric size is rejected, and the whole
+message with it (applying half a message would publish a book that never existed).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+
+from fastmm.data.book import L2Book
+from fastmm.data.units import DataError, parse_e8
+from fastmm.logs import OnceLogger
+
+log = logging.getLogger("fastmm.coinbase")
+
+CHANNELS = ("level2", "heartbeats", "market_trades")
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+
+
+def subscribe_message(product_id: str, channel: str, unsubscribe: bool = False) -> bytes:
+    """One channel per message, as the venue facts say (``level2`` answers on ``l2_data``)."""
+    return orjson.dumps({"type": "unsubscribe" if unsubscribe else "subscribe",
+                         "product_ids": [product_id], "channel": channel})
+
+
+def parse_timestamp_ns(text: str) -> int:
+    """RFC 3339 with up to 9 fractional digits ("2023-02-09T20:32:50.714964855Z") -> ns since epoch."""
+    if not text.endswith("Z"):
+        raise DataError(f"timestamp without Z: {text!r}")
+    head, _, frac = text[:-1].partition(".")
+    try:
+        secs = int(datetime.fromisoformat(head + "+00:00").timestamp())
+    except ValueError:
+        raise DataError(f"bad timestamp {text!r}") from None
+    if frac and not (frac.isdigit() and len(frac) <= 9):
+        raise DataError(f"bad fractional seconds in {text!r}")
+    return secs * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
+
+
+@dataclass(frozen=True, slots=True)
+class TopChanged:
+    """The book's top levels changed: publish them."""
+
+    t_venue_ns: int
+    t_recv_ns: int
+    sequence_num: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resubscribe:
+    """A sequence gap (or a broken snapshot): the book is dropped; resubscribe ``level2``."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MarketTrade:
+    t_venue_ns: int
+    t_recv_ns: int
+    price_e8: int
+    size_e8: int
+    maker_side: str   # "BUY" or "SELL": Coinbase's side is the maker's
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    counter: int
+    t_recv_ns: int
+
+
+FeedEvent = TopChanged | Resubscribe | MarketTrade | Heartbeat
+
+
+class CoinbaseFeed:
+    """The protocol state of one connection for one product."""
+
+    def __init__(self, product_id: str = "BTC-USD", depth: int = 5) -> None:
+        self.product_id = product_id
+        self.depth = depth
+        self.book = L2Book()
+        self.synced = False          # a snapshot has been applied since the last gap
+        self.expected_seq: int | None = None
+        self.last_recv_ns = 0        # last frame of any channel (heartbeats included)
+        self.last_book_ns = 0        # last applied l2_data message
+        self.t_venue_ns = 0
+        self.sequence_num = 0
+        self.messages = 0
+        self.gaps = 0
+        self.bad = OnceLogger(log)
+        self._top: tuple = ()
+
+    def connection_reset(self) -> None:
+        """A new connection: sequence numbers start again, the book must come again as a snapshot."""
+        self.expected_seq = None
+        self.synced = False
+        self.book = L2Book()
+        self._top = ()
+
+    def subscriptions(self) -> list[bytes]:
+        return [subscribe_message(self.product_id, ch) for ch in CHANNELS]
+
+    def resubscription(self) -> list[bytes]:
+        return [subscribe_message(self.product_id, "level2", unsubscribe=True),
+                subscribe_message(self.product_id, "level2")]
+
+    def top(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        return self.book.top(self.depth)
+
+    # -- input ------------------------------------------------------------------------------------
+    def on_frame(self, frame: bytes | str, t_recv_ns: int) -> list[FeedEvent]:
+        if len(frame) > MAX_FRAME_BYTES:
+            self.bad("frame too large", f"{len(frame)} bytes")
+            return []
+        try:
+            msg = orjson.loads(frame)
+        except orjson.JSONDecodeError as e:
+            self.bad("not JSON", str(e)[:80])
+            return []
+        if not isinstance(msg, dict):
+            self.bad("not a JSON object")
+            return []
+        self.last_recv_ns = t_recv_ns
+        self.messages += 1
+        out: list[FeedEvent] = []
+        seq = msg.get("sequence_num")
+        if isinstance(seq, int) and not isinstance(seq, bool):
+            if self.expected_seq is not None and seq != self.expected_seq:
+                if seq < self.expected_seq:
+                    self.bad("sequence_num went backwards", f"{seq} after {self.expected_seq - 1}")
+                    return []
+                self.gaps += 1
+                missing = seq - self.expected_seq
+                log.warning("coinbase: sequence gap: expected %d, got %d; dropping the book, resubscribing",
+                            self.expected_seq, seq)
+                self.expected_seq = seq + 1
+                self._drop_book()
+                return [Resubscribe(f"sequence gap: {missing} message(s) lost before {seq}")]
+            self.expected_seq = seq + 1
+            self.sequence_num = seq
+        channel = msg.get("channel")
+        try:
+            if channel == "l2_data":
+                ev = self._on_l2(msg, t_recv_ns)
+                if ev is not None:
+                    out.append(ev)
+            elif channel == "market_trades":
+                out.extend(self._on_trades(msg, t_recv_ns))
+            elif channel == "heartbeats":
+                out.extend(self._on_heartbeats(msg, t_recv_ns))
+            elif channel == "subscriptions":
+                pass
+            elif msg.get("type") == "error":
+                self.bad("venue error", str(msg.get("message"))[:120])
+            else:
+                self.bad("unknown channel", str(channel)[:40])
+        except (DataError, KeyError, TypeError, ValueError, AttributeError) as e:
+            self.bad(f"bad {channel} message", str(e)[:120])
+        return out
+
+    def _drop_book(self) -> None:
+        self.synced = False
+        self.book = L2Book()
+        self._top = ()
+
+    def _on_l2(self, msg: dict, t_recv_ns: int) -> TopChanged | Resubscribe | None:
+        events = msg["events"]
+        if not isinstance(events, list):
+            raise TypeError("events is not a list")
+        t_venue = parse_timestamp_ns(msg["timestamp"]) if "timestamp" in msg else 0
+        for ev in events:
+            if ev.get("product_id", self.product_id) != self.product_id:
+                continue
+            kind = ev.get("type")
+            changes = _parse_updates(ev["updates"])
+            if kind == "snapshot":
+                book = L2Book()
+                for side, price, size in changes:
+                    book.set_level(side, price, size)
+                self.book = book
+                self.synced = True
+            elif kind == "update":
+                if not self.synced:
+                    self.bad("update before snapshot")
+                    continue
+                for side, price, size in changes:
+                    self.book.set_level(side, price, size)
+            else:
+                self.bad("unknown l2_data event type", str(kind)[:40])
+        if not self.synced:
+            return None
+        self.last_book_ns = t_recv_ns
+        self.t_venue_ns = t_venue
+        top = self.book.top(self.depth)
+        if top == self._top:
+            return None
+        self._top = top
+        return TopChanged(t_venue, t_recv_ns, self.sequence_num)
+
+    def _on_trades(self, msg: dict, t_recv_ns: int) -> list[FeedEvent]:
+        out: list[FeedEvent] = []
+        for ev in msg["events"]:
+            for tr in ev.get("trades", ()):
+                if tr.get("product_id", self.product_id) != self.product_id:
+                    continue
+                side = tr["side"]
+                if side not in ("BUY", "SELL"):
+                    raise ValueError(f"trade side {side!r}")
+                price, size = parse_e8(tr["price"]), parse_e8(tr["size"])
+                if price <= 0 or size <= 0:
+                    raise ValueError(f"trade price {tr['price']!r} size {tr['size']!r}")
+                out.append(MarketTrade(parse_timestamp_ns(tr["time"]), t_recv_ns, price, size, side))
+        return out
+
+    def _on_heartbeats(self, msg: dict, t_recv_ns: int) -> list[FeedEvent]:
+        out: list[FeedEvent] = []
+        for ev in msg["events"]:
+            out.append(Heartbeat(int(ev["heartbeat_counter"]), t_recv_ns))
+        return out
+
+
+def _parse_updates(updates: list) -> list[tuple[str, int, int]]:
+    """Every update of an event, or an error for the whole event (no half-applied message)."""
+    if not isinstance(updates, list):
+        raise TypeError("updates is not a list")
+    out = []
+    for u in updates:
+        side = u["side"]
+        if side == "bid":
+            s = "bid"
+        elif side in ("offer", "ask"):
+            s = "ask"
+        else:
+            raise ValueError(f"side {side!r}")
+        price = parse_e8(u["price_level"])
+        size = parse_e8(u["new_quantity"])
+        if price <= 0:
+            raise ValueError(f"price_level {u['price_level']!r}")
+        if size < 0:
+            raise ValueError(f"negative new_quantity {u['new_quantity']!r}")
+        out.append((s, price, size))
+    return out
