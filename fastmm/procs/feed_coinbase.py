@@ -19,8 +19,8 @@ from fastmm.procs.book_channel import BookPublisher
 from fastmm.procs.child import SupervisorLink, serve_supervisor
 from fastmm.shm import LatestValue
 from fastmm.shm.records import STATE_CONNECTED, STATE_FRESH, TOP_OF_BOOK, VENUE_COINBASE
-from fastmm.venues.coinbase.client import Backoff, CoinbaseClient
-from fastmm.venues.coinbase.codec import CoinbaseFeed, FeedEvent, TopChanged
+from fastmm.venues.coinbase.codec import CoinbaseFeed, FeedEvent
+from fastmm.venues.ws_feed import Backoff, TopChanged, WsFeedClient
 
 
 def _install_stop(stop: asyncio.Event) -> None:
@@ -54,7 +54,7 @@ async def run_supervised(cfg: Config, name: str = "feed-coinbase") -> int:
         link.set_state(STATE_CONNECTED, client.connected)
         link.errors += 1
 
-    client = CoinbaseClient(cfg.coinbase.ws_url, feed, on_events, on_stale,
+    client = WsFeedClient(cfg.coinbase.ws_url, feed, on_events, on_stale,
                             stale_after_s=cfg.coinbase.stale_after_ms / 1000)
     task = asyncio.create_task(client.run(stop))
     try:
@@ -90,7 +90,7 @@ async def run_print(cfg: Config, out: TextIO = sys.stdout, limit: int = 0, seed:
     def on_stale(why: str) -> None:
         print(f"stale: {why}", file=out, flush=True)
 
-    client = CoinbaseClient(cfg.coinbase.ws_url, feed, on_events, on_stale,
+    client = WsFeedClient(cfg.coinbase.ws_url, feed, on_events, on_stale,
                             stale_after_s=cfg.coinbase.stale_after_ms / 1000, backoff=Backoff(seed=seed))
     await client.run(stop)
     print(f"{printed} tops printed, {feed.messages} messages, {feed.gaps} gaps, "

@@ -23,11 +23,11 @@ import orjson
 from fastmm.data.book import L2Book
 from fastmm.data.units import DataError, parse_e8
 from fastmm.logs import OnceLogger
+from fastmm.venues.ws_feed import MAX_FRAME_BYTES, Heartbeat, Resubscribe, TopChanged
 
 log = logging.getLogger("fastmm.coinbase")
 
 CHANNELS = ("level2", "heartbeats", "market_trades")
-MAX_FRAME_BYTES = 16 * 1024 * 1024
 
 
 def subscribe_message(product_id: str, channel: str, unsubscribe: bool = False) -> bytes:
@@ -51,22 +51,6 @@ def parse_timestamp_ns(text: str) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class TopChanged:
-    """The book's top levels changed: publish them."""
-
-    t_venue_ns: int
-    t_recv_ns: int
-    sequence_num: int
-
-
-@dataclass(frozen=True, slots=True)
-class Resubscribe:
-    """A sequence gap (or a broken snapshot): the book is dropped; resubscribe ``level2``."""
-
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
 class MarketTrade:
     t_venue_ns: int
     t_recv_ns: int
@@ -75,17 +59,13 @@ class MarketTrade:
     maker_side: str   # "BUY" or "SELL": Coinbase's side is the maker's
 
 
-@dataclass(frozen=True, slots=True)
-class Heartbeat:
-    counter: int
-    t_recv_ns: int
-
-
 FeedEvent = TopChanged | Resubscribe | MarketTrade | Heartbeat
 
 
 class CoinbaseFeed:
     """The protocol state of one connection for one product."""
+
+    venue = "coinbase"
 
     def __init__(self, product_id: str = "BTC-USD", depth: int = 5) -> None:
         self.product_id = product_id

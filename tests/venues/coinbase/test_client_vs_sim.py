@@ -8,12 +8,12 @@ import pytest
 
 from fastmm.sim.coinbase import CoinbaseFaults, CoinbaseSettings
 from fastmm.sim.coinbase_server import CoinbaseSimServer
-from fastmm.venues.coinbase.client import Backoff, CoinbaseClient
-from fastmm.venues.coinbase.codec import CoinbaseFeed, FeedEvent, TopChanged
+from fastmm.venues.coinbase.codec import CoinbaseFeed, FeedEvent
+from fastmm.venues.ws_feed import Backoff, TopChanged, WsFeedClient
 
 
 async def follow(settings: CoinbaseSettings, max_lines: int, timeout: float = 30.0
-                 ) -> tuple[CoinbaseFeed, CoinbaseClient, CoinbaseSimServer, list[str], int]:
+                 ) -> tuple[CoinbaseFeed, WsFeedClient, CoinbaseSimServer, list[str], int]:
     server = CoinbaseSimServer.from_capture(settings=settings, max_lines=max_lines, autostart=False)
     port = await server.start("127.0.0.1", 0)
     feed = CoinbaseFeed(depth=5)
@@ -24,7 +24,7 @@ async def follow(settings: CoinbaseSettings, max_lines: int, timeout: float = 30
         nonlocal tops
         tops += sum(isinstance(e, TopChanged) for e in events)
 
-    client = CoinbaseClient(f"ws://127.0.0.1:{port}", feed, on_events, stale.append, stale_after_s=2.0,
+    client = WsFeedClient(f"ws://127.0.0.1:{port}", feed, on_events, stale.append, stale_after_s=2.0,
                             backoff=Backoff(0.05, 0.5, seed=1))
     stop = asyncio.Event()
     task = asyncio.create_task(client.run(stop))

@@ -1,9 +1,10 @@
-"""The asyncio shell of the Coinbase feed: connect, subscribe, move frames into :class:`CoinbaseFeed`.
+"""The asyncio shell shared by the WebSocket reference feeds (Coinbase, Kraken): connect, subscribe,
+move frames into the venue's sans-I/O codec, and back.
 
-It only moves bytes and time: every decision (sequence gaps, the book, bad frames) is the codec's. On a
-gap it resubscribes ``level2``; on silence past ``stale_after`` it tells its owner the source is stale
-and, after twice that, reconnects; a lost connection is retried with exponential backoff and jitter
-(seeded, so tests are deterministic).
+It only moves bytes and time: every decision (sequence gaps, checksums, the book, bad frames) is the
+codec's. When the codec asks for it (:class:`Resubscribe`) it sends the codec's resubscription; on
+silence past ``stale_after`` it tells its owner the source is stale and, after twice that, reconnects;
+a lost connection is retried with exponential backoff and jitter (seeded, so tests are deterministic).
 """
 
 from __future__ import annotations
@@ -14,12 +15,50 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 import websockets
 
-from fastmm.venues.coinbase.codec import MAX_FRAME_BYTES, CoinbaseFeed, FeedEvent, Resubscribe
+log = logging.getLogger("fastmm.feed")
 
-log = logging.getLogger("fastmm.coinbase")
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TopChanged:
+    """The book's top levels changed: publish them."""
+
+    t_venue_ns: int
+    t_recv_ns: int
+    sequence_num: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resubscribe:
+    """A sequence gap, a checksum mismatch or a broken snapshot: the book is dropped; resubscribe."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    counter: int
+    t_recv_ns: int
+
+
+class BookCodec(Protocol):
+    """What a venue's sans-I/O book codec offers the shell."""
+
+    venue: str
+    synced: bool
+    last_recv_ns: int
+
+    def connection_reset(self) -> None: ...
+    def subscriptions(self) -> list[bytes]: ...
+    def resubscription(self) -> list[bytes]: ...
+    def on_frame(self, frame: bytes | str, t_recv_ns: int) -> list: ...
+    def top(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]: ...
 
 
 class Backoff:
@@ -39,8 +78,8 @@ class Backoff:
         self.attempt = 0
 
 
-class CoinbaseClient:
-    def __init__(self, url: str, feed: CoinbaseFeed, on_events: Callable[[list[FeedEvent]], None],
+class WsFeedClient:
+    def __init__(self, url: str, feed: BookCodec, on_events: Callable[[list], None],
                  on_stale: Callable[[str], None], *, stale_after_s: float = 2.0,
                  open_timeout_s: float = 5.0, backoff: Backoff | None = None,
                  clock: Callable[[], int] = time.monotonic_ns) -> None:
@@ -63,7 +102,8 @@ class CoinbaseClient:
             try:
                 await self._session(stop)
             except (TimeoutError, OSError, websockets.WebSocketException) as e:
-                log.warning("coinbase: connection to %s failed or lost: %s", self.url, e or type(e).__name__)
+                log.warning("%s: connection to %s failed or lost: %s", self.feed.venue, self.url,
+                            e or type(e).__name__)
             finally:
                 self.connected = False
                 self._ws = None
@@ -71,7 +111,7 @@ class CoinbaseClient:
             if stop.is_set():
                 break
             delay = self.backoff.next_delay()
-            log.info("coinbase: reconnecting in %.2f s", delay)
+            log.info("%s: reconnecting in %.2f s", self.feed.venue, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
 
@@ -84,7 +124,7 @@ class CoinbaseClient:
             self.feed.connection_reset()
             for msg in self.feed.subscriptions():
                 await ws.send(msg.decode())
-            log.info("coinbase: connected to %s, subscribed %s", self.url, self.feed.product_id)
+            log.info("%s: connected to %s and subscribed", self.feed.venue, self.url)
             watchdog = asyncio.create_task(self._watch(ws, stop))
             try:
                 async for frame in ws:
@@ -92,7 +132,7 @@ class CoinbaseClient:
                     events = self.feed.on_frame(frame, t)
                     if events:
                         if any(isinstance(e, Resubscribe) for e in events):
-                            self._mark_stale("sequence gap")
+                            self._mark_stale(next(e.reason for e in events if isinstance(e, Resubscribe)))
                             for msg in self.feed.resubscription():
                                 await ws.send(msg.decode())
                         else:
@@ -115,7 +155,7 @@ class CoinbaseClient:
             if silent_s > self.stale_after_s:
                 self._mark_stale(f"silent for {silent_s:.1f} s")
             if silent_s > 2 * self.stale_after_s:
-                log.warning("coinbase: silent for %.1f s; reconnecting", silent_s)
+                log.warning("%s: silent for %.1f s; reconnecting", self.feed.venue, silent_s)
                 await ws.close()
                 return
         await ws.close()
@@ -123,5 +163,5 @@ class CoinbaseClient:
     def _mark_stale(self, why: str) -> None:
         if not self.stale:
             self.stale = True
-            log.warning("coinbase: source stale: %s", why)
+            log.warning("%s: source stale: %s", self.feed.venue, why)
             self.on_stale(why)
