@@ -16,9 +16,12 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 import websockets
+
+from fastmm.data.units import DataError
 
 log = logging.getLogger("fastmm.feed")
 
@@ -45,6 +48,20 @@ class Resubscribe:
 class Heartbeat:
     counter: int
     t_recv_ns: int
+
+
+def parse_timestamp_ns(text: str) -> int:
+    """RFC 3339 with up to 9 fractional digits ("2023-02-09T20:32:50.714964855Z") -> ns since epoch."""
+    if not text.endswith("Z"):
+        raise DataError(f"timestamp without Z: {text!r}")
+    head, _, frac = text[:-1].partition(".")
+    try:
+        secs = int(datetime.fromisoformat(head + "+00:00").timestamp())
+    except ValueError:
+        raise DataError(f"bad timestamp {text!r}") from None
+    if frac and not (frac.isdigit() and len(frac) <= 9):
+        raise DataError(f"bad fractional seconds in {text!r}")
+    return secs * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
 
 
 class BookCodec(Protocol):

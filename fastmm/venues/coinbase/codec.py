@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
 
 import orjson
 
 from fastmm.data.book import L2Book
 from fastmm.data.units import DataError, parse_e8
 from fastmm.logs import OnceLogger
-from fastmm.venues.ws_feed import MAX_FRAME_BYTES, Heartbeat, Resubscribe, TopChanged
+from fastmm.venues.ws_feed import MAX_FRAME_BYTES, Heartbeat, Resubscribe, TopChanged, parse_timestamp_ns
 
 log = logging.getLogger("fastmm.coinbase")
 
@@ -34,20 +33,6 @@ def subscribe_message(product_id: str, channel: str, unsubscribe: bool = False) 
     """One channel per message, as the venue facts say (``level2`` answers on ``l2_data``)."""
     return orjson.dumps({"type": "unsubscribe" if unsubscribe else "subscribe",
                          "product_ids": [product_id], "channel": channel})
-
-
-def parse_timestamp_ns(text: str) -> int:
-    """RFC 3339 with up to 9 fractional digits ("2023-02-09T20:32:50.714964855Z") -> ns since epoch."""
-    if not text.endswith("Z"):
-        raise DataError(f"timestamp without Z: {text!r}")
-    head, _, frac = text[:-1].partition(".")
-    try:
-        secs = int(datetime.fromisoformat(head + "+00:00").timestamp())
-    except ValueError:
-        raise DataError(f"bad timestamp {text!r}") from None
-    if frac and not (frac.isdigit() and len(frac) <= 9):
-        raise DataError(f"bad fractional seconds in {text!r}")
-    return secs * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""Venue adapters: one folder per venue (codec pure, sessions and clients as thin shells)."""
