@@ -20,6 +20,8 @@ EXIT_CONFIG = 2
 # Modules that define `register(subparsers: argparse._SubParsersAction) -> None`.
 _COMMAND_MODULES: tuple[str, ...] = (
     "fastmm.config_cli",
+    "fastmm.feed_cli",
+    "fastmm.fix_cli",
 )
 
 

@@ -22,6 +22,7 @@ from typing import Protocol
 import websockets
 
 from fastmm.data.units import DataError
+from fastmm.logs import OnceLogger
 
 log = logging.getLogger("fastmm.feed")
 
@@ -70,6 +71,9 @@ class BookCodec(Protocol):
     venue: str
     synced: bool
     last_recv_ns: int
+    messages: int            # frames received
+    gaps: int                # book resynchronisations (sequence gaps, checksum mismatches)
+    bad: OnceLogger          # bad input, counted by reason
 
     def connection_reset(self) -> None: ...
     def subscriptions(self) -> list[bytes]: ...

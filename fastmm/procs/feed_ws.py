@@ -1,0 +1,115 @@
+"""feed-coinbase and feed-kraken: a WebSocket reference book, published to ``ref.<venue>``.
+
+Under the supervisor a feed attaches to its channel and heartbeats; ``fastmm feed coinbase --print``
+(or ``kraken``) runs the same client alone, printing each new top of book, for debugging against the
+simulator or the real endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from typing import TextIO
+
+from fastmm.config import Config
+from fastmm.data.units import format_e8
+from fastmm.procs.book_channel import BookPublisher
+from fastmm.procs.child import SupervisorLink, serve_supervisor
+from fastmm.shm import LatestValue
+from fastmm.shm.records import STATE_CONNECTED, STATE_FRESH, TOP_OF_BOOK, VENUE_COINBASE, VENUE_KRAKEN
+from fastmm.venues.coinbase.codec import CoinbaseFeed
+from fastmm.venues.kraken.ws_codec import KrakenBookFeed
+from fastmm.venues.ws_feed import Backoff, BookCodec, TopChanged, WsFeedClient
+
+VENUES = ("coinbase", "kraken")
+
+
+def make_codec(cfg: Config, venue: str) -> tuple[BookCodec, str, float, int]:
+    """The venue's codec, its URL, its stale time in seconds and its venue code."""
+    if venue == "coinbase":
+        c = cfg.coinbase
+        return (CoinbaseFeed(c.product_id, c.depth_levels), c.ws_url, c.stale_after_ms / 1000,
+                VENUE_COINBASE)
+    if venue == "kraken":
+        k = cfg.kraken
+        return KrakenBookFeed(k.ws_symbol, depth=10), k.ws_url, k.stale_after_ms / 1000, VENUE_KRAKEN
+    raise ValueError(f"unknown reference venue {venue!r}; venues are {', '.join(VENUES)}")
+
+
+def _install_stop(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def run_supervised(cfg: Config, name: str) -> int:
+    """The feed process ``name`` (``feed-coinbase`` or ``feed-kraken``) under the supervisor."""
+    venue = name.removeprefix("feed-")
+    feed, url, stale_after_s, venue_code = make_codec(cfg, venue)
+    stop = asyncio.Event()
+    _install_stop(stop)
+    link = SupervisorLink(cfg, name)
+    channel = LatestValue.attach(cfg.instance.name, f"ref.{venue}", TOP_OF_BOOK)
+    channel.claim_writer()
+    publisher = BookPublisher(channel, venue_code)
+
+    def on_events(events: list) -> None:
+        for ev in events:
+            if isinstance(ev, TopChanged):
+                bids, asks = feed.top()
+                publisher.publish(bids, asks, t_venue_ns=ev.t_venue_ns, t_recv_ns=ev.t_recv_ns,
+                                  venue_seq=ev.sequence_num)
+                link.messages += 1
+                link.set_state(STATE_FRESH)
+        link.set_state(STATE_CONNECTED, client.connected)
+
+    def on_stale(why: str) -> None:
+        publisher.publish_stale(time.monotonic_ns())
+        link.set_state(STATE_FRESH, False)
+        link.set_state(STATE_CONNECTED, client.connected)
+        link.errors += 1
+
+    client = WsFeedClient(url, feed, on_events, on_stale, stale_after_s=stale_after_s)
+    task = asyncio.create_task(client.run(stop))
+    try:
+        await serve_supervisor(link, stop)
+    finally:
+        stop.set()
+        await task
+        publisher.publish_stale(time.monotonic_ns())
+        channel.close()
+        link.close()
+    return 0
+
+
+async def run_print(cfg: Config, venue: str, out: TextIO = sys.stdout, limit: int = 0,
+                    seed: int | None = None) -> int:
+    """Print every new top of book until Ctrl-C (or ``limit`` of them)."""
+    feed, url, stale_after_s, _code = make_codec(cfg, venue)
+    stop = asyncio.Event()
+    _install_stop(stop)
+    printed = 0
+
+    def on_events(events: list) -> None:
+        nonlocal printed
+        for ev in events:
+            if isinstance(ev, TopChanged):
+                (bids, asks) = feed.top()
+                bid = f"{format_e8(bids[0][1])} @ {format_e8(bids[0][0])}" if bids else "-"
+                ask = f"{format_e8(asks[0][1])} @ {format_e8(asks[0][0])}" if asks else "-"
+                print(f"{venue} {ev.sequence_num:>8}  bid {bid:>28}   ask {ask:<28}", file=out, flush=True)
+                printed += 1
+                if limit and printed >= limit:
+                    stop.set()
+
+    def on_stale(why: str) -> None:
+        print(f"stale: {why}", file=out, flush=True)
+
+    client = WsFeedClient(url, feed, on_events, on_stale, stale_after_s=stale_after_s,
+                          backoff=Backoff(seed=seed))
+    await client.run(stop)
+    print(f"{printed} tops printed, {feed.messages} messages, {feed.gaps} resyncs, "
+          f"bad input: {dict(feed.bad.counts) or 'none'}", file=out, flush=True)
+    return 0

@@ -1,0 +1,84 @@
+"""The real feed processes under the supervisor, against the Coinbase and Kraken WebSocket simulators."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fastmm.config import load_config
+from fastmm.procs import lifecycle as lc
+from fastmm.procs.book_channel import read_top
+from fastmm.procs.restart import RestartPolicy
+from fastmm.procs.supervisor import Supervisor, default_children
+from fastmm.shm import LatestValue, list_segments
+from fastmm.shm.records import TOP_OF_BOOK
+from fastmm.sim.coinbase import CoinbaseSettings
+from fastmm.sim.coinbase_server import CoinbaseSimServer
+from fastmm.sim.kraken_ws import KrakenWsSettings
+from fastmm.sim.kraken_ws_server import KrakenWsSimServer
+
+from .sim_thread import SimThread
+
+
+@pytest.fixture
+def sims() -> Iterator[tuple[int, int]]:
+    st = SimThread()
+    try:
+        _, cb_port = st.start(lambda: CoinbaseSimServer.from_capture(settings=CoinbaseSettings(speed=1.0)))
+        _, kr_port = st.start(lambda: KrakenWsSimServer.from_capture(settings=KrakenWsSettings(speed=1.0)))
+        yield cb_port, kr_port
+    finally:
+        st.close()
+
+
+def run_until(sup: Supervisor, cond, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out in phase {sup.lifecycle.phase.name}"
+        sup.step()
+        time.sleep(0.005)
+
+
+def test_feeds_publish_fresh_books_and_a_killed_feed_comes_back(sims, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    cb_port, kr_port = sims
+    env = {
+        "FASTMM_INSTANCE__NAME": f"feeds{os.getpid()}",
+        "FASTMM_INSTANCE__STATE_DIR": str(tmp_path),
+        "FASTMM_COINBASE__WS_URL": f"ws://127.0.0.1:{cb_port}",
+        "FASTMM_KRAKEN__WS_URL": f"ws://127.0.0.1:{kr_port}",
+        "FASTMM_PROCESSES__HEARTBEAT_TIMEOUT_MS": "1000",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    cfg = load_config(None, os.environ)
+    sup = Supervisor(cfg, default_children(cfg, None, ("feed-coinbase", "feed-kraken")),
+                     restart=RestartPolicy(first_delay_ns=100_000_000))
+    try:
+        sup.start()
+        run_until(sup, lambda: sup.lifecycle.fresh_feeds == {"coinbase", "kraken"})
+        assert sup.lifecycle.phase >= lc.Phase.FEEDS_UP
+        for venue in ("coinbase", "kraken"):
+            ch = LatestValue.attach(cfg.instance.name, f"ref.{venue}", TOP_OF_BOOK)
+            try:
+                top = read_top(ch)
+                assert top is not None and top.usable, venue
+                assert 40_000 * 10**8 < top.bid_e8 < top.ask_e8 < 80_000 * 10**8, venue
+                assert top.t_recv_ns <= top.t_pub_ns <= time.monotonic_ns()
+            finally:
+                ch.close()
+        feed = sup.children["feed-coinbase"]
+        assert feed.proc is not None
+        os.kill(feed.proc.pid, signal.SIGKILL)
+        run_until(sup, lambda: "coinbase" not in sup.lifecycle.fresh_feeds)
+        assert "kraken" in sup.lifecycle.fresh_feeds, "the other source stays in use"
+        run_until(sup, lambda: sup.lifecycle.fresh_feeds == {"coinbase", "kraken"})
+        assert sup.restart.restarts == {"feed-coinbase": 1}
+    finally:
+        sup.close()
+    assert list_segments(cfg.instance.name) == []
