@@ -10,9 +10,9 @@ from fastmm.venues.coinbase.codec import (
     MarketTrade,
     Resubscribe,
     TopChanged,
-    parse_timestamp_ns,
     subscribe_message,
 )
+from fastmm.venues.ws_feed import parse_timestamp_ns
 
 SNAPSHOT = ('{"channel":"l2_data","client_id":"","timestamp":"2023-02-09T20:32:50.714964855Z","sequence_num":0,'
             '"events":[{"type":"snapshot","product_id":"BTC-USD","updates":[{"side":"bid","event_time":'
