@@ -1,0 +1,364 @@
+"""hedger: hedges the quoter's accumulated position on Kraken and publishes every hedge fill.
+
+Reads ``position`` (written by the quoter), decides with :class:`fastmm.core.hedge.HedgePlanner`, sends
+orders through :class:`fastmm.venues.kraken.rest.KrakenRest`, follows each order by polling it, and
+publishes its fills on the lossless ``hedge.fills`` ring, in whole TrueX lots (a sub-lot remainder is
+carried to the next fill of the same hedge).
+
+Its own journal (``hedger.jsonl``) makes a restart safe: each hedge order's ``cl_ord_id`` is written
+before the order is sent, and each fill before it is published. On restart the hedger finds every
+unfinished hedge on Kraken by its ``cl_ord_id`` and follows it to the end instead of starting another,
+and fill ids are derived from the order's cumulative executed volume, so a fill seen twice has the same
+id and the quoter counts it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+from typing import Any
+
+from fastmm.config import Config
+from fastmm.core.hedge import LOT_E8, CancelHedge, HedgePhase, HedgePlanner, PlaceLimit, PlaceMarket
+from fastmm.data.units import fixed_e8, parse_e8
+from fastmm.journal import Journal, read_journal
+from fastmm.procs.book_channel import read_top
+from fastmm.procs.child import SupervisorLink, serve_supervisor
+from fastmm.shm import EventRing, LatestValue, SegmentMissing
+from fastmm.shm.records import (
+    FILL,
+    POSITION,
+    STATE_CONNECTED,
+    STATE_FLAT,
+    STATE_RISK_TRIPPED,
+    TOP_OF_BOOK,
+    VENUE_KRAKEN,
+)
+from fastmm.venues.kraken.rest import KrakenRest, OutcomeUnknown
+from fastmm.venues.kraken.rest_codec import InsufficientFunds, KrakenError, NonceStore, PairInfo
+
+log = logging.getLogger("fastmm.hedger")
+
+CLOSED = ("closed", "canceled", "expired")
+POLL_S = 0.25
+FUNDS_BACKOFF_S = 60.0
+
+
+class HedgeBook:
+    """What the hedger has done, rebuilt from its journal at start."""
+
+    def __init__(self, journal_path: Path) -> None:
+        self.published: set[str] = set()
+        self.open_orders: dict[str, dict[str, Any]] = {}   # cl_ord_id -> the hedge record
+        self.done: set[str] = set()
+        self.next_id = 1
+        self.carry_e8: dict[str, int] = {}                  # cl_ord_id -> sub-lot volume not yet published
+        self.seen_e8: dict[str, tuple[int, Decimal, Decimal]] = {}  # cl -> (vol_exec, cost, fee) published
+        if journal_path.exists():
+            for rec in read_journal(journal_path):
+                kind = rec.get("kind")
+                if kind == "hedge":
+                    cl = rec["cl_ord_id"]
+                    self.open_orders[cl] = rec
+                    self.next_id = max(self.next_id, int(rec.get("hedge_id", 0)) + 1)
+                elif kind == "hedge_fill":
+                    self.published.add(rec["exec_id"])
+                    self.seen_e8[rec["cl_ord_id"]] = (int(rec["vol_exec_e8"]), Decimal(rec["cost"]),
+                                                      Decimal(rec["fee"]))
+                    self.carry_e8[rec["cl_ord_id"]] = int(rec["carry_e8"])
+                elif kind == "hedge_ack" and rec.get("final"):
+                    self.done.add(rec["cl_ord_id"])
+        for cl in self.done:
+            self.open_orders.pop(cl, None)
+
+
+class Hedger:
+    def __init__(self, cfg: Config, rest: KrakenRest, ring: EventRing, journal: Journal, book: HedgeBook,
+                 pair: PairInfo) -> None:
+        self.cfg = cfg
+        self.rest = rest
+        self.ring = ring
+        self.journal = journal
+        self.book = book
+        self.pair = pair
+        h = cfg.hedge
+        lot = LOT_E8
+        self.planner = HedgePlanner(
+            threshold_lots=int(cfg.inventory.hedge_threshold_btc * 10_000),
+            min_e8=max(parse_e8(str(h.min_hedge_btc)), pair.ordermin_e8),
+            max_e8=parse_e8(str(h.max_hedge_btc)) // lot * lot,
+            limit_timeout_ns=int(h.limit_timeout_s * 1e9), edge_bps=int(h.limit_edge_bps),
+            price_tick_e8=pair.tick_e8, volume_step_e8=lot, next_id=book.next_id)
+        self.funds_blocked_until = 0.0
+        self.alert = ""
+        self.txid_of: dict[str, str] = {}
+        self.side_of: dict[str, str] = {}
+
+    @property
+    def fills_published(self) -> int:
+        return len(self.book.published)
+
+    # -- restart -----------------------------------------------------------------------------------
+    async def recover(self) -> None:
+        """Follow every hedge order the journal says may still be live, to its end."""
+        for cl, rec in list(self.book.open_orders.items()):
+            found = await self.rest.find_order(cl)
+            if found is None:
+                log.warning("hedger: journal has hedge order %s that Kraken never took; nothing to follow",
+                            cl)
+                self._final(cl, "never placed")
+                continue
+            txid, info = found
+            log.warning("hedger: following hedge order %s (%s) left by the previous run", cl, txid)
+            self.txid_of[cl] = txid
+            self.side_of[cl] = rec["side"]
+            await self._absorb(cl, info)
+            while info.get("status") not in CLOSED:
+                await asyncio.sleep(POLL_S)
+                info = (await self.rest.private("QueryOrders", {"txid": txid, "trades": "true"}))[txid]
+                await self._absorb(cl, info)
+            self._final(cl, info.get("status", "closed"))
+
+    # -- one step ----------------------------------------------------------------------------------
+    async def step(self, position_lots: int, fills_applied: int, bid_e8: int, ask_e8: int) -> None:
+        now = time.monotonic_ns()
+        h = self.planner.hedge
+        if h is not None:
+            await self._follow(h.limit_cl, h.limit_txid, "limit")
+            if h.market_sent:
+                await self._follow(h.market_cl, h.market_txid, "market")
+            if h.phase == HedgePhase.CONFIRM:
+                self.planner.confirm_after(self.fills_published)
+        if self.planner.hedge is None and time.monotonic() < self.funds_blocked_until:
+            return
+        action = self.planner.decide(position_lots, fills_applied, self.fills_published, bid_e8, ask_e8, now)
+        if action is None:
+            return
+        if isinstance(action, PlaceLimit | PlaceMarket):
+            await self._place(action)
+        elif isinstance(action, CancelHedge):
+            with contextlib.suppress(KrakenError):
+                await self.rest.private("CancelOrder", {"txid": action.txid}, order_age_s=action.age_s)
+            self.journal.append("hedge_ack", time.time_ns(), txid=action.txid, detail="cancel sent")
+
+    async def _place(self, action: PlaceLimit | PlaceMarket) -> None:
+        h = self.planner.hedge
+        assert h is not None
+        price = action.price_e8 if isinstance(action, PlaceLimit) else 0
+        if not await self._funds_ok(action.side, action.volume_e8, price):
+            self.planner.hedge = None      # not placed: the planner may try again after the backoff
+            return
+        params: dict[str, Any] = {"pair": self.pair.altname, "type": action.side,
+                                  "ordertype": "limit" if price else "market",
+                                  "volume": fixed_e8(action.volume_e8, self.pair.lot_decimals)}
+        if price:
+            params["price"] = fixed_e8(price, self.pair.price_decimals)
+        self.journal.append("hedge", time.time_ns(), cl_ord_id=action.cl_ord_id, hedge_id=h.hedge_id,
+                            side=action.side, volume_e8=action.volume_e8, price_e8=price)
+        self.side_of[action.cl_ord_id] = action.side
+        try:
+            placed = await self.rest.add_order(params, action.cl_ord_id)
+        except OutcomeUnknown as e:
+            log.error("hedger: %s; will look for it again before anything else", e)
+            self._raise_alert(f"hedge order {action.cl_ord_id} outcome unknown")
+            return
+        except KrakenError as e:
+            log.error("hedger: hedge order %s rejected: %s", action.cl_ord_id, e)
+            self.journal.append("hedge_reject", time.time_ns(), cl_ord_id=action.cl_ord_id, reason=str(e))
+            if isinstance(e, InsufficientFunds):
+                self._funds_alert(f"Kraken refused the hedge: {e}")
+            self._final(action.cl_ord_id, "rejected")
+            if isinstance(action, PlaceLimit):
+                h.limit_closed = True
+            else:
+                h.market_closed = True
+            return
+        self.txid_of[action.cl_ord_id] = placed.txid
+        if isinstance(action, PlaceLimit):
+            h.limit_txid = placed.txid
+        else:
+            h.market_txid = placed.txid
+        self.journal.append("hedge_ack", time.time_ns(), cl_ord_id=action.cl_ord_id, txid=placed.txid,
+                            adopted=placed.adopted)
+        log.info("hedger: %s %s %s placed as %s", action.side, fixed_e8(action.volume_e8, 8),
+                 "limit " + fixed_e8(price, 1) if price else "market", placed.txid)
+
+    async def _funds_ok(self, side: str, volume_e8: int, price_e8: int) -> bool:
+        try:
+            bal = await self.rest.balance()
+        except KrakenError as e:
+            log.error("hedger: balance check failed: %s", e)
+            return False
+        if side == "sell":
+            have, need = Decimal(bal.get("XXBT", "0")), Decimal(volume_e8) / 10**8
+        else:
+            px = Decimal(price_e8 or 0) / 10**8
+            have = Decimal(bal.get("ZUSD", "0"))
+            need = Decimal(volume_e8) / 10**8 * (px if px else Decimal(10**9)) * Decimal("1.003")
+            if not px:
+                return True   # market buy: Kraken itself checks funds; the answer is handled as a reject
+        if have >= need:
+            self.alert = ""
+            return True
+        self._funds_alert(f"insufficient funds for the hedge: {side} needs {need}, balance {have}")
+        return False
+
+    def _funds_alert(self, text: str) -> None:
+        self.funds_blocked_until = time.monotonic() + FUNDS_BACKOFF_S
+        self._raise_alert(text)
+
+    def _raise_alert(self, text: str) -> None:
+        if self.alert != text:
+            log.error("hedger: ALERT: %s", text)
+            self.journal.append("risk", time.time_ns(), source="hedger", detail=text)
+        self.alert = text
+
+    async def _follow(self, cl: str, txid: str, which: str) -> None:
+        h = self.planner.hedge
+        if h is None or not txid:
+            return
+        if (which == "limit" and h.limit_closed) or (which == "market" and h.market_closed):
+            return
+        try:
+            info = (await self.rest.private("QueryOrders", {"txid": txid, "trades": "true"}))[txid]
+        except (KrakenError, KeyError) as e:
+            log.warning("hedger: cannot query %s: %s", txid, e)
+            return
+        await self._absorb(cl, info)
+        filled = parse_e8(str(info.get("vol_exec", "0")))
+        if which == "limit":
+            h.limit_filled_e8 = filled
+        else:
+            h.market_filled_e8 = filled
+        if info.get("status") in CLOSED:
+            if which == "limit":
+                h.limit_closed = True
+            else:
+                h.market_closed = True
+            self._final(cl, info["status"])
+
+    async def _absorb(self, cl: str, info: dict[str, Any]) -> None:
+        """Publish what the order executed since we last looked, in whole lots."""
+        vol = parse_e8(str(info.get("vol_exec", "0")))
+        cost = Decimal(str(info.get("cost", "0")))
+        fee = Decimal(str(info.get("fee", "0")))
+        prev_vol, prev_cost, prev_fee = self.book.seen_e8.get(cl, (0, Decimal(0), Decimal(0)))
+        if vol <= prev_vol:
+            return
+        d_vol, d_cost, d_fee = vol - prev_vol, cost - prev_cost, fee - prev_fee
+        carry = self.book.carry_e8.get(cl, 0) + d_vol
+        lots, carry = divmod(carry, LOT_E8)
+        closed = info.get("status") in CLOSED
+        if closed and carry >= LOT_E8 // 2:      # round the final remainder to the nearest lot
+            lots, carry = lots + 1, carry - LOT_E8
+        exec_id = f"{self.txid_of.get(cl, cl)}:{vol}"
+        price = (d_cost / (Decimal(d_vol) / 10**8)).quantize(Decimal("0.00000001"), ROUND_HALF_EVEN)
+        self.journal.append("hedge_fill", time.time_ns(), cl_ord_id=cl, exec_id=exec_id, lots=lots,
+                            vol_exec_e8=vol, cost=str(cost), fee=str(fee), carry_e8=carry, price=str(price))
+        self.book.seen_e8[cl] = (vol, cost, fee)
+        self.book.carry_e8[cl] = carry
+        if closed and carry:
+            log.warning("hedger: %s ended with %d e-8 BTC below one TrueX lot, not reported to the quoter",
+                        cl, carry)
+        if lots <= 0 or exec_id in self.book.published:
+            return
+        tx = self.ring.tx[0]
+        tx["t_venue"] = time.time_ns()
+        tx["t_recv"] = tx["t_pub"] = time.monotonic_ns()
+        tx["venue"] = VENUE_KRAKEN
+        tx["side"] = 1 if self.side_of.get(cl, "buy") == "buy" else -1
+        tx["px_e8"] = int(price * 10**8)
+        tx["qty_e8"] = lots * LOT_E8
+        tx["fee_e8"] = int((d_fee * 10**8).to_integral_value(ROUND_HALF_EVEN))
+        tx["maker"] = 0
+        tx["order_id"] = self.txid_of.get(cl, cl).encode()[:40]
+        tx["exec_id"] = exec_id.encode()[:40]
+        self.ring.put(tx, timeout_s=5.0)
+        self.book.published.add(exec_id)
+
+    def _final(self, cl: str, status: str) -> None:
+        if cl not in self.book.done:
+            self.book.done.add(cl)
+            self.book.open_orders.pop(cl, None)
+            self.journal.append("hedge_ack", time.time_ns(), cl_ord_id=cl, final=True, status=status)
+
+
+async def run_supervised(cfg: Config, name: str = "hedger") -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    link = SupervisorLink(cfg, name)
+    inst = cfg.instance.name
+    position = LatestValue.attach(inst, "position", POSITION)
+    ring = EventRing.attach(inst, "hedge.fills", FILL)
+    ring.claim_producer()
+    try:
+        ref: LatestValue | None = LatestValue.attach(inst, "ref.kraken", TOP_OF_BOOK, wait="spin")
+    except SegmentMissing:
+        ref = None
+    state = cfg.state_path
+    journal = Journal(state / "hedger.jsonl", cfg.journal.durability, cfg.journal.rotate_bytes)
+    book = HedgeBook(state / "hedger.jsonl")
+    flatten_cmd: list[int] = []
+
+    def on_command(cid: int, what: str) -> bool:
+        if what == "hedge_flat":
+            flatten_cmd.append(cid)
+            return False          # acknowledged once the position is flat (below the minimum hedge)
+        return True
+
+    sup = asyncio.create_task(serve_supervisor(link, stop, on_command=on_command))
+    try:
+        async with KrakenRest(cfg.kraken.rest_url, cfg.kraken.api_key, cfg.kraken.api_secret,
+                              NonceStore(state / "kraken.nonce")) as rest:
+            pair = PairInfo.from_asset_pairs(await rest.public("AssetPairs", {"pair": cfg.hedge.pair}),
+                                             cfg.hedge.pair)
+            hedger = Hedger(cfg, rest, ring, journal, book, pair)
+            await hedger.recover()
+            link.set_state(STATE_CONNECTED)
+            last_ticker = 0.0
+            bid = ask = 0
+            while not stop.is_set():
+                pos_lots = applied = 0
+                if position.read() > 0:
+                    pos_lots = int(position.rx["position_lots"][0])
+                    applied = int(position.rx["hedge_fills"][0])
+                top = read_top(ref) if ref is not None else None
+                if top is not None and top.usable:
+                    bid, ask = top.bid_e8, top.ask_e8
+                elif time.monotonic() - last_ticker > 1.0:
+                    last_ticker = time.monotonic()
+                    with contextlib.suppress(KrakenError):
+                        t = (await rest.public("Ticker", {"pair": pair.altname}))
+                        info = next(iter(t.values()))
+                        bid, ask = parse_e8(info["b"][0]), parse_e8(info["a"][0])
+                if flatten_cmd:
+                    hedger.planner.flatten = True
+                if cfg.hedge.enabled or flatten_cmd:
+                    await hedger.step(pos_lots, applied, bid, ask)
+                flat = hedger.planner.hedge is None and hedger.planner.wanted_e8(pos_lots) is None
+                link.set_state(STATE_FLAT, flat)
+                link.set_state(STATE_RISK_TRIPPED, bool(hedger.alert))
+                if flatten_cmd and flat and applied >= hedger.fills_published:
+                    link.ack(flatten_cmd[-1])
+                    flatten_cmd.clear()
+                    hedger.planner.flatten = False
+                link.messages = hedger.fills_published
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), POLL_S)
+    finally:
+        stop.set()
+        await sup
+        journal.close()
+        ring.close()
+        position.close()
+        if ref is not None:
+            ref.close()
+        link.close()
+    return 0
