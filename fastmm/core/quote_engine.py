@@ -1,0 +1,281 @@
+"""From fair mid and confidence to order actions: model -> ladder -> reconcile -> rate limit -> actions.
+
+Inputs are the fused fair mid (float PYUSD), its confidence in [0, 1] and a staleness flag (from the
+price aggregator, owned elsewhere), the TrueX best bid/ask in ticks (for post-only), the position (from
+:class:`~fastmm.core.inventory.InventoryManager`) and the kill switch (from
+:class:`~fastmm.core.risk.RiskManager`). Outputs are typed actions for the FIX layer.
+
+All quotes are pulled (the desired ladder is empty, so reconcile cancels everything working) when the
+confidence is under ``confidence_threshold``, the reference is stale or older than ``max_input_age_ms``,
+the mid is not a positive finite number, the inventory is past its emergency size, the kill switch is
+tripped, or the engine was halted. Every new or replaced order is checked once more against the price
+band, the tick grid (ints) and the minimum notional just before it becomes an action.
+
+The hot path (:meth:`QuoteEngine.on_price`) uses ints, floats and tuples only; it returns at once when
+the desired ladder and the order state are unchanged since the last event, or when the rate limiter
+has no message to spare (the plan is made again on the next event or timer tick).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from fastmm.config import QuotingConfig, VenueRulesConfig
+from fastmm.core.ids import ClOrdIdGen
+from fastmm.core.inventory import InventoryManager, SideMode
+from fastmm.core.ladder import EMPTY, LadderBuilder
+from fastmm.core.models import IntensityEstimator, VolatilityEstimator, make_model
+from fastmm.core.order_tracker import OrderTracker
+from fastmm.core.rate_limit import RateLimiter
+from fastmm.core.reconcile import CANCEL, MOVE, BookView, Intent, book_view, plan
+from fastmm.core.risk import RiskManager
+from fastmm.core.types import (
+    Action,
+    CancelOrder,
+    CancelRejected,
+    MessageRejected,
+    NewOrder,
+    OrderEvent,
+    OrderRejected,
+    ReplaceOrder,
+    Side,
+)
+from fastmm.instrument import Instrument
+from fastmm.logs import OnceLogger
+
+log = logging.getLogger(__name__)
+
+_SIDES = {1: Side.BUY, 2: Side.SELL}
+_INF = 1 << 62
+
+
+class QuoteEngine:
+    """One instrument's quoting on TrueX. Drive it with on_price, on_event, on_timer; it never blocks."""
+
+    def __init__(self, quoting: QuotingConfig, rules: VenueRulesConfig, instrument: Instrument,
+                 inventory: InventoryManager, risk: RiskManager | None = None, *, cl_ord_prefix: str = "fm",
+                 size_tolerance_pct: int = 50, widen_mult: float = 2.0, pending_timeout_ms: int = 5000,
+                 max_input_age_ms: int = 1000, rate_guard_ms: int = 50) -> None:
+        """Settings not in config yet: ``cl_ord_prefix`` (unique per run, made by the shell),
+        ``size_tolerance_pct`` (a resting order whose size is within this of its level stays),
+        ``widen_mult`` (the accumulating side's half-spread factor past inventory.widen_at_pct),
+        ``pending_timeout_ms`` (a request unanswered this long gets its order canceled) and
+        ``max_input_age_ms`` (no price event for this long pulls the quotes) and ``rate_guard_ms`` (how
+        much longer than TrueX's our rate windows are, against jitter on the way)."""
+        self.cfg = quoting
+        self.instrument = instrument
+        self.inventory = inventory
+        self.risk = risk
+        self.builder = LadderBuilder(quoting, rules, instrument)
+        self.tracker = OrderTracker()
+        self.limiter = RateLimiter(rules.max_orders_per_sec, rules.max_orders_per_min,
+                                   rules.duplicate_window_ms * 1_000_000, rate_guard_ms * 1_000_000)
+        self.ids = ClOrdIdGen(cl_ord_prefix)
+        self.vol = VolatilityEstimator(quoting.volatility_window_s)
+        self.intensity = IntensityEstimator(quoting.volatility_window_s)
+        self.model = make_model(quoting, self.builder.sizes[0] if self.builder.sizes else 1, self.vol,
+                                self.intensity)
+        self._inv_ticks = 1.0 / float(instrument.tick_size)
+        self._conf_min = quoting.confidence_threshold
+        self._threshold = quoting.reprice_threshold_ticks
+        self._tol = size_tolerance_pct
+        self._widen = widen_mult - 1.0
+        self._post_only = quoting.post_only
+        self._pending_ns = pending_timeout_ms * 1_000_000
+        self._max_age_ns = max_input_age_ms * 1_000_000
+        self._bad = OnceLogger(log)
+        # last inputs
+        self._mid_ticks = 0.0
+        self._conf = 0.0
+        self._stale = True
+        self._bb = 0
+        self._ba = 0
+        self._in_ns: int | None = None
+        # state
+        self.halted = False
+        self.pull_reason = "no price yet"
+        self._deferred = False
+        self._last_key: tuple[object, ...] | None = None
+        self.band = (0, _INF)
+        self._view = BookView([], [], set(), set(), (), ())
+        self._view_version = 0
+
+    # -- inputs -----------------------------------------------------------------------------------
+    def on_price(self, now_ns: int, mid: float, confidence: float, stale: bool, best_bid: int = 0,
+                 best_ask: int = 0) -> list[Action]:
+        """A new fair mid (PYUSD, float) with its confidence and staleness, and the TrueX top of book."""
+        if mid > 0.0 and mid < math.inf:
+            x = mid * self._inv_ticks
+            self._mid_ticks = x
+            self.vol.update(now_ns, x)
+        else:
+            self._bad("quote engine: fair mid is not a positive finite number; quotes pulled", repr(mid))
+            self._mid_ticks = 0.0
+        self._conf = confidence if confidence == confidence else 0.0  # NaN -> 0
+        self._stale = stale
+        self._bb = best_bid if best_bid > 0 else 0
+        self._ba = best_ask if best_ask > 0 else 0
+        self._in_ns = now_ns
+        return self._quote(now_ns)
+
+    def on_trade(self, now_ns: int, price_ticks: int) -> None:
+        """A market trade on TrueX (or the reference venue, in ticks): feeds the fill-intensity fit."""
+        if self._mid_ticks > 0 and price_ticks > 0:
+            self.intensity.on_trade(now_ns, abs(price_ticks - self._mid_ticks))
+
+    def on_event(self, ev: OrderEvent, now_ns: int) -> bool:
+        """An execution event; True for a new fill (book it) or a state change. Actions follow on the
+        next :meth:`requote`, price event or timer."""
+        changed = self.tracker.apply(ev, now_ns)
+        self._prepare()
+        if self.risk is not None and isinstance(ev, OrderRejected | CancelRejected | MessageRejected):
+            self.risk.on_reject(now_ns)
+        return changed
+
+    def on_timer(self, now_ns: int) -> list[Action]:
+        """Cancel orders stuck in flight, and re-quote (pulls quotes when the inputs got old)."""
+        out: list[Action] = []
+        for o in self.tracker.stale(now_ns, self._pending_ns):
+            if not self.limiter.try_acquire(now_ns):
+                break
+            self._bad("quote engine: request unanswered past the timeout; canceling the order", o.cl_ord_id)
+            a = CancelOrder(self.ids.next(), o.cl_ord_id, o.side)
+            self.tracker.on_cancel(a, now_ns)
+            out.append(a)
+        if out and self.risk is not None:
+            self.risk.on_orders_sent(now_ns, len(out))
+        out.extend(self._quote(now_ns))
+        return out
+
+    def requote(self, now_ns: int) -> list[Action]:
+        """Re-run with the last inputs (after a fill changed the skew, or a risk change)."""
+        return self._quote(now_ns)
+
+    def halt(self, now_ns: int) -> list[Action]:
+        """Stop quoting and cancel everything working (stop, operator); :meth:`resume` undoes it."""
+        self.halted = True
+        return self._quote(now_ns)
+
+    def resume(self) -> None:
+        self.halted = False
+
+    # -- the decision ----------------------------------------------------------------------------
+    def _prepare(self) -> BookView:
+        """Our orders split and sorted for reconcile, redone only when the order state changed; done on
+        the event path already, so a price event finds it ready."""
+        tracker = self.tracker
+        if self._view_version != tracker.version:
+            self._view = book_view(tracker.working.values())
+            self._view_version = tracker.version
+        return self._view
+
+    def _pull_reason(self, now_ns: int) -> str:
+        if self.halted:
+            return "halted"
+        if self.risk is not None and self.risk.tripped:
+            return "kill switch"
+        if self._mid_ticks <= 0.0:
+            return "no valid fair mid"
+        if self._stale:
+            return "reference stale"
+        if self._in_ns is None or now_ns - self._in_ns > self._max_age_ns:
+            return "no price input"
+        if not self._conf >= self._conf_min:
+            return "low confidence"
+        if self.inventory.emergency:
+            return "inventory emergency"
+        return ""
+
+    def desired(self, now_ns: int) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]:
+        """The ladder we want now (both sides, best first); empty sides when quotes are pulled."""
+        reason = self._pull_reason(now_ns)
+        if reason:
+            if reason != self.pull_reason:
+                log.info("quotes pulled: %s", reason)
+            self.pull_reason = reason
+            return EMPTY, EMPTY
+        if self.pull_reason:
+            log.info("quoting (was pulled: %s)", self.pull_reason)
+            self.pull_reason = ""
+        inv = self.inventory
+        x = self._mid_ticks
+        pos = inv.position_lots
+        bid_off, ask_off = self.model.offsets(x, pos, inv.skew_ticks)
+        bm, am = inv.bid_mode, inv.ask_mode
+        if bm or am:
+            extra = self._widen * abs(bid_off + ask_off) * 0.5
+            if bm == SideMode.WIDEN:
+                bid_off += extra
+            if am == SideMode.WIDEN:
+                ask_off += extra
+        mx = inv.max_lots
+        bid_room = 0 if bm == SideMode.PULL else (mx - pos if pos < mx else 0)
+        ask_room = 0 if am == SideMode.PULL else (mx + pos if pos > -mx else 0)
+        if self._post_only:
+            return self.builder.build(x, bid_off, ask_off, self._bb, self._ba, bid_room, ask_room)
+        return self.builder.build(x, bid_off, ask_off, 0, 0, bid_room, ask_room)
+
+    def _quote(self, now_ns: int) -> list[Action]:
+        bids, asks = self.desired(now_ns)
+        tracker = self.tracker
+        key = (bids, asks, tracker.version)
+        if key == self._last_key and not self._deferred:
+            return []
+        if self.limiter.available(now_ns) <= 0:
+            # nothing could go out now: skip the planning, try again on the next event or timer
+            self._deferred = True
+            self._last_key = key
+            return []
+        self.band = self.builder.band(self._mid_ticks) if self._mid_ticks > 0 else (0, _INF)
+        todo = plan(bids, asks, self._prepare(), self._threshold, self._tol, self.band)
+        if not todo:
+            self._last_key = key
+            self._deferred = False
+            return []
+        sent, waiting = self.limiter.admit(todo, now_ns)
+        self._deferred = waiting > 0
+        actions = self._emit(sent, now_ns)
+        self._last_key = (bids, asks, tracker.version)
+        if actions and self.risk is not None:
+            self.risk.on_orders_sent(now_ns, len(actions))
+        return actions
+
+    def _emit(self, intents: list[Intent], now_ns: int) -> list[Action]:
+        out: list[Action] = []
+        tracker = self.tracker
+        ids = self.ids
+        lo, hi = self.band
+        min_tl = self.builder.min_tick_lots
+        risk = self.risk if self.risk is not None and self.risk.tripped else None
+        post_only = self._post_only
+        for kind, o, side, px, qty in intents:
+            if kind == CANCEL:
+                assert o is not None
+                c = CancelOrder(ids.next(), o.cl_ord_id, o.side)
+                tracker.on_cancel(c, now_ns)
+                out.append(c)
+                continue
+            rest = qty - o.cum if o is not None else qty
+            if not (lo <= px <= hi) or rest <= 0 or px * rest < min_tl:
+                self._bad("quote engine: held back an order outside the band or under the minimum notional",
+                          f"side={side} px={px} qty={qty}")
+                break
+            if risk is not None and not risk.allows(side, rest, self.inventory.position_lots,
+                                                    tracker.open_lots(_SIDES[side])):
+                break  # tripped: only what shrinks the position may go
+            if kind == MOVE:
+                assert o is not None
+                r = ReplaceOrder(ids.next(), o.cl_ord_id, o.side, px, qty)
+                tracker.on_replace(r, now_ns)
+                out.append(r)
+            else:
+                n = NewOrder(ids.next(), _SIDES[side], px, qty, post_only)
+                tracker.on_new(n, now_ns)
+                out.append(n)
+        return out
+
+    # -- reads ------------------------------------------------------------------------------------
+    def working(self) -> list[tuple[Side, int, int, str]]:
+        """(side, price ticks, leaves lots, state name) of every working order."""
+        return [(o.side, o.price, o.leaves, o.state.name) for o in self.tracker.working.values()]
