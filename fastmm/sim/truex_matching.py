@@ -340,6 +340,25 @@ class MatchingEngine:
             self._rest(order, front=keeps_priority)
         return events
 
+    def place_resting(self, owner: str, side: str, price_ticks: int, lots: int) -> list[Event]:
+        """Synthetic liquidity from the simulator itself: no rules, no reports to a session; what it
+        crosses trades (its own fills are reported, with ``owner`` as the owner, for the caller to drop)."""
+        self._order_ids += 1
+        order = Order(owner, f"{owner}{self._order_ids}", self._next_order_id(), side, price_ticks, lots, GTC,
+                      last_cl_ord_id=f"{owner}{self._order_ids}")
+        events = self._match(order)
+        if order.leaves > 0:
+            self._rest(order)
+        return events
+
+    def withdraw(self, owner: str) -> int:
+        """Remove every resting order of ``owner`` silently (synthetic liquidity being refreshed)."""
+        mine = [o for (w, _), o in self._orders.items() if w == owner]
+        for o in mine:
+            self._unrest(o)
+            del self._orders[(owner, o.last_cl_ord_id)]
+        return len(mine)
+
     def take(self, side: str, lots: int, limit_ticks: int | None = None, owner: str = "TAKER") -> list[Event]:
         """A taker order from the replayed market: trades against resting orders, the rest vanishes."""
         order = Order(owner, "", "", side, limit_ticks or 0, lots, IOC)

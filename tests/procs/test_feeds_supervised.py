@@ -17,12 +17,11 @@ from fastmm.procs.restart import RestartPolicy
 from fastmm.procs.supervisor import Supervisor, default_children
 from fastmm.shm import LatestValue, list_segments
 from fastmm.shm.records import TOP_OF_BOOK
+from fastmm.sim.background import SimThread
 from fastmm.sim.coinbase import CoinbaseSettings
 from fastmm.sim.coinbase_server import CoinbaseSimServer
 from fastmm.sim.kraken_ws import KrakenWsSettings
 from fastmm.sim.kraken_ws_server import KrakenWsSimServer
-
-from .sim_thread import SimThread
 
 
 @pytest.fixture

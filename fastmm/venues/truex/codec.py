@@ -86,7 +86,8 @@ class ClOrdIdGenerator:
 class Scaled:
     """Exact integer <-> wire text for multiples of one increment (a price tick or a quantity lot)."""
 
-    __slots__ = ("_exp", "_mult", "_pow", "step")
+    __slots__ = ("_cache", "_exp", "_mult", "_pow", "step")
+    _CACHE_MAX = 4096  # prices and sizes repeat: remember the last few thousand parses
 
     def __init__(self, step: Decimal) -> None:
         if step <= 0:
@@ -97,6 +98,7 @@ class Scaled:
         self._exp = max(0, -exp)  # decimal places of the scaled integer unit
         self._pow = 10 ** self._exp
         self._mult = int(step * self._pow)  # step in scaled units
+        self._cache: dict[bytes, int] = {}
 
     def text(self, n: int) -> bytes:
         v = n * self._mult
@@ -111,6 +113,16 @@ class Scaled:
 
     def parse(self, b: bytes) -> int:
         """Wire text to a count of increments; ValueError when malformed or off the grid."""
+        n = self._cache.get(b)
+        if n is not None:
+            return n
+        n = self._parse(b)
+        if len(self._cache) >= self._CACHE_MAX:
+            self._cache.clear()
+        self._cache[b] = n
+        return n
+
+    def _parse(self, b: bytes) -> int:
         whole, _, frac = b.partition(b".")
         neg = whole[:1] == b"-"
         if neg:

@@ -1,4 +1,7 @@
-"""Venue simulators on 127.0.0.1 in a background thread with its own event loop, for process tests."""
+"""Venue simulators in a background thread with its own event loop.
+
+``fastmm paper`` runs the simulators this way next to the supervisor, and the process tests use it to
+give real child processes real venues on 127.0.0.1 while the test itself drives the supervisor."""
 
 from __future__ import annotations
 
