@@ -232,6 +232,25 @@ class ProcessesConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SimConfig:
+    """The embedded venue simulators (``fastmm sim``, ``fastmm paper``); ports come from the venue URLs."""
+
+    data_dir: str = _f("", doc="recorded data; empty = $FASTMM_DATA_DIR or ../shared/data")
+    max_lines: int = _f(0, 0, 10**9, doc="read only this many lines of the capture (0 = all)")
+    speed: float = _f(1.0, 0.0, 10000.0, doc="replay speed; 0 = as fast as possible")
+    seed: int = _f(0, 0, 2**31, doc="every random choice of the simulators")
+    taker_probability: float = _f(0.2, 0.0, 1.0, doc="share of recorded trades replayed as TrueX takers")
+    taker_size_scale: float = _f(1.0, 0.0, 1000.0, doc="recorded trade size x this = taker size")
+    synthetic_levels: int = _f(3, 0, 50, doc="TrueX resting levels per side from the simulator itself")
+    synthetic_step_bps: int = _f(5, 1, 1000)
+    synthetic_lots: int = _f(500, 1, 10**8, doc="size of each synthetic level, lots of 0.0001 BTC")
+    truex_maker_bps: Decimal = _f(Decimal(0), Decimal(-100), Decimal(1000), doc="the venue's own fees")
+    truex_taker_bps: Decimal = _f(Decimal(10), Decimal(-100), Decimal(1000))
+    kraken_balance_usd: Decimal = _f(Decimal(1_000_000), Decimal(0), Decimal(10**12))
+    kraken_balance_btc: Decimal = _f(Decimal(20), Decimal(0), Decimal(10**6))
+
+
+@dataclass(frozen=True, slots=True)
 class JournalConfig:
     file: str = _f("journal.jsonl", doc="relative to instance.state_dir")
     durability: Literal["none", "flush", "fsync"] = _f("flush")
@@ -256,6 +275,7 @@ class Config:
     shm: ShmConfig = field(default_factory=ShmConfig)
     processes: ProcessesConfig = field(default_factory=ProcessesConfig)
     journal: JournalConfig = field(default_factory=JournalConfig)
+    sim: SimConfig = field(default_factory=SimConfig)
 
     @property
     def state_path(self) -> Path:

@@ -70,7 +70,10 @@ POSITION = _dtype([
     ("hedge_fills", "<u8"),
     ("hedge_pending_lots", "<i8"),  # hedge orders sent and not yet filled or cancelled (signed)
     ("risk_tripped", "<u4"),
-    ("_pad", "<u4"),
+    ("live_orders", "<u4"),        # our orders working on TrueX
+    ("quote_bid_ticks", "<i8"),    # our best bid / ask on TrueX (0 = none)
+    ("quote_ask_ticks", "<i8"),
+    ("orders_sent", "<u8"),
     ("checksum", "<u8"),
 ])
 

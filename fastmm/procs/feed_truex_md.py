@@ -1,0 +1,192 @@
+"""feed-truex-md: TrueX's own book over its market-data FIX session, published to ``truex.book``.
+
+A separate session from order entry (never a MarketDataRequest on order entry: TrueX stalls that
+session's queue). It subscribes (35=V, 263=1) after every logon, applies the W snapshot and X
+incrementals to an L2 book by price level (new, change, delete; an empty side arrives as price 0 size
+0), and publishes the top levels in 1e-8 units like the reference books. In the start sequence it
+subscribes only once order entry is logged on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+
+from fastmm.config import Config
+from fastmm.fix.session import AppMessage, DisconnectWanted, FixSession, LoggedOn, LoggedOut, SessionSettings
+from fastmm.fix.store import FileSeqStore
+from fastmm.fix.transport import FixConnection, FixInitiator
+from fastmm.instrument import Instrument
+from fastmm.procs.book_channel import BookPublisher
+from fastmm.procs.child import SupervisorLink, serve_supervisor
+from fastmm.shm import LatestValue
+from fastmm.shm.records import (
+    STATE_CONNECTED,
+    STATE_FRESH,
+    STATE_LOGGED_ON,
+    STATE_SUBSCRIBED,
+    TOP_OF_BOOK,
+    VENUE_TRUEX,
+)
+from fastmm.venues.truex.auth import LogonCredentials
+from fastmm.venues.truex.codec import (
+    MARKET_DATA_TYPES,
+    MarketDataIncremental,
+    MarketDataRequestReject,
+    MarketDataSnapshot,
+    TruexCodec,
+)
+
+log = logging.getLogger("fastmm.truex_md")
+
+PHASE_OE_LOGGED_ON = 2
+LOT_E8 = 10_000
+
+
+class TruexBook:
+    """TrueX's L2 book in ticks and lots, built from W and X."""
+
+    def __init__(self) -> None:
+        self.bids: dict[int, int] = {}
+        self.asks: dict[int, int] = {}
+        self.synced = False
+        self.updates = 0
+
+    def snapshot(self, snap: MarketDataSnapshot) -> None:
+        self.bids.clear()
+        self.asks.clear()
+        for e in snap.entries:
+            if e.price > 0 and e.size > 0:
+                if e.entry_type == "0":
+                    self.bids[e.price] = e.size
+                elif e.entry_type == "1":
+                    self.asks[e.price] = e.size
+        self.synced = True
+
+    def incremental(self, inc: MarketDataIncremental) -> bool:
+        """Apply; True when a book level changed (trades alone change nothing)."""
+        changed = False
+        for e in inc.entries:
+            if e.entry_type not in ("0", "1"):
+                continue
+            side = self.bids if e.entry_type == "0" else self.asks
+            if e.action == "2" or e.size == 0:
+                changed |= side.pop(e.price, None) is not None
+            elif e.price > 0:
+                side[e.price] = e.size
+                changed = True
+        self.updates += changed
+        return changed
+
+    def top(self, n: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        bids = sorted(self.bids.items(), reverse=True)[:n]
+        asks = sorted(self.asks.items())[:n]
+        return bids, asks
+
+
+async def run_supervised(cfg: Config, name: str = "feed-truex-md") -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    link = SupervisorLink(cfg, name)
+    channel = LatestValue.attach(cfg.instance.name, "truex.book", TOP_OF_BOOK)
+    channel.claim_writer()
+    publisher = BookPublisher(channel, VENUE_TRUEX)
+    instrument = Instrument.from_config(cfg.instrument)
+    tick_e8 = int(instrument.tick_size * 100_000_000)
+    codec = TruexCodec(instrument)
+    book = TruexBook()
+    md = cfg.truex.market_data
+    req_ids = iter(range(1, 1 << 62))
+    resubscribe_at = [0.0]
+
+    def publish(t_recv: int, stale: bool = False) -> None:
+        if stale:
+            publisher.publish_stale(t_recv)
+            return
+        bids, asks = book.top(5)
+        publisher.publish([(p * tick_e8, q * LOT_E8) for p, q in bids],
+                          [(p * tick_e8, q * LOT_E8) for p, q in asks],
+                          t_venue_ns=time.time_ns(), t_recv_ns=t_recv, venue_seq=book.updates)
+
+    def subscribe(conn: FixConnection) -> None:
+        req = f"MD{next(req_ids)}"
+        conn.send(b"V", codec.market_data_request(req))
+        log.info("market data: subscribed (%s)", req)
+
+    def on_event(conn: FixConnection, ev: object) -> None:
+        now = time.monotonic_ns()
+        if isinstance(ev, LoggedOn):
+            link.set_state(STATE_CONNECTED | STATE_LOGGED_ON, True)
+            subscribe(conn)
+        elif isinstance(ev, LoggedOut | DisconnectWanted):
+            link.set_state(STATE_CONNECTED | STATE_LOGGED_ON | STATE_SUBSCRIBED | STATE_FRESH, False)
+            book.synced = False
+            publish(now, stale=True)
+        elif isinstance(ev, AppMessage):
+            rec = ev.record
+            if isinstance(rec, MarketDataSnapshot):
+                book.snapshot(rec)
+                link.set_state(STATE_SUBSCRIBED | STATE_FRESH, True)
+                link.messages += 1
+                publish(now)
+            elif isinstance(rec, MarketDataIncremental) and book.synced:
+                link.messages += 1
+                if book.incremental(rec):
+                    publish(now)
+            elif isinstance(rec, MarketDataRequestReject):
+                log.error("market data request rejected: %s; retrying in 1 s", rec.text)
+                link.errors += 1
+                resubscribe_at[0] = time.monotonic() + 1.0
+
+    initiator: FixInitiator | None = None
+    logout_cmd: list[int] = []
+
+    def on_command(cid: int, what: str) -> bool:
+        if what == "logout":
+            logout_cmd.append(cid)
+            return False
+        return True
+
+    async def session() -> None:
+        nonlocal initiator
+        while not stop.is_set() and link.phase() < PHASE_OE_LOGGED_ON:
+            await asyncio.sleep(0.02)
+        if stop.is_set():
+            return
+        store = FileSeqStore(cfg.state_path / f"fix.{md.sender_comp_id}-{md.target_comp_id}.seq", fsync=True)
+        fs = FixSession(SessionSettings(md.sender_comp_id, md.target_comp_id, heartbeat_s=md.heartbeat_s,
+                                        reset_on_logon=md.reset_on_logon, logon_timeout_s=md.logon_timeout_s,
+                                        app_msg_types=MARKET_DATA_TYPES),
+                        store, logon_fields=LogonCredentials(cfg.truex.api_key_id, cfg.truex.api_secret),
+                        decoder=codec.decode)
+        initiator = FixInitiator(fs, md.host, md.port, on_event, connect_timeout_s=md.connect_timeout_s)
+        run = loop.create_task(initiator.run())
+        while not stop.is_set():
+            if resubscribe_at[0] and time.monotonic() >= resubscribe_at[0] and initiator.conn is not None:
+                resubscribe_at[0] = 0.0
+                subscribe(initiator.conn)
+            if logout_cmd:
+                await initiator.stop("fastmm stopping")
+                link.ack(logout_cmd.pop())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.1)
+        await initiator.stop("fastmm exiting")
+        await run
+
+    cfg.state_path.mkdir(parents=True, exist_ok=True)
+    task = loop.create_task(session())
+    try:
+        await serve_supervisor(link, stop, on_command=on_command)
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 10)
+        publish(time.monotonic_ns(), stale=True)
+        channel.close()
+        link.close()
+    return 0

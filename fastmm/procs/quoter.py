@@ -1,0 +1,503 @@
+"""quoter: the only process that writes orders and position.
+
+It owns the TrueX order-entry FIX session, so a decision reaches the socket without another hop. Every
+reference update (woken by the channel's eventfd, or by polling in ``spin`` mode) goes through the
+PriceAggregator into the TradingCore, and the core's actions go straight out as FIX messages; every
+ExecutionReport comes back into the core; every hedge fill from the hedger's ring too. The position
+and PnL it publishes are what the hedger and ``fastmm status`` read.
+
+Write-ahead: each order, cancel and replace is journalled before its bytes are written, and each ack and
+fill when it arrives, so after a crash :mod:`fastmm.procs.recovery` knows every order that may be live.
+
+Start sequence: it logs on to order entry only once the phase says the reference feeds are up, and
+quotes only after the supervisor's ``start_quoting``; ``pull_quotes`` and ``cancel_all`` cancel every
+quote (``cancel_all`` is acknowledged once the venue has confirmed every cancel), ``logout`` logs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from decimal import Decimal
+from typing import Any
+
+from fastmm.config import Config
+from fastmm.core.price_aggregator import PriceAggregator
+from fastmm.core.trading_core import TradingCore
+from fastmm.core.types import (
+    Action,
+    CancelOrder,
+    CancelRejected,
+    HedgeFilled,
+    Liquidity,
+    MessageRejected,
+    NewOrder,
+    OrderAccepted,
+    OrderCanceled,
+    OrderEvent,
+    OrderFilled,
+    OrderRejected,
+    OrderReplaced,
+    ReplaceOrder,
+    Side,
+)
+from fastmm.fix.session import AppMessage, DisconnectWanted, FixSession, LoggedOn, LoggedOut, SessionSettings
+from fastmm.fix.store import FileSeqStore
+from fastmm.fix.transport import FixConnection, FixInitiator
+from fastmm.journal import Journal
+from fastmm.latency import LatencyRecorder
+from fastmm.procs.book_channel import read_top
+from fastmm.procs.child import SupervisorLink, serve_supervisor
+from fastmm.procs.recovery import recover
+from fastmm.shm import EventRing, LatestValue, SegmentMissing
+from fastmm.shm.records import (
+    FILL,
+    POSITION,
+    STATE_CONNECTED,
+    STATE_FLAT,
+    STATE_LOGGED_ON,
+    STATE_QUOTING,
+    STATE_RISK_TRIPPED,
+    TOP_OF_BOOK,
+)
+from fastmm.venues.truex.auth import LogonCredentials
+from fastmm.venues.truex.codec import (
+    ORDER_ENTRY_TYPES,
+    BusinessMessageReject,
+    ExecutionReport,
+    OrderCancelReject,
+    TruexCodec,
+)
+
+log = logging.getLogger("fastmm.quoter")
+
+PHASE_FEEDS_UP = 1
+TIMER_S = 0.05
+
+
+def _b36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while n:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+    return out or "0"
+
+
+class Quoter:
+    """The shell's state; every decision is the core's."""
+
+    def __init__(self, cfg: Config, link: SupervisorLink | None, journal: Journal,
+                 refs: dict[str, LatestValue], truex_book: LatestValue | None, hedge_ring: EventRing | None,
+                 position: LatestValue | None) -> None:
+        self.cfg = cfg
+        self.link = link
+        self.journal = journal
+        self.refs = refs
+        self.truex_book = truex_book
+        self.hedge_ring = hedge_ring
+        self.position = position
+        prefix = _b36(time.time_ns() // 10_000_000)[-7:]       # unique per run (10 ms resolution)
+        self.core = TradingCore(cfg, cl_ord_prefix=prefix)
+        self.aggregator = PriceAggregator.from_config(cfg)
+        client_id = cfg.truex.client_id.reveal() if cfg.truex.client_id else ""
+        self.codec = TruexCodec(self.core.instrument, client_id)
+        self.tick_e8 = int(self.core.instrument.tick_size * 100_000_000)
+        self.initiator: FixInitiator | None = None
+        self.quoting = False
+        self.cancel_all_cmd = 0
+        self.latency = LatencyRecorder()
+        self.sent = 0
+        self.fills = 0
+        self.hedge_fills = 0
+        self._last_ref_seq: dict[str, int] = {}
+        self._last_book_seq = 0
+        self._bb = self._ba = 0
+        self._fair_mid_e8 = 0
+        self._wake_ns = 0
+        self._t_decide = 0
+
+    # -- FIX ----------------------------------------------------------------------------------------
+    def make_initiator(self) -> FixInitiator:
+        oe = self.cfg.truex.order_entry
+        seq_path = self.cfg.state_path / f"fix.{oe.sender_comp_id}-{oe.target_comp_id}.seq"
+        store = FileSeqStore(seq_path, fsync=True)
+        session = FixSession(
+            SessionSettings(oe.sender_comp_id, oe.target_comp_id, heartbeat_s=oe.heartbeat_s,
+                            reset_on_logon=oe.reset_on_logon, logon_timeout_s=oe.logon_timeout_s,
+                            app_msg_types=ORDER_ENTRY_TYPES),
+            store, logon_fields=LogonCredentials(self.cfg.truex.api_key_id, self.cfg.truex.api_secret),
+            decoder=self.codec.decode)
+        self.initiator = FixInitiator(session, oe.host, oe.port, self.on_fix_event,
+                                      connect_timeout_s=oe.connect_timeout_s)
+        return self.initiator
+
+    @property
+    def logged_on(self) -> bool:
+        return self.initiator is not None and self.initiator.logged_on
+
+    def on_fix_event(self, conn: FixConnection, ev: object) -> None:
+        now = time.monotonic_ns()
+        if isinstance(ev, LoggedOn):
+            log.info("order entry logged on")
+            self.journal.append("session", time.time_ns(), session="oe", event="logged_on",
+                                next_sender=ev.next_sender, next_target=ev.next_target)
+            self._set(STATE_LOGGED_ON | STATE_CONNECTED, True)
+        elif isinstance(ev, LoggedOut | DisconnectWanted):
+            self.journal.append("session", time.time_ns(), session="oe", event=type(ev).__name__,
+                                detail=getattr(ev, "text", getattr(ev, "reason", "")))
+            self._set(STATE_LOGGED_ON | STATE_CONNECTED, False)
+        elif isinstance(ev, AppMessage) and ev.record is not None:
+            self.on_record(ev.record, now)
+
+    def _set(self, bits: int, on: bool) -> None:
+        if self.link is not None:
+            self.link.set_state(bits, on)
+
+    def send_actions(self, actions: list[Action], now_ns: int) -> None:
+        if not actions:
+            return
+        if not self.logged_on:
+            log.warning("order entry not logged on: %d action(s) not sent", len(actions))
+            return
+        codec, send, wall = self.codec, self.initiator.send, time.time_ns()  # type: ignore[union-attr]
+        for a in actions:
+            side = "1" if a.side == Side.BUY else "2"
+            if isinstance(a, NewOrder):
+                self.journal.append("order", wall, cl_ord_id=a.cl_ord_id, side=side,
+                                    price_ticks=a.price_ticks, qty_lots=a.qty_lots)
+                send(b"D", codec.new_order_single(a.cl_ord_id, side, a.qty_lots, a.price_ticks))
+            elif isinstance(a, CancelOrder):
+                self.journal.append("cancel", wall, cl_ord_id=a.cl_ord_id, orig_cl_ord_id=a.orig_cl_ord_id,
+                                    side=side)
+                send(b"F", codec.order_cancel_request(a.cl_ord_id, a.orig_cl_ord_id))
+            elif isinstance(a, ReplaceOrder):
+                self.journal.append("replace", wall, cl_ord_id=a.cl_ord_id, orig_cl_ord_id=a.orig_cl_ord_id,
+                                    side=side, price_ticks=a.price_ticks, qty_lots=a.qty_lots)
+                send(b"G", codec.order_cancel_replace_request(a.cl_ord_id, a.orig_cl_ord_id, a.qty_lots,
+                                                              a.price_ticks))
+        self.sent += len(actions)
+        if self._wake_ns == now_ns:
+            self.latency["decide_to_sent"].record(time.monotonic_ns() - self._t_decide)
+
+    # -- execution events -----------------------------------------------------------------------
+    def on_record(self, rec: object, now_ns: int) -> None:
+        ev = self.to_event(rec)
+        if ev is None:
+            return
+        self.core_event(ev, now_ns)
+
+    def to_event(self, rec: object) -> OrderEvent | None:
+        wall = time.time_ns()
+        j = self.journal
+        if isinstance(rec, ExecutionReport):
+            et = rec.exec_type
+            side = Side.BUY if rec.side == "1" else Side.SELL
+            if et == "0":
+                j.append("ack", wall, cl_ord_id=rec.cl_ord_id, order_id=rec.order_id)
+                return OrderAccepted(rec.cl_ord_id, rec.order_id)
+            if et == "F":
+                fee = sum((f.amount for f in rec.fees), Decimal(0)) if rec.fees else None
+                j.append("fill", wall, cl_ord_id=rec.cl_ord_id, exec_id=rec.exec_id, side=rec.side,
+                         px_ticks=rec.last_px, qty_lots=rec.last_qty, leaves_lots=rec.leaves_qty,
+                         liquidity=rec.liquidity, fee=str(fee) if fee is not None else None)
+                self.fills += 1
+                return OrderFilled(rec.cl_ord_id, rec.exec_id, side, rec.last_px, rec.last_qty,
+                                   rec.leaves_qty, Liquidity.TAKER if rec.liquidity == 2 else Liquidity.MAKER,
+                                   fee)
+            if et in ("4", "C"):
+                j.append("canceled", wall, cl_ord_id=rec.cl_ord_id, orig_cl_ord_id=rec.orig_cl_ord_id,
+                         text=rec.text)
+                return OrderCanceled(rec.cl_ord_id, rec.orig_cl_ord_id, rec.text)
+            if et == "5":
+                j.append("replaced", wall, cl_ord_id=rec.cl_ord_id, orig_cl_ord_id=rec.orig_cl_ord_id,
+                         price_ticks=rec.price, qty_lots=rec.order_qty)
+                return OrderReplaced(rec.cl_ord_id, rec.orig_cl_ord_id, rec.price, rec.order_qty,
+                                     rec.leaves_qty)
+            if et == "8":
+                j.append("reject", wall, cl_ord_id=rec.cl_ord_id, text=rec.text)
+                return OrderRejected(rec.cl_ord_id, rec.text)
+            return None
+        if isinstance(rec, OrderCancelReject):
+            j.append("cancel_reject", wall, cl_ord_id=rec.cl_ord_id, orig_cl_ord_id=rec.orig_cl_ord_id,
+                     reason=rec.reason, text=rec.text, ord_status=rec.ord_status)
+            return CancelRejected(rec.cl_ord_id, rec.orig_cl_ord_id, rec.ord_status, rec.reason, rec.text)
+        if isinstance(rec, BusinessMessageReject):
+            j.append("reject", wall, cl_ord_id=rec.ref_id, text=rec.text, business_reason=rec.reason)
+            return MessageRejected(rec.ref_id, rec.reason, rec.text)
+        return None
+
+    def core_event(self, ev: OrderEvent, now_ns: int) -> None:
+        actions = self.core.on_order_event(ev, now_ns)
+        if isinstance(ev, OrderFilled):
+            self.publish_position(now_ns)
+        self.send_actions(actions, now_ns)
+        self._after_orders()
+
+    def _after_orders(self) -> None:
+        live = len(self.core.engine.tracker.working)
+        self._set(STATE_FLAT, live == 0)
+        if self.cancel_all_cmd and live == 0 and self.link is not None:
+            self.link.ack(self.cancel_all_cmd)
+            self.cancel_all_cmd = 0
+
+    # -- hedge fills ----------------------------------------------------------------------------
+    def drain_hedge_fills(self, now_ns: int) -> None:
+        ring = self.hedge_ring
+        if ring is None:
+            return
+        any_fill = False
+        while ring.pop():
+            r = ring.rx[0]
+            lots = int(r["qty_e8"]) // 10_000
+            side = Side.BUY if int(r["side"]) > 0 else Side.SELL
+            price = Decimal(int(r["px_e8"])) / 100_000_000
+            fee = Decimal(int(r["fee_e8"])) / 100_000_000
+            exec_id = bytes(r["exec_id"]).decode("ascii", "replace")
+            self.journal.append("hedge_fill", time.time_ns(), exec_id=exec_id, side=side.name, qty_lots=lots,
+                                price=str(price), fee=str(fee), source="quoter")
+            before = self.core.inventory.position_lots
+            self.send_actions(self.core.on_hedge_fill(
+                HedgeFilled(exec_id, side, lots, price, Liquidity.TAKER, fee), now_ns), now_ns)
+            if self.core.inventory.position_lots != before:
+                self.hedge_fills += 1
+            any_fill = True
+        if any_fill:
+            self.publish_position(now_ns)
+
+    # -- prices -----------------------------------------------------------------------------------
+    def on_wake(self) -> None:
+        """Something may have changed in the reference or TrueX book channels: run the price path."""
+        now = time.monotonic_ns()
+        self._wake_ns = now
+        fair = None
+        for name, ch in self.refs.items():
+            seq = ch.version()
+            if seq == self._last_ref_seq.get(name):
+                continue
+            top = read_top(ch)
+            if top is None:
+                continue
+            self._last_ref_seq[name] = top.seq
+            self.latency["recv_to_pub"].record(top.t_pub_ns - top.t_recv_ns)
+            self.latency["pub_to_wake"].record(now - top.t_pub_ns)
+            fp = self.aggregator.update(name, top.bid_e8, top.ask_e8, top.t_recv_ns, now,
+                                        stale=not top.usable)
+            fair = fp or fair
+        book = self.truex_book
+        book_changed = False
+        if book is not None and book.version() != self._last_book_seq:
+            top = read_top(book)
+            if top is not None:
+                self._last_book_seq = top.seq
+                tick = self.tick_e8
+                self._bb, self._ba = top.bid_e8 // tick, (top.ask_e8 // tick if top.ask_e8 else 0)
+                book_changed = True
+        if fair is None and not book_changed:
+            return
+        self.price_event(self.aggregator.current(now), now)
+
+    def price_event(self, fair: Any, now: int) -> None:
+        self._fair_mid_e8 = fair.mid_e8
+        if not self.quoting:
+            return
+        actions = self.core.on_price(now, fair.mid, fair.confidence, not fair.has_price, self._bb, self._ba)
+        self._t_decide = t_decide = time.monotonic_ns()
+        self.latency["wake_to_decide"].record(t_decide - now)
+        self.send_actions(actions, now)
+        if actions:
+            self._after_orders()
+
+    def on_timer(self) -> None:
+        now = time.monotonic_ns()
+        fp = self.aggregator.on_timer(now)
+        if fp is not None and self.quoting:
+            self.price_event(fp, now)
+        self.send_actions(self.core.on_timer(now), now)
+        for ev in self.core.events():
+            kind = type(ev).__name__
+            if kind in ("RiskTrip", "RiskReset"):
+                log.error("risk: %s", ev)
+                self.journal.append("risk", time.time_ns(), detail=repr(ev))
+            elif kind == "PnlSummary":
+                log.info("pnl: total %s realized %s unrealized %s fees %s position %d lots, %d trades",
+                         ev.total, ev.realized, ev.unrealized, ev.fees, ev.position_lots, ev.trades)
+        self._set(STATE_RISK_TRIPPED, bool(getattr(self.core.risk, "tripped", False)))
+        self.publish_position(now)
+        self._after_orders()
+
+    def publish_position(self, now_ns: int) -> None:
+        ch = self.position
+        if ch is None:
+            return
+        pnl = self.core.pnl
+        tx = ch.tx[0]
+        tx["t_pub"] = now_ns
+        tx["position_lots"] = self.core.inventory.position_lots
+        avg = pnl.avg_entry()
+        tx["avg_entry_e8"] = int(avg * 100_000_000) if avg is not None else 0
+        tx["realized_e8"] = pnl.realized_units
+        tx["unrealized_e8"] = pnl.unrealized_units()
+        tx["fees_e8"] = pnl.fees_units
+        tx["fair_mid_e8"] = self._fair_mid_e8
+        tx["truex_fills"] = self.fills
+        tx["hedge_fills"] = self.hedge_fills
+        tx["risk_tripped"] = int(bool(getattr(self.core.risk, "tripped", False)))
+        working = self.core.engine.tracker.working.values()
+        bids = [o.price for o in working if o.side == Side.BUY]
+        asks = [o.price for o in working if o.side == Side.SELL]
+        tx["live_orders"] = len(bids) + len(asks)
+        tx["quote_bid_ticks"] = max(bids) if bids else 0
+        tx["quote_ask_ticks"] = min(asks) if asks else 0
+        tx["orders_sent"] = self.sent
+        ch.publish()
+
+    # -- supervisor commands ----------------------------------------------------------------------
+    def on_command(self, cid: int, name: str) -> bool:
+        now = time.monotonic_ns()
+        if name == "start_quoting":
+            self.quoting = True
+            self.core.engine.resume()
+            self._set(STATE_QUOTING, True)
+            self.journal.append("phase", time.time_ns(), detail="quoting started")
+            self.price_event(self.aggregator.current(now), now)
+            return True
+        if name in ("pull_quotes", "cancel_all"):
+            self.quoting = False
+            self._set(STATE_QUOTING, False)
+            self.send_actions(self.core.stop(now), now)
+            if name == "cancel_all":
+                self.cancel_all_cmd = cid
+                self._after_orders()
+                return False       # acknowledged when the venue has confirmed every cancel
+            return True
+        if name == "logout":
+            if self.initiator is not None:
+                asyncio.get_running_loop().create_task(self._logout(cid))
+                return False
+            return True
+        return True
+
+    async def _logout(self, cid: int) -> None:
+        assert self.initiator is not None
+        await self.initiator.stop("fastmm stopping")
+        if self.link is not None:
+            self.link.ack(cid)
+
+
+async def run_supervised(cfg: Config, name: str = "quoter") -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    link = SupervisorLink(cfg, name)
+    inst = cfg.instance.name
+    refs: dict[str, LatestValue] = {}
+    for venue in ("coinbase", "kraken"):
+        with contextlib.suppress(SegmentMissing):
+            refs[venue] = LatestValue.attach(inst, f"ref.{venue}", TOP_OF_BOOK)
+    book: LatestValue | None = None
+    with contextlib.suppress(SegmentMissing):
+        book = LatestValue.attach(inst, "truex.book", TOP_OF_BOOK)
+    ring: EventRing | None = None
+    with contextlib.suppress(SegmentMissing):
+        ring = EventRing.attach(inst, "hedge.fills", FILL)
+        ring.claim_consumer()
+    position = LatestValue.attach(inst, "position", POSITION)
+    position.claim_writer()
+    cfg.state_path.mkdir(parents=True, exist_ok=True)
+    journal = Journal(cfg.state_path / cfg.journal.file, cfg.journal.durability, cfg.journal.rotate_bytes)
+    q = Quoter(cfg, link, journal, refs, book, ring, position)
+    recovered = recover(cfg.state_path / cfg.journal.file, q.core, cfg)
+    q.fills, q.hedge_fills = recovered.truex_fills, recovered.hedge_fills
+    q.publish_position(time.monotonic_ns())
+
+    # Wake-ups: eventfds in block mode, a polling task in spin mode.
+    readers: list[int] = []
+    channels: list[LatestValue | EventRing] = [*refs.values(), *([book] if book else [])]
+    spin_task = None
+    if cfg.shm.wait == "block":
+        for ch in channels:
+            fd = ch.fileno()
+
+            def wake(ch: LatestValue | EventRing = ch) -> None:
+                ch.clear_wakeup()
+                q.on_wake()
+            loop.add_reader(fd, wake)
+            readers.append(fd)
+        if ring is not None:
+            fd = ring.fileno()
+
+            def hedge_wake() -> None:
+                ring.clear_wakeup()  # type: ignore[union-attr]
+                q.drain_hedge_fills(time.monotonic_ns())
+            loop.add_reader(fd, hedge_wake)
+            readers.append(fd)
+    else:
+        async def spin() -> None:
+            while not stop.is_set():
+                q.on_wake()
+                q.drain_hedge_fills(time.monotonic_ns())
+                await asyncio.sleep(0)
+        spin_task = loop.create_task(spin())
+
+    async def timer() -> None:
+        while not stop.is_set():
+            q.on_timer()
+            if ring is not None:
+                q.drain_hedge_fills(time.monotonic_ns())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), TIMER_S)
+
+    async def connect_when_feeds_up() -> None:
+        while not stop.is_set() and link.phase() < PHASE_FEEDS_UP:
+            await asyncio.sleep(0.02)
+        if stop.is_set():
+            return
+        initiator = q.make_initiator()
+        fix_task = loop.create_task(initiator.run())
+        try:
+            await initiator.wait_logged_on(cfg.truex.order_entry.logon_timeout_s * 3)
+        except TimeoutError:
+            log.error("order entry: not logged on yet; still trying")
+        if recovered.possibly_live:
+            await asyncio.sleep(0)
+            actions = recovered.cancels(q.core)
+            log.warning("recovery: canceling %d order(s) the previous run may have left live", len(actions))
+            q.send_actions(actions, time.monotonic_ns())
+        await stop.wait()
+        await fix_task
+
+    tasks = [loop.create_task(timer()), loop.create_task(connect_when_feeds_up())]
+    try:
+        await serve_supervisor(link, stop, on_command=q.on_command)
+    finally:
+        stop.set()
+        if q.initiator is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(q.initiator.stop("fastmm exiting"), 5)
+        for fd in readers:
+            loop.remove_reader(fd)
+        for t in tasks:
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if spin_task is not None:
+            spin_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await spin_task
+        q.publish_position(time.monotonic_ns())
+        latency_path = cfg.state_path / "latency.quoter.txt"
+        with contextlib.suppress(OSError):
+            latency_path.write_text(q.latency.table())
+        journal.close()
+        for ch in channels:
+            ch.close()
+        if ring is not None:
+            ring.close()
+        position.close()
+        link.close()
+    return 0
