@@ -19,6 +19,8 @@ EXIT_CONFIG = 2
 
 # Modules that define `register(subparsers: argparse._SubParsersAction) -> None`.
 _COMMAND_MODULES: tuple[str, ...] = (
+    "fastmm.engine_cli",
+    "fastmm.sim_cli",
     "fastmm.config_cli",
     "fastmm.feed_cli",
     "fastmm.fix_cli",

@@ -340,7 +340,7 @@ class Quoter:
         avg = pnl.avg_entry()
         tx["avg_entry_e8"] = int(avg * 100_000_000) if avg is not None else 0
         tx["realized_e8"] = pnl.realized_units
-        tx["unrealized_e8"] = pnl.unrealized_units()
+        tx["unrealized_e8"] = pnl.unrealized_units
         tx["fees_e8"] = pnl.fees_units
         tx["fair_mid_e8"] = self._fair_mid_e8
         tx["truex_fills"] = self.fills

@@ -1,0 +1,129 @@
+"""``fastmm paper``: the simulators and the supervised engine together, on the recorded data.
+
+The venues run in a background thread of this process (:mod:`fastmm.sim.background`), on ephemeral
+loopback ports handed to the engine through its FASTMM_* configuration; the engine runs exactly as under
+``fastmm supervise``: separate processes, shared memory, the start and stop sequences. A status screen
+is printed every second; on Ctrl-C, SIGTERM, the end of the data or ``--duration`` the engine goes
+through its stop sequence and the final report is printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from fastmm.config import Config, load_config
+from fastmm.procs import lifecycle as lc
+from fastmm.procs.plan import PROCESSES
+from fastmm.procs.supervisor import Supervisor, default_children
+from fastmm.sim import venues as sim_venues
+from fastmm.sim.background import SimThread
+from fastmm.status import read_status, render
+
+
+@dataclass
+class PaperOptions:
+    config_path: str | None = None
+    duration_s: float = 0.0        # 0 = until the data ends or Ctrl-C
+    screen_every_s: float = 1.0
+    processes: tuple[str, ...] = PROCESSES
+
+
+class _VenueHandle:
+    """Adapts the venue set to SimThread's one-server start/stop."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.venues: sim_venues.VenueSet | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        self.venues = await sim_venues.start(self.cfg, host=host, ephemeral=True)
+        return 0
+
+    async def stop(self) -> None:
+        if self.venues is not None:
+            await self.venues.stop()
+
+
+def run_paper(opts: PaperOptions, out: TextIO = sys.stdout) -> int:
+    made = sim_venues.paper_credentials(os.environ)
+    if made:
+        print(f"paper: throw-away simulator credentials set for {', '.join(made)}", file=out)
+    cfg = load_config(opts.config_path, os.environ)
+    sims = SimThread()
+    try:
+        handle, _ = sims.start(lambda: _VenueHandle(cfg), timeout=120)
+        venues = handle.venues
+        assert venues is not None
+        for name, where in venues.addresses.items():
+            print(f"paper: {name:<18} {where}", file=out)
+        os.environ.update(sim_venues.config_for(cfg, venues))
+        cfg = load_config(opts.config_path, os.environ)
+        sup = Supervisor(cfg, default_children(cfg, opts.config_path, opts.processes))
+        return _watch(sup, venues, opts, out)
+    finally:
+        sims.close()
+
+
+def _watch(sup: Supervisor, venues: sim_venues.VenueSet, opts: PaperOptions, out: TextIO) -> int:
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        sup.request_stop(signal.Signals(signum).name)
+
+    for s in previous:
+        signal.signal(s, on_signal)
+    t0 = time.monotonic()
+    next_screen = t0
+    try:
+        sup.start()
+        while sup.lifecycle.phase != lc.Phase.STOPPED:
+            sup.step()
+            now = time.monotonic()
+            if sup.lifecycle.phase < lc.Phase.STOPPING:
+                if venues.finished:
+                    sup.request_stop("end of the recorded data")
+                elif opts.duration_s and now - t0 >= opts.duration_s:
+                    sup.request_stop(f"--duration {opts.duration_s:g} s reached")
+            if opts.screen_every_s and now >= next_screen and sup.channels:
+                next_screen = now + opts.screen_every_s
+                st = read_status(sup.cfg.instance.name, sup.channels)  # type: ignore[arg-type]
+                print(render(st, now - t0) + "\n", file=out, flush=True)
+            time.sleep(0.005)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        sup.close()
+    print(final_report(sup.cfg, sup.report_path), file=out, flush=True)
+    return sup.exit_code
+
+
+def final_report(cfg: Config, report_path: Path) -> str:
+    lines = ["", "=== fastmm paper: final report ==="]
+    try:
+        rep = json.loads(report_path.read_text())
+    except (OSError, ValueError):
+        return "\n".join([*lines, f"(no report at {report_path})"])
+    lines.append(f"stopped: {rep.get('stop_reason')}; unconfirmed stop steps: "
+                 f"{', '.join(rep.get('timed_out_steps') or []) or 'none'}")
+    pos = rep.get("position")
+    if pos:
+        e8 = 100_000_000
+        pnl = (pos["realized_e8"] + pos["unrealized_e8"] - pos["fees_e8"]) / e8
+        lines.append(f"position {pos['position_lots'] / 10_000:+.4f} BTC; fills {pos['truex_fills']} TrueX, "
+                     f"{pos['hedge_fills']} hedge")
+        lines.append(f"PnL {pnl:+.2f} PYUSD = realized {pos['realized_e8'] / e8:+.2f} + unrealized "
+                     f"{pos['unrealized_e8'] / e8:+.2f} - fees {pos['fees_e8'] / e8:.2f}")
+    restarts = {k: v for k, v in (rep.get("restarts") or {}).items() if v}
+    lines.append(f"process restarts: {restarts or 'none'}")
+    latency = cfg.state_path / "latency.quoter.txt"
+    if latency.exists():
+        lines += ["quoter latency (ns):", latency.read_text().rstrip()]
+    lines.append(f"journal: {cfg.state_path / cfg.journal.file}; report: {report_path}")
+    return "\n".join(lines)
