@@ -119,6 +119,7 @@ class Quoter:
         self._fair_mid_e8 = 0
         self._wake_ns = 0
         self._t_decide = 0
+        self.core.stop(time.monotonic_ns())      # halted until the supervisor says start_quoting
 
     # -- FIX ----------------------------------------------------------------------------------------
     def make_initiator(self) -> FixInitiator:
@@ -301,9 +302,9 @@ class Quoter:
         self.price_event(self.aggregator.current(now), now)
 
     def price_event(self, fair: Any, now: int) -> None:
+        """Every price goes to the core, quoting or not (it keeps the risk checks' data fresh); until
+        ``start_quoting`` the engine is halted, so it answers with nothing but cancels."""
         self._fair_mid_e8 = fair.mid_e8
-        if not self.quoting:
-            return
         actions = self.core.on_price(now, fair.mid, fair.confidence, not fair.has_price, self._bb, self._ba)
         self._t_decide = t_decide = time.monotonic_ns()
         self.latency["wake_to_decide"].record(t_decide - now)
@@ -314,7 +315,7 @@ class Quoter:
     def on_timer(self) -> None:
         now = time.monotonic_ns()
         fp = self.aggregator.on_timer(now)
-        if fp is not None and self.quoting:
+        if fp is not None:
             self.price_event(fp, now)
         self.send_actions(self.core.on_timer(now), now)
         for ev in self.core.events():

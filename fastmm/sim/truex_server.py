@@ -49,7 +49,8 @@ class TruexSimServer:
         self._task: asyncio.Task[None] | None = None
         self.logons = 0
         self.bad_logons = 0
-        self.received: list[tuple[str, bytes]] = []      # (owner, MsgType) of every order-entry message
+        # (owner, MsgType, CLOCK_MONOTONIC ns) of every order-entry message, for tests and latency
+        self.received: list[tuple[str, bytes, int]] = []
         self.md_requests = 0
 
     @classmethod
@@ -87,7 +88,7 @@ class TruexSimServer:
                     old.abort()
                 self._oe[owner] = conn
             elif isinstance(ev, AppMessage):
-                self.received.append((owner, ev.msg.msg_type))
+                self.received.append((owner, ev.msg.msg_type, time.monotonic_ns()))
                 if ev.msg.msg_type == b"V":
                     conn.send(b"j", b"372=V\x01380=3\x0158=MarketDataRequest on the order-entry session\x01")
                     return
