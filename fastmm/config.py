@@ -165,7 +165,8 @@ class FixSessionConfig:
     sender_comp_id: str = _f("FASTMM")
     target_comp_id: str = _f("TRUEX_UAT_OE")
     heartbeat_s: int = _f(30, 1, 3600)
-    reset_on_logon: bool = _f(True, doc="141=Y on Logon")
+    reset_on_logon: bool = _f(False, doc="141=Y on Logon; off so a restart gets missed reports resent")
+    seq_store_fsync: bool = _f(False, doc="fsync the sequence numbers (host-crash safety, ~ms per message)")
     connect_timeout_s: float = _f(5.0, 0.1, 300.0)
     logon_timeout_s: float = _f(10.0, 0.1, 300.0)
 

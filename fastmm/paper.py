@@ -56,6 +56,9 @@ def run_paper(opts: PaperOptions, out: TextIO = sys.stdout) -> int:
     if made:
         print(f"paper: throw-away simulator credentials set for {', '.join(made)}", file=out)
     cfg = load_config(opts.config_path, os.environ)
+    # A new simulated venue is a new FIX session day: sequence numbers start again on both sides.
+    for stale in cfg.state_path.glob("fix.*.seq"):
+        stale.unlink()
     sims = SimThread()
     try:
         handle, _ = sims.start(lambda: _VenueHandle(cfg), timeout=120)

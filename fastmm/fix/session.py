@@ -98,6 +98,9 @@ class RejectMessage(Exception):
 LogonFields = Callable[[bytes, int, str, str], bytes]  # (SendingTime, MsgSeqNum, sender, target) -> body run
 Authenticate = Callable[[Message], "str | None"]  # None = accepted, else the reason
 Decoder = Callable[[Message], object]
+# The venue side's message store: (begin, end inclusive) -> [(MsgSeqNum, MsgType, body, SendingTime)] of
+# the application messages it sent in that range, to send again with PossDupFlag.
+ResendSource = Callable[[int, int], "list[tuple[int, bytes, bytes, bytes]]"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,9 +220,10 @@ class FixSession:
 
     def __init__(self, settings: SessionSettings, store: SeqStore, *,
                  logon_fields: LogonFields | None = None, authenticate: Authenticate | None = None,
-                 decoder: Decoder | None = None) -> None:
+                 decoder: Decoder | None = None, resend_source: ResendSource | None = None) -> None:
         self.settings = settings
         self.store = store
+        self._resend_source = resend_source
         self._logon_fields = logon_fields
         self._authenticate = authenticate
         self._decoder = decoder
@@ -600,7 +604,11 @@ class FixSession:
         self._drain_queue(now_ns)
 
     def _answer_resend(self, msg: Message, now_ns: int) -> None:
-        """One SequenceReset-GapFill over the whole asked range: nothing stale is ever re-sent."""
+        """One SequenceReset-GapFill over the whole asked range: nothing stale is ever re-sent.
+
+        A venue-side session with a ``resend_source`` (the simulator's exchange) sends its stored
+        application messages again instead, with PossDupFlag and OrigSendingTime, and gap-fills the rest
+        (its session messages), as a FIX venue does."""
         begin, end = _int(msg.get(7)), _int(msg.get(16))
         nxt = self.store.next_sender
         if begin is None or end is None or begin < 1 or (end and end < begin):
@@ -611,11 +619,35 @@ class FixSession:
             self.bad_input("ResendRequest for messages not sent yet", f"7={begin} 16={end}, next {nxt}")
             return
         new = nxt if end == 0 or end >= nxt - 1 else end + 1
+        if self._resend_source is not None:
+            self._resend_stored(begin, new, now_ns)
+            return
         extra = b"43=Y\x01"
         if self.settings.orig_sending_time_on_gap_fill:
             extra += b"122=%b\x01" % format_timestamp(now_ns)
         self._out.append(self._enc.encode(b"4", begin, format_timestamp(now_ns), b"123=Y\x0136=%d\x01" % new,
                                           extra))
+        self._last_sent = now_ns
+        self._events.append(ResendAnswered(begin, new))
+
+    def _resend_stored(self, begin: int, new: int, now_ns: int) -> None:
+        assert self._resend_source is not None
+        stored = {seq: (mt, body, st) for seq, mt, body, st in self._resend_source(begin, new - 1)}
+        st_now = format_timestamp(now_ns)
+        enc = self._enc.encode
+        gap_from = 0
+        for seq in range(begin, new):
+            item = stored.get(seq)
+            if item is None:
+                gap_from = gap_from or seq
+                continue
+            if gap_from:
+                self._out.append(enc(b"4", gap_from, st_now, b"123=Y\x0136=%d\x01" % seq, b"43=Y\x01"))
+                gap_from = 0
+            mt, body, orig = item
+            self._out.append(enc(mt, seq, st_now, body, b"43=Y\x01122=%b\x01" % orig))
+        if gap_from:
+            self._out.append(enc(b"4", gap_from, st_now, b"123=Y\x0136=%d\x01" % new, b"43=Y\x01"))
         self._last_sent = now_ns
         self._events.append(ResendAnswered(begin, new))
 

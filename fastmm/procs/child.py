@@ -41,7 +41,7 @@ class SupervisorLink:
     def __init__(self, cfg: Config, name: str) -> None:
         self.name = name
         instance = cfg.instance.name
-        self.control = LatestValue.attach(instance, "control", CONTROL, wait="spin")
+        self.control = LatestValue.attach(instance, "control", CONTROL)
         self.health = LatestValue.attach(instance, health_channel(name), HEALTH, wait="spin")
         self.health.claim_writer()
         self.state = 0
@@ -96,11 +96,13 @@ class SupervisorLink:
 
 
 async def serve_supervisor(link: SupervisorLink, stop: asyncio.Event, *, period_s: float = 0.05,
-                           on_command: Callable[[int, str], bool] | None = None) -> None:
+                           on_command: Callable[[int, str], bool] | None = None,
+                           poke: asyncio.Event | None = None) -> None:
     """Heartbeat every ``period_s`` and carry out supervisor commands until ``stop`` is set.
 
     ``on_command(id, name)`` returns True when the command is done (it is then acknowledged); ``exit``
-    always stops the process. A supervisor that disappeared stops it too.
+    always stops the process. A supervisor that disappeared stops it too. Setting ``poke`` (from a
+    reader on the control channel's eventfd) checks for a command at once instead of at the next beat.
     """
     while not stop.is_set():
         cmd = link.pending_command()
@@ -117,6 +119,13 @@ async def serve_supervisor(link: SupervisorLink, stop: asyncio.Event, *, period_
             stop.set()
             break
         link.heartbeat()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), period_s)
+        if poke is not None:
+            poke.clear()
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(poke.wait())]
+            _done, pending = await asyncio.wait(waits, timeout=period_s, return_when=asyncio.FIRST_COMPLETED)
+            for t in pending:
+                t.cancel()
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), period_s)
     link.heartbeat()

@@ -158,7 +158,8 @@ async def run_supervised(cfg: Config, name: str = "feed-truex-md") -> int:
             await asyncio.sleep(0.02)
         if stop.is_set():
             return
-        store = FileSeqStore(cfg.state_path / f"fix.{md.sender_comp_id}-{md.target_comp_id}.seq", fsync=True)
+        store = FileSeqStore(cfg.state_path / f"fix.{md.sender_comp_id}-{md.target_comp_id}.seq",
+                             fsync=md.seq_store_fsync)
         fs = FixSession(SessionSettings(md.sender_comp_id, md.target_comp_id, heartbeat_s=md.heartbeat_s,
                                         reset_on_logon=md.reset_on_logon, logon_timeout_s=md.logon_timeout_s,
                                         app_msg_types=MARKET_DATA_TYPES),

@@ -44,7 +44,9 @@ def health_channel(process: str) -> str:
 
 def channel_specs(cfg: Config, processes: tuple[str, ...] = PROCESSES) -> list[ChannelSpec]:
     """Every channel of an instance running ``processes``."""
-    specs = [ChannelSpec("control", "latest", CONTROL, SUPERVISOR, None)]
+    # The quoter blocks on control too (it acts on commands at once: pulling quotes is urgent); the
+    # other processes poll it with their heartbeat.
+    specs = [ChannelSpec("control", "latest", CONTROL, SUPERVISOR, QUOTER if QUOTER in processes else None)]
     if FEED_COINBASE in processes:
         specs.append(ChannelSpec("ref.coinbase", "latest", TOP_OF_BOOK, FEED_COINBASE, QUOTER))
     if FEED_KRAKEN in processes:

@@ -125,7 +125,7 @@ class Quoter:
     def make_initiator(self) -> FixInitiator:
         oe = self.cfg.truex.order_entry
         seq_path = self.cfg.state_path / f"fix.{oe.sender_comp_id}-{oe.target_comp_id}.seq"
-        store = FileSeqStore(seq_path, fsync=True)
+        store = FileSeqStore(seq_path, fsync=oe.seq_store_fsync)
         session = FixSession(
             SessionSettings(oe.sender_comp_id, oe.target_comp_id, heartbeat_s=oe.heartbeat_s,
                             reset_on_logon=oe.reset_on_logon, logon_timeout_s=oe.logon_timeout_s,
@@ -472,9 +472,18 @@ async def run_supervised(cfg: Config, name: str = "quoter") -> int:
         await stop.wait()
         await fix_task
 
+    poke = asyncio.Event()
+    if cfg.shm.wait == "block":
+        control_fd = link.control.fileno()
+
+        def control_wake() -> None:
+            link.control.clear_wakeup()
+            poke.set()
+        loop.add_reader(control_fd, control_wake)
+        readers.append(control_fd)
     tasks = [loop.create_task(timer()), loop.create_task(connect_when_feeds_up())]
     try:
-        await serve_supervisor(link, stop, on_command=q.on_command)
+        await serve_supervisor(link, stop, on_command=q.on_command, poke=poke)
     finally:
         stop.set()
         if q.initiator is not None:

@@ -16,8 +16,16 @@ from collections.abc import Callable, Iterable
 
 from fastmm.data.binance import read_capture
 from fastmm.data.events import Event
-from fastmm.fix.codec import Message
-from fastmm.fix.session import AppMessage, FixSession, LoggedOn, LoggedOut, Role, SessionSettings
+from fastmm.fix.codec import Message, format_timestamp
+from fastmm.fix.session import (
+    AppMessage,
+    DisconnectWanted,
+    FixSession,
+    LoggedOn,
+    LoggedOut,
+    Role,
+    SessionSettings,
+)
 from fastmm.fix.store import MemorySeqStore
 from fastmm.fix.transport import FixConnection, serve
 from fastmm.instrument import Instrument
@@ -44,6 +52,11 @@ class TruexSimServer:
         self._heartbeat_s = heartbeat_s
         self._servers: list[asyncio.Server] = []
         self._oe: dict[str, FixConnection] = {}         # owner (client CompID) -> live order-entry connection
+        # Order-entry session state outlives a connection, as at a real venue: sequence numbers and the
+        # messages sent (also while the client was away), so a reconnecting client's ResendRequest gets
+        # every ExecutionReport it missed, with PossDupFlag.
+        self._oe_store: dict[str, MemorySeqStore] = {}
+        self._oe_log: dict[str, list[tuple[int, bytes, bytes, bytes]]] = {}
         self._md: dict[FixConnection, str] = {}           # subscriber -> its MDReqID
         self._md_known: dict[tuple[str, int], int] = {}   # the book as subscribers have it
         self._task: asyncio.Task[None] | None = None
@@ -70,11 +83,34 @@ class TruexSimServer:
             return "Authentication failed"
         return None
 
-    def _session(self, comp_id: str, app_types: frozenset[bytes]) -> FixSession:
+    def _session(self, comp_id: str, app_types: frozenset[bytes], owner: str | None = None) -> FixSession:
         s = self.settings
+        store = MemorySeqStore() if owner is None else self._oe_store.setdefault(owner, MemorySeqStore())
+        resend = None if owner is None else (lambda b, e: self._stored(owner, b, e))
         return FixSession(SessionSettings(comp_id, s.client_comp_id, role=Role.ACCEPTOR,
                                           heartbeat_s=self._heartbeat_s, app_msg_types=app_types),
-                          MemorySeqStore(), authenticate=self._authenticate)
+                          store, authenticate=self._authenticate, resend_source=resend)
+
+    def _stored(self, owner: str, begin: int, end: int) -> list[tuple[int, bytes, bytes, bytes]]:
+        return [m for m in self._oe_log.get(owner, ()) if begin <= m[0] <= end]
+
+    def _send_oe(self, owner: str, mt: bytes, body: bytes) -> None:
+        """Send to the owner's session, or, while it is away, take the next MsgSeqNum and keep the
+        message for its ResendRequest."""
+        conn = self._oe.get(owner)
+        if conn is not None:
+            try:
+                seq = conn.send(mt, body)
+            except Exception:        # logged out or closing: keep it for the resend
+                conn = None
+        if conn is None:
+            store = self._oe_store.setdefault(owner, MemorySeqStore())
+            seq = store.next_sender
+            store.set(seq + 1, store.next_target)
+        log_ = self._oe_log.setdefault(owner, [])
+        log_.append((seq, mt, body, format_timestamp(self._clock())))
+        if len(log_) > 200_000:
+            del log_[:100_000]
 
     def _oe_factory(self) -> tuple[FixSession, Callable[[FixConnection, object], None]]:
         owner = self.settings.client_comp_id
@@ -86,6 +122,8 @@ class TruexSimServer:
                 old = self._oe.get(owner)
                 if old is not None and old is not conn:
                     old.abort()
+                if ev.reset:
+                    self._oe_log.pop(owner, None)     # a reset session starts a new message history
                 self._oe[owner] = conn
             elif isinstance(ev, AppMessage):
                 self.received.append((owner, ev.msg.msg_type, time.monotonic_ns()))
@@ -94,10 +132,10 @@ class TruexSimServer:
                     return
                 self.exchange.on_order_message(owner, ev.msg, now)
                 self._flush()
-            elif isinstance(ev, LoggedOut) and self._oe.get(owner) is conn:
+            elif isinstance(ev, LoggedOut | DisconnectWanted) and self._oe.get(owner) is conn:
                 del self._oe[owner]
 
-        return self._session(self.settings.oe_comp_id, OE_TYPES), handler
+        return self._session(self.settings.oe_comp_id, OE_TYPES, owner), handler
 
     def _md_factory(self) -> tuple[FixSession, Callable[[FixConnection, object], None]]:
         def handler(conn: FixConnection, ev: object) -> None:
@@ -132,12 +170,8 @@ class TruexSimServer:
         """Send every pending order-entry answer, then the market-data changes they caused."""
         ex = self.exchange
         for owner in ex.owners_with_output():
-            out = ex.outbox(owner)
-            conn = self._oe.get(owner)
-            if conn is None:
-                continue      # the owner is disconnected: TrueX does not queue for it either
-            for mt, body in out:
-                conn.send(mt, body)
+            for mt, body in ex.outbox(owner):
+                self._send_oe(owner, mt, body)
         trades = ex.drain_trades()
         if not self._md:
             ex.engine.drain_level_changes()
