@@ -172,7 +172,8 @@ class FixSessionConfig:
 
 
 def _md_session() -> FixSessionConfig:
-    return FixSessionConfig(port=20484, target_comp_id="TRUEX_UAT_MD")
+    # Market data needs no resend (a resubscription brings a fresh snapshot): reset on every logon.
+    return FixSessionConfig(port=20484, target_comp_id="TRUEX_UAT_MD", reset_on_logon=True)
 
 
 @dataclass(frozen=True, slots=True)

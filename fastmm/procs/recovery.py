@@ -30,6 +30,7 @@ class Recovered:
     truex_fills: int = 0
     hedge_fills: int = 0
     records: int = 0
+    fill_ids: set[str] = field(default_factory=set)
 
     def cancels(self, core: TradingCore) -> list[CancelOrder]:
         return [CancelOrder(core.engine.ids.next(), cl, side) for cl, side in self.possibly_live.items()]
@@ -73,6 +74,7 @@ def recover(journal_path: Path, core: TradingCore, cfg: Config) -> Recovered:
                              Decimal(fee) if fee not in (None, "None") else None)
             core.on_order_event(ev, now)
             out.truex_fills += 1
+            out.fill_ids.add(exec_id)
         elif kind == "hedge_fill" and rec.get("source") == "quoter":
             exec_id = rec.get("exec_id", "")
             if exec_id in seen_exec:
