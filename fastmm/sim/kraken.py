@@ -77,7 +77,7 @@ E_UNKNOWN_PAIR = "EQuery:Unknown asset pair"
 E_PRICE = "EOrder:Invalid price:XBTUSD price can only be specified up to 1 decimals."
 
 PRIVATE_METHODS = frozenset({"AddOrder", "CancelOrder", "CancelAll", "CancelAllOrdersAfter", "QueryOrders",
-                             "OpenOrders", "Balance"})
+                             "OpenOrders", "ClosedOrders", "Balance"})
 PUBLIC_METHODS = frozenset({"Ticker", "AssetPairs", "Time"})
 _TRADING_METHODS = frozenset({"AddOrder", "CancelOrder"})
 
@@ -612,6 +612,17 @@ class KrakenSim:
         out = {o.txid: self._info(o, show_trades) for o in acct.open_orders()
                if (not ur or str(o.userref) == ur) and (not cl or o.cl_ord_id == cl)}
         return {"open": out}
+
+    def _m_ClosedOrders(self, acct: Account, p: dict[str, str], now_ns: int) -> dict[str, Any]:
+        """Closed, canceled and expired orders, newest first (Kraken pages by 50), filtered by
+        ``userref`` or ``cl_ord_id`` as Kraken allows."""
+        ur = p.get("userref")
+        cl = p.get("cl_ord_id")
+        show_trades = p.get("trades", "").lower() in ("true", "1")
+        done = [o for o in acct.orders.values() if o.status != "open"
+                and (not ur or str(o.userref) == ur) and (not cl or o.cl_ord_id == cl)]
+        done.sort(key=lambda o: o.closetm_ns or 0, reverse=True)
+        return {"closed": {o.txid: self._info(o, show_trades) for o in done[:50]}, "count": len(done)}
 
     def _m_QueryOrders(self, acct: Account, p: dict[str, str], now_ns: int) -> dict[str, Any]:
         ids = [x.strip() for x in p.get("txid", "").split(",") if x.strip()]

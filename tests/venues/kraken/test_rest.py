@@ -110,6 +110,12 @@ def test_calls_against_the_simulator(tmp_path: Path) -> None:
             assert placed.txid and not placed.adopted
             opened = await k.private("OpenOrders", {"cl_ord_id": placed.cl_ord_id})
             assert placed.txid in opened["open"]
+            found = await k.find_order(placed.cl_ord_id)
+            assert found is not None and found[0] == placed.txid
+            await k.private("CancelOrder", {"txid": placed.txid}, order_age_s=1.0)
+            found = await k.find_order(placed.cl_ord_id)       # now among the closed orders
+            assert found is not None and found[0] == placed.txid and found[1]["status"] == "canceled"
+            assert await k.find_order("00000000-0000-4000-8000-000000000000") is None
             with pytest.raises(InsufficientFunds):
                 await k.add_order({"pair": "XBTUSD", "type": "sell", "ordertype": "market", "volume": "1000"})
         async with client(url, tmp_path, key="nobody") as bad:
