@@ -104,8 +104,10 @@ class Hedger:
         return len(self.book.published)
 
     # -- restart -----------------------------------------------------------------------------------
-    async def recover(self) -> None:
-        """Follow every hedge order the journal says may still be live, to its end."""
+    async def recover(self, max_wait_s: float = 30.0) -> None:
+        """Finish every hedge order the journal says may still be live before hedging again: an open
+        one is canceled (its purpose may be stale after a restart), and whatever it executed is
+        published, once. The planner then starts from the position the quoter publishes."""
         for cl, rec in list(self.book.open_orders.items()):
             found = await self.rest.find_order(cl)
             if found is None:
@@ -114,14 +116,21 @@ class Hedger:
                 self._final(cl, "never placed")
                 continue
             txid, info = found
-            log.warning("hedger: following hedge order %s (%s) left by the previous run", cl, txid)
+            log.warning("hedger: hedge order %s (%s) left by the previous run is %s", cl, txid,
+                        info.get("status"))
             self.txid_of[cl] = txid
             self.side_of[cl] = rec["side"]
             await self._absorb(cl, info)
+            deadline = time.monotonic() + max_wait_s
             while info.get("status") not in CLOSED:
+                with contextlib.suppress(KrakenError):
+                    await self.rest.private("CancelOrder", {"txid": txid},
+                                            order_age_s=(time.time_ns() - int(rec["t_ns"])) / 1e9)
                 await asyncio.sleep(POLL_S)
                 info = (await self.rest.private("QueryOrders", {"txid": txid, "trades": "true"}))[txid]
                 await self._absorb(cl, info)
+                if time.monotonic() > deadline:
+                    raise OutcomeUnknown(f"hedge order {cl} ({txid}) still open after {max_wait_s:g} s")
             self._final(cl, info.get("status", "closed"))
 
     # -- one step ----------------------------------------------------------------------------------
