@@ -24,9 +24,16 @@ def parse_e8(text: str) -> int:
             digits = text[:-9] + text[-8:]
             if digits.isdigit() and digits.isascii():
                 return int(digits)
-    except TypeError:
+        whole, _, frac = text.partition(".")  # fast path: up to 8 decimals, no sign (Coinbase, Kraken)
+        if len(frac) <= _DIGITS and whole.isdigit() and whole.isascii() and (
+                not frac or (frac.isdigit() and frac.isascii())):
+            return int(whole) * E8 + (int(frac) * _POW[len(frac)] if frac else 0)
+    except (TypeError, AttributeError):
         raise DataError(f"not a decimal string: {text!r}") from None
     return _parse_e8_slow(text)
+
+
+_POW = [10 ** (_DIGITS - n) for n in range(_DIGITS + 1)]
 
 
 def _parse_e8_slow(text: str) -> int:

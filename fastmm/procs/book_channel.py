@@ -8,6 +8,7 @@ for every process on the host; ``t_venue`` is the venue's own wall-clock time, n
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,58 +16,49 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastmm.shm import LatestValue
-from fastmm.shm.records import BOOK_CROSSED, BOOK_LEVELS, BOOK_STALE
+from fastmm.shm.records import BOOK_CROSSED, BOOK_LEVELS, BOOK_STALE, TOP_OF_BOOK
 
 Levels = Sequence[tuple[int, int]]
 
 
 class BookPublisher:
+    """Fills the record with one ``struct.pack_into`` (about half a microsecond, where setting the
+    numpy fields one by one costs several) and publishes it under the seqlock."""
+
+    _LAYOUT = struct.Struct("<QqqqQIIII" + f"{BOOK_LEVELS}q" * 4 + "Q")
+
     def __init__(self, channel: LatestValue, venue: int) -> None:
+        if self._LAYOUT.size != TOP_OF_BOOK.itemsize:
+            raise TypeError("BookPublisher's layout no longer matches the TOP_OF_BOOK record")
         self.channel = channel
         self.venue = venue
-        self._bid_px = np.zeros(BOOK_LEVELS, np.int64)
-        self._bid_sz = np.zeros(BOOK_LEVELS, np.int64)
-        self._ask_px = np.zeros(BOOK_LEVELS, np.int64)
-        self._ask_sz = np.zeros(BOOK_LEVELS, np.int64)
+        self._tx = memoryview(channel.tx.view(np.uint8))
         self.published = 0
 
     def publish(self, bids: Levels, asks: Levels, *, t_venue_ns: int, t_recv_ns: int, venue_seq: int,
                 stale: bool = False) -> int:
         """Publish the best levels (best first). Returns ``t_pub``."""
-        tx = self.channel.tx
         nb, na = min(len(bids), BOOK_LEVELS), min(len(asks), BOOK_LEVELS)
-        bp, bs, ap, as_ = self._bid_px, self._bid_sz, self._ask_px, self._ask_sz
-        bp[:] = 0
-        bs[:] = 0
-        ap[:] = 0
-        as_[:] = 0
-        for i in range(nb):
-            bp[i], bs[i] = bids[i]
-        for i in range(na):
-            ap[i], as_[i] = asks[i]
+        pad = _ZEROS
+        bp = [p for p, _ in bids[:nb]] + pad[nb:]
+        bs = [q for _, q in bids[:nb]] + pad[nb:]
+        ap = [p for p, _ in asks[:na]] + pad[na:]
+        as_ = [q for _, q in asks[:na]] + pad[na:]
         flags = BOOK_STALE if stale else 0
         if nb and na and bp[0] >= ap[0]:
             flags |= BOOK_CROSSED
-        rec = tx[0]
-        rec["t_venue"] = t_venue_ns
-        rec["t_recv"] = t_recv_ns
-        rec["venue_seq"] = venue_seq
-        rec["venue"] = self.venue
-        rec["flags"] = flags
-        rec["n_bids"] = nb
-        rec["n_asks"] = na
-        rec["bid_px"] = bp
-        rec["bid_sz"] = bs
-        rec["ask_px"] = ap
-        rec["ask_sz"] = as_
         t_pub = time.monotonic_ns()
-        rec["t_pub"] = t_pub
+        self._LAYOUT.pack_into(self._tx, 0, 0, t_venue_ns, t_recv_ns, t_pub, venue_seq, self.venue, flags,
+                               nb, na, *bp, *bs, *ap, *as_, 0)
         self.channel.publish()
         self.published += 1
         return t_pub
 
     def publish_stale(self, t_recv_ns: int) -> int:
         return self.publish((), (), t_venue_ns=0, t_recv_ns=t_recv_ns, venue_seq=0, stale=True)
+
+
+_ZEROS = [0] * BOOK_LEVELS
 
 
 @dataclass(frozen=True, slots=True)

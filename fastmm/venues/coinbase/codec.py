@@ -160,8 +160,9 @@ class CoinbaseFeed:
                 if not self.synced:
                     self.bad("update before snapshot")
                     continue
+                bids, asks = self.book.bids.set, self.book.asks.set
                 for side, price, size in changes:
-                    self.book.set_level(side, price, size)
+                    (bids if side == "bid" else asks)(price, size)
             else:
                 self.bad("unknown l2_data event type", str(kind)[:40])
         if not self.synced:
@@ -196,23 +197,45 @@ class CoinbaseFeed:
         return out
 
 
+_PRICES: dict[str, int] = {}   # price text -> 1e-8 units: a book's prices repeat, sizes rarely do
+_POW = [10 ** (8 - n) for n in range(9)]
+_E8 = 100_000_000
+
+
+def _qty(text: str) -> int:
+    """Decimal text to 1e-8 units on the hot path: plain ``int`` arithmetic for the usual shape,
+    :func:`parse_e8` (which explains what is wrong) for anything else."""
+    whole, _, frac = text.partition(".")
+    if (len(frac) <= 8 and whole.isdigit() and whole.isascii()
+            and (frac.isdigit() or not frac) and frac.isascii()):
+        return int(whole) * _E8 + (int(frac) * _POW[len(frac)] if frac else 0)
+    return parse_e8(text)
+
+
 def _parse_updates(updates: list) -> list[tuple[str, int, int]]:
     """Every update of an event, or an error for the whole event (no half-applied message)."""
     if not isinstance(updates, list):
         raise TypeError("updates is not a list")
     out = []
+    prices = _PRICES
     for u in updates:
         side = u["side"]
         if side == "bid":
             s = "bid"
-        elif side in ("offer", "ask"):
+        elif side == "offer" or side == "ask":
             s = "ask"
         else:
             raise ValueError(f"side {side!r}")
-        price = parse_e8(u["price_level"])
-        size = parse_e8(u["new_quantity"])
+        pt = u["price_level"]
+        price = prices.get(pt)
+        if price is None:
+            price = parse_e8(pt)
+            if len(prices) > 200_000:
+                prices.clear()
+            prices[pt] = price
+        size = _qty(u["new_quantity"])
         if price <= 0:
-            raise ValueError(f"price_level {u['price_level']!r}")
+            raise ValueError(f"price_level {pt!r}")
         if size < 0:
             raise ValueError(f"negative new_quantity {u['new_quantity']!r}")
         out.append((s, price, size))
