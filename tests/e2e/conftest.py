@@ -69,7 +69,8 @@ class Engine:
 def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Engine]]:
     made: list[tuple[Supervisor, SimThread]] = []
 
-    def start(env: dict[str, str] | None = None, processes: tuple[str, ...] = PROCESSES) -> Engine:
+    def start(env: dict[str, str] | None = None, processes: tuple[str, ...] = PROCESSES,
+              faults: Any = None) -> Engine:
         base = {
             "FASTMM_INSTANCE__NAME": f"e2e{os.getpid()}x{next(_n)}",
             "FASTMM_INSTANCE__STATE_DIR": str(tmp_path),
@@ -89,7 +90,7 @@ def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable
 
         class Handle:
             async def start(self, host: str, port: int) -> int:
-                holder["v"] = await sim_venues.start(cfg, host=host, ephemeral=True)
+                holder["v"] = await sim_venues.start(cfg, host=host, ephemeral=True, faults=faults)
                 return 0
 
             async def stop(self) -> None:

@@ -90,3 +90,24 @@ def test_quotes_pulled_within_100ms_when_the_only_reference_dies(engine) -> None
     assert cancels, "the quotes were pulled by cancels"
     pulled_ms = (max(cancels) - t_kill) / MS
     assert pulled_ms <= 100.0, f"last cancel reached the venue {pulled_ms:.1f} ms after the feed died"
+
+
+def test_coinbase_sequence_gap_resyncs_and_quoting_goes_on(engine) -> None:
+    from fastmm.sim.coinbase import CoinbaseFaults
+
+    e = engine({"FASTMM_SIM__SPEED": "4"}, faults=CoinbaseFaults(drop_seq=400))
+    e.run_until(lambda: e.sup.lifecycle.phase == lc.Phase.QUOTING, 30, "QUOTING")
+    cb = e.venues.coinbase
+    assert cb is not None
+    e.run_until(lambda: cb.core.emitted > 600, 60, "the replay past the dropped message")
+    for _ in range(200):
+        e.sup.step()
+        time.sleep(0.005)
+    assert e.sup.lifecycle.phase == lc.Phase.QUOTING, "the other source kept the engine quoting"
+    assert "coinbase" in e.sup.lifecycle.fresh_feeds, "coinbase resubscribed and is fresh again"
+    assert e.sup.restart.restarts.get("feed-coinbase", 0) == 0, "a gap is handled in the feed, not by a restart"
+    from fastmm.status import read_status
+
+    st = read_status(e.cfg.instance.name, e.sup.channels)
+    assert st["processes"]["feed-coinbase"]["errors"] >= 1, "the feed saw the gap (marked stale, resubscribed)"
+    settle_and_check(e)
