@@ -332,6 +332,8 @@ async def run_supervised(cfg: Config, name: str = "hedger") -> int:
             await hedger.recover()
             link.set_state(STATE_CONNECTED)
             last_ticker = 0.0
+            last_dead_man = 0.0
+            dead_man_s = cfg.hedge.dead_man_timeout_s
             bid = ask = 0
             while not stop.is_set():
                 pos_lots = applied = 0
@@ -347,6 +349,14 @@ async def run_supervised(cfg: Config, name: str = "hedger") -> int:
                         t = (await rest.public("Ticker", {"pair": pair.altname}))
                         info = next(iter(t.values()))
                         bid, ask = parse_e8(info["b"][0]), parse_e8(info["a"][0])
+                if dead_man_s and time.monotonic() - last_dead_man >= dead_man_s / 2:
+                    # Kraken cancels every open order if this is not renewed in time: a hedger that
+                    # hangs or loses its network cannot leave a hedge working.
+                    try:
+                        await rest.private("CancelAllOrdersAfter", {"timeout": dead_man_s})
+                        last_dead_man = time.monotonic()
+                    except KrakenError as e:
+                        log.error("hedger: dead-man switch not renewed: %s", e)
                 if flatten_cmd:
                     hedger.planner.flatten = True
                 if cfg.hedge.enabled or flatten_cmd:

@@ -42,6 +42,7 @@ from fastmm.shm.records import (
     STATE_FRESH,
     STATE_LOGGED_ON,
     STATE_QUOTING,
+    STATE_RISK_TRIPPED,
     STATE_SUBSCRIBED,
 )
 
@@ -206,6 +207,9 @@ class Supervisor:
         return h is not None and now - h[0] <= self.heartbeat_timeout_ns and bool(h[1] & bit)
 
     def _observe(self, now: int) -> None:
+        if self.lifecycle.phase < lc.Phase.STOPPING and self._alive_with(QUOTER, STATE_RISK_TRIPPED, now):
+            self.request_stop("kill switch tripped in the quoter")
+            return
         events: list[lc.Event] = []
 
         def changed(key: str, value: bool, on: lc.Event, off: lc.Event) -> None:

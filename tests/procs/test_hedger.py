@@ -217,3 +217,16 @@ def test_kraken_5xx_storm_then_recovery(kraken, tmp_path: Path) -> None:
         assert desk.pos_lots == 15_000
     finally:
         desk.close()
+
+
+def test_dead_man_switch_is_armed_and_renewed(kraken, tmp_path: Path) -> None:
+    desk = Desk(tmp_path, port_of(kraken), {"FASTMM_HEDGE__DEAD_MAN_TIMEOUT_S": "4"})
+    try:
+        desk.publish()
+        desk.start_hedger()
+        acct = kraken.core.accounts[KEY]
+        wait(desk, lambda: acct.dead_man_ns is not None, 20, "CancelAllOrdersAfter")
+        first = acct.dead_man_ns
+        wait(desk, lambda: acct.dead_man_ns != first, 10, "the dead-man switch renewed")
+    finally:
+        desk.close()

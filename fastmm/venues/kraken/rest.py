@@ -75,6 +75,7 @@ class KrakenRest:
         self._session: aiohttp.ClientSession | None = None
         self.calls = 0
         self.errors: dict[str, int] = {}
+        self._nonce_jump_us = 0
 
     async def __aenter__(self) -> KrakenRest:
         self._session = aiohttp.ClientSession(
@@ -113,10 +114,16 @@ class KrakenRest:
                    "API-Sign": api_sign(self._secret.reveal(), path, nonce, body),
                    "Content-Type": "application/x-www-form-urlencoded"}
         try:
-            return await self._once(path, body, headers)
+            result = await self._once(path, body, headers)
         except InvalidNonce:
-            self.nonces.jump_past(self._wall_us() + 1_000_000)
+            # Someone used a higher nonce with this key (another client, a clock that was ahead): jump
+            # ahead, twice as far each time it happens again, so a retry gets past it.
+            jump = self._nonce_jump_us
+            self._nonce_jump_us = min(jump * 2, 3_600_000_000) if jump else 1_000_000
+            self.nonces.jump_past(max(self.nonces.last, self._wall_us()) + self._nonce_jump_us)
             raise
+        self._nonce_jump_us = 0
+        return result
 
     def _count(self, e: BaseException) -> None:
         key = getattr(e, "code", "") or type(e).__name__

@@ -196,3 +196,14 @@ def test_stalled_server_times_out(tmp_path: Path) -> None:
 
 def test_order_rate_limited_type() -> None:
     assert isinstance(error_of("EOrder:Rate limit exceeded"), OrderRateLimited)
+
+
+def test_invalid_nonce_jumps_ahead_and_retries(tmp_path: Path) -> None:
+    async def body(url: str, server: KrakenSimServer) -> None:
+        async with client(url, tmp_path) as k:
+            await k.balance()
+            # Another client with the same key used a much higher nonce (e.g. a clock ahead).
+            server.core.accounts[KEY].last_nonce = k.nonces.last + 5_000_000     # 5 s ahead
+            bal = await k.balance()               # EAPI:Invalid nonce, then nonces further ahead each time
+            assert "ZUSD" in bal and 1 <= k.errors.get("EAPI:Invalid nonce", 0) <= 3
+    with_sim(KrakenSettings(keys={KEY: SECRET}, speed=0), body)
