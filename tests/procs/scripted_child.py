@@ -20,6 +20,7 @@ from fastmm.shm.records import (
     STATE_FRESH,
     STATE_LOGGED_ON,
     STATE_QUOTING,
+    STATE_RISK_TRIPPED,
     STATE_SUBSCRIBED,
 )
 
@@ -59,6 +60,8 @@ def main() -> int:
             if what == "start_quoting" and name == "quoter":
                 link.set_state(STATE_QUOTING)
                 link.set_state(STATE_FLAT, False)
+                if os.environ.get("SCRIPTED_RISK_TRIP"):
+                    link.set_state(STATE_RISK_TRIPPED)
             elif what in ("pull_quotes", "cancel_all") and name == "quoter":
                 link.set_state(STATE_QUOTING, False)
                 link.set_state(STATE_FLAT)

@@ -126,3 +126,11 @@ def test_unconfirmed_cancel_times_out_and_the_stop_still_ends(supervisor) -> Non
     assert sup.lifecycle.timed_out == [lc.StopStep.CANCEL_QUOTES]
     assert sup.exit_code == 1
     assert json.loads(sup.report_path.read_text())["timed_out_steps"] == ["CANCEL_QUOTES"]
+
+
+def test_kill_switch_trip_runs_the_stop_sequence(supervisor) -> None:
+    sup = supervisor(SCRIPTED_RISK_TRIP="1")
+    sup.start()
+    run_until(sup, lambda: sup.lifecycle.phase == lc.Phase.STOPPED)
+    assert sup.lifecycle.stop_reason == "kill switch tripped in the quoter"
+    assert sup.lifecycle.timed_out == []
