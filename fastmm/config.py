@@ -111,6 +111,8 @@ class VenueRulesConfig:
     max_orders_per_sec: int = _f(8, 1, 1000, doc="our own limit, under TrueX's 10/s")
     max_orders_per_min: int = _f(300, 1, 60000)
     duplicate_window_ms: int = _f(500, 0, 60000, doc="no identical order again within this window")
+    rate_guard_ms: int = _f(250, 0, 5000, doc="our rate windows are this much longer than TrueX's, so "
+                                                "delivery jitter never bunches our messages over its limit")
     min_notional: Decimal = _f(Decimal(1), Decimal(0), Decimal(1000000), doc="PYUSD")
     price_band_pct: Decimal = _f(Decimal("2.5"), Decimal("0.01"), Decimal(100))
 

@@ -101,7 +101,7 @@ class Quoter:
         self.hedge_ring = hedge_ring
         self.position = position
         prefix = _b36(time.time_ns() // 10_000_000)[-7:]       # unique per run (10 ms resolution)
-        self.core = TradingCore(cfg, cl_ord_prefix=prefix)
+        self.core = TradingCore(cfg, cl_ord_prefix=prefix, rate_guard_ms=cfg.venue_rules.rate_guard_ms)
         self.aggregator = PriceAggregator.from_config(cfg)
         client_id = cfg.truex.client_id.reveal() if cfg.truex.client_id else ""
         self.codec = TruexCodec(self.core.instrument, client_id)
