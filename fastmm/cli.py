@@ -24,6 +24,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "fastmm.config_cli",
     "fastmm.feed_cli",
     "fastmm.fix_cli",
+    "fastmm.backtest_cli",
 )
 
 

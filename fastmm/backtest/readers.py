@@ -1,0 +1,466 @@
+"""Readers of recorded market data into :class:`~fastmm.backtest.market.MarketData`, by format.
+
+Two formats are understood, told apart by their first line:
+
+* **Binance raw capture** (``../shared/data``): ``<local receive ns> <raw JSON>`` lines in plain or gzip
+  files (a folder is read file by file in name order). Combined-stream envelopes
+  (``{"stream": ..., "data": ...}``) and bare payloads both work, for spot and USD-M/COIN-M futures:
+  depth diffs (``depthUpdate``; spot ids ``U``/``u``, futures add ``pu``), trades (``trade``, only
+  ``X == "MARKET"`` when present, and ``aggTrade``), ``bookTicker``, and the REST depth snapshot line
+  (``lastUpdateId``). Sizes are in the instrument's own unit (see :class:`SizeUnit`). Diffs follow the
+  update-id rule of each market (spot: :class:`fastmm.data.binance.DepthSync`; futures:
+  :class:`FuturesDepthSync`); a gap is an error naming the line.
+* **Coinbase Advanced Trade frames** (``fastmm.data.coinbase_frames``): JSONL ``{"t_ns", "frame"}``;
+  ``l2_data`` snapshot/updates, ``market_trades`` (side is the maker's), heartbeats and subscription
+  answers (ignored). A ``sequence_num`` gap is an error: the book after it cannot be trusted.
+
+Without a bookTicker stream the top of book is derived from the rebuilt depth book. Anything else
+(another file format, a partial-depth stream, an unknown event type) raises :class:`DataError` with the
+file, line and reason: a backtest on silently misread data is worse than none.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+
+from fastmm.backtest.market import ASK, BID, MarketData, SizeUnit, StreamBuilder
+from fastmm.data.binance import DepthSync, SequenceGap
+from fastmm.data.book import L2Book
+from fastmm.data.events import BookSnapshot, DepthDiff
+from fastmm.data.units import DataError, parse_e8
+
+BINANCE = "binance-raw"
+COINBASE = "coinbase-frames"
+
+# Binance payloads that carry nothing the book or the queue model needs: skipped, counted.
+_BINANCE_SKIP = frozenset({"markPriceUpdate", "kline", "24hrTicker", "24hrMiniTicker", "forceOrder",
+                           "indexPriceUpdate", "continuous_kline", "compositeIndex"})
+
+
+_SUFFIXES = (".gz", ".jsonl", ".txt", ".log")
+
+
+def data_files(path: str | Path) -> list[Path]:
+    """A file, or a folder's ``*.gz``, ``*.jsonl`` and ``*.txt`` files in name order."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix in _SUFFIXES)
+        if not files:
+            raise DataError(f"{p}: no data files (.gz, .jsonl, .txt) in the folder")
+        return files
+    if not p.exists():
+        raise DataError(f"{p}: not found")
+    return [p]
+
+
+def _lines(files: list[Path]) -> Iterator[tuple[Path, int, bytes]]:
+    for f in files:
+        opener = gzip.open if f.suffix == ".gz" else open
+        try:
+            with opener(f, "rb") as fh:
+                for n, line in enumerate(fh, 1):
+                    yield f, n, line
+        except (OSError, EOFError) as e:
+            raise DataError(f"{f.name}: cannot read: {e}") from None
+
+
+def sniff(path: str | Path) -> str:
+    """The format of the data at ``path`` from its first non-empty line."""
+    files = data_files(path)
+    for f, n, line in _lines(files):
+        s = line.strip()
+        if not s:
+            continue
+        head = s[:40]
+        sp = s.find(b" ")
+        if sp > 0 and s[:sp].isdigit() and s[sp + 1:sp + 2] == b"{":
+            return BINANCE
+        if s[:1] == b"{":
+            try:
+                obj = orjson.loads(s)
+            except orjson.JSONDecodeError:
+                obj = None
+            if isinstance(obj, dict) and "t_ns" in obj and "frame" in obj:
+                return COINBASE
+        raise DataError(f"{f.name}:{n}: unrecognised market data format (starts {head!r}); expected "
+                        f"Binance raw capture lines '<recv ns> <json>' or Coinbase JSONL "
+                        f"{{\"t_ns\": ..., \"frame\": ...}}")
+    raise DataError(f"{path}: no data in the file(s)")
+
+
+def load_market_data(path: str | Path, *, size_unit: SizeUnit | str = "base", symbol: str = "",
+                     max_lines: int | None = None) -> MarketData:
+    """Read ``path`` (file or folder) in whichever supported format it is."""
+    unit = SizeUnit.parse(size_unit) if isinstance(size_unit, str) else size_unit
+    fmt = sniff(path)
+    if fmt == BINANCE:
+        return read_binance(path, unit=unit, symbol=symbol, max_lines=max_lines)
+    return read_coinbase_frames(path, unit=unit, product=symbol, max_lines=max_lines)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Binance
+# ---------------------------------------------------------------------------------------------------
+class FuturesDepthSync:
+    """Binance futures' update-id rule: drop diffs with ``u < lastUpdateId``; the first applied has
+    ``U <= lastUpdateId <= u``; every later one has ``pu`` equal to the previous ``u``."""
+
+    __slots__ = ("_buffer", "_first", "last_id")
+
+    def __init__(self) -> None:
+        self.last_id: int | None = None
+        self._buffer: list[tuple[int, int, int, object]] = []
+        self._first = True
+
+    def on_snapshot(self, last_update_id: int) -> list[object]:
+        self.last_id = last_update_id
+        self._first = True
+        pending, self._buffer = self._buffer, []
+        return [payload for first, last, prev, payload in pending if self._accept(first, last, prev)]
+
+    def on_diff(self, first: int, last: int, prev: int, payload: object) -> bool:
+        if self.last_id is None:
+            self._buffer.append((first, last, prev, payload))
+            return False
+        return self._accept(first, last, prev)
+
+    def _accept(self, first: int, last: int, prev: int) -> bool:
+        cur = self.last_id
+        assert cur is not None
+        if last < cur:
+            return False
+        if self._first:
+            if not first <= cur <= last:
+                raise SequenceGap(f"first futures diff U={first} u={last} does not cover {cur}")
+            self._first = False
+        elif prev != cur:
+            raise SequenceGap(f"futures diff pu={prev} after u={cur}: update ids missing")
+        self.last_id = last
+        return True
+
+
+# Binance prints every price and size with exactly 8 decimals: a whole list of them is checked with one
+# regular expression, then each is an int of its digits (four times faster than parsing one by one).
+_FIXED8 = re.compile(r"\d+\.\d{8}(?:,\d+\.\d{8})*")
+
+
+def e8_values(texts: list[str]) -> list[int]:
+    """Decimal strings -> exact 1e-8 integers (the fast path when all have 8 decimals)."""
+    try:
+        if texts and _FIXED8.fullmatch(",".join(texts)):
+            return [int(x[:-9] + x[-8:]) for x in texts]
+        return [parse_e8(x) for x in texts]
+    except TypeError:
+        raise DataError(f"not decimal strings: {texts!r:.60}") from None
+
+
+def _levels(raw: object) -> list[tuple[int, int]]:
+    if not isinstance(raw, list):
+        raise DataError(f"levels are not a list: {raw!r:.60}")
+    try:
+        flat = [x for p, q in raw for x in (p, q)]
+    except (TypeError, ValueError) as e:
+        raise DataError(f"bad level: {e}") from None
+    v = e8_values(flat)
+    return list(zip(v[::2], v[1::2], strict=True))
+
+
+class _BinanceState:
+    """Update-id sync, pre-snapshot buffering and (without bookTicker) tops from the rebuilt book."""
+
+    def __init__(self, out: StreamBuilder, symbol: str, derive_tops: bool) -> None:
+        self.out = out
+        self.symbol = symbol.lower()
+        self.spot = DepthSync()
+        self.futures = FuturesDepthSync()
+        self.pending: dict[int, tuple[object, object]] = {}   # spot diffs buffered before the snapshot
+        self.market = ""              # "spot" or "futures", from the first diff
+        self.derive = derive_tops
+        self.book: L2Book | None = None
+        self.last_top: tuple[int, int] = (0, 0)
+        self.skipped = 0
+        self.seen: set[str] = set()
+
+    def check_symbol(self, name: str) -> bool:
+        name = name.lower()
+        self.seen.add(name)
+        if not self.symbol:
+            self.symbol = name
+        return name == self.symbol
+
+    def snapshot(self, t: int, obj: dict) -> None:
+        if self.out.started:
+            raise DataError("a second depth snapshot in one capture is not supported")
+        bids, asks = _levels(obj["bids"]), _levels(obj["asks"])
+        last_id = int(obj["lastUpdateId"])
+        self.out.snapshot(t, bids, asks)
+        if self.derive:
+            self.book = L2Book()
+            self.book.load(bids, asks, last_id)
+            self.derive_top(t)
+        # the market (spot or futures) shows in the diffs; both syncs learn the snapshot, one has buffered
+        snap = BookSnapshot(t, last_id, (), ())
+        released = [self.pending[d.last_id] for d in self.spot.on_snapshot(snap)]
+        released += self.futures.on_snapshot(last_id)
+        self.pending.clear()
+        for payload in released:
+            self.apply(t, payload)
+
+    def diff(self, t: int, d: dict) -> None:
+        first, last = int(d["U"]), int(d["u"])
+        payload = (d["b"], d["a"])
+        if "pu" in d:
+            self.market = self.market or "futures"
+            ok = self.futures.on_diff(first, last, int(d["pu"]), payload)
+        else:
+            self.market = self.market or "spot"
+            ok = self.spot.on_diff(DepthDiff(t, 0, first, last, (), ()))
+            if not ok and not self.spot.synced:
+                self.pending[last] = payload
+        if ok:
+            self.apply(t, payload)
+
+    def apply(self, t: int, payload: object) -> None:
+        raw_bids, raw_asks = payload  # type: ignore[misc]
+        bids, asks = _levels(raw_bids), _levels(raw_asks)
+        self.out.levels(t, bids, asks)
+        book = self.book
+        if book is not None:
+            for p, q in bids:
+                book.bids.set(p, q)
+            for p, q in asks:
+                book.asks.set(p, q)
+            self.derive_top(t)
+
+    def derive_top(self, t: int) -> None:
+        assert self.book is not None
+        bb, ba = self.book.best_bid(), self.book.best_ask()
+        if bb is None or ba is None:
+            return
+        if (bb[0], ba[0]) != self.last_top:
+            self.last_top = (bb[0], ba[0])
+            self.out.top(t, bb[0], ba[0], bb[1], ba[1], derived=True)
+
+    def ticker(self, t: int, data: dict) -> None:
+        self.book = None      # recorded tops win; stop rebuilding the whole book for them
+        if self.out.started:
+            b, a, bq, aq = e8_values([data["b"], data["a"], data["B"], data["A"]])
+            self.out.top(t, b, a, bq, aq)
+
+
+def read_binance(path: str | Path, *, unit: SizeUnit | None = None, symbol: str = "",
+                 max_lines: int | None = None) -> MarketData:
+    """A Binance raw capture (spot or futures) to market data; see the module docstring."""
+    files = data_files(path)
+    out = StreamBuilder(unit)
+    # a capture with bookTicker lines gives tops directly (a look at its start decides; a late ticker
+    # stream still wins, see StreamBuilder.top)
+    st = _BinanceState(out, symbol, derive_tops=not _has_book_ticker(files))
+    lines = 0
+    loads = orjson.loads
+    for f, n, line in _lines(files):
+        if max_lines is not None and lines >= max_lines:
+            break
+        lines += 1
+        sp = line.find(b" ")
+        if sp <= 0:
+            if not line.strip():
+                continue
+            raise DataError(f"{f.name}:{n}: no '<recv ns> ' prefix")
+        try:
+            t = int(line[:sp])
+            obj = loads(line[sp + 1:])
+        except (ValueError, orjson.JSONDecodeError) as e:
+            raise DataError(f"{f.name}:{n}: unreadable line: {e}") from None
+        try:
+            _binance_line(st, t, obj)
+        except SequenceGap as e:
+            raise DataError(f"{f.name}:{n}: depth update ids have a gap ({e}); the book cannot be rebuilt "
+                            f"past it") from None
+        except DataError as e:
+            raise DataError(f"{f.name}:{n}: {e}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise DataError(f"{f.name}:{n}: missing or bad field: {e!r}") from None
+    if st.seen and st.symbol not in st.seen:
+        have = ", ".join(sorted(st.seen))
+        raise DataError(f"{path}: no data for symbol {symbol!r} (the capture has {have})")
+    fmt = f"{BINANCE}/{st.market or 'spot'}"
+    return out.build(str(path), fmt, st.symbol, lines)
+
+
+def _has_book_ticker(files: list[Path], probe: int = 2000) -> bool:
+    for i, (_, _, line) in enumerate(_lines(files[:1])):
+        if i >= probe:
+            break
+        if b"bookTicker" in line or (b'"u":' in line and b'"B":' in line and b'"A":' in line):
+            return True
+    return False
+
+
+def _binance_line(st: _BinanceState, t: int, obj: object) -> None:
+    if not isinstance(obj, dict):
+        raise DataError("JSON is not an object")
+    stream = obj.get("stream")
+    if stream is not None:
+        data = obj["data"]
+        if not isinstance(data, dict):
+            raise DataError("stream data is not an object")
+        name = str(stream).split("@", 1)[0]
+        if not st.check_symbol(name):
+            return
+    else:
+        data = obj
+        if "lastUpdateId" in data and "bids" in data and "e" not in data:
+            st.snapshot(t, data)
+            return
+        sym = data.get("s")
+        if isinstance(sym, str) and not st.check_symbol(sym):
+            return
+    e = data.get("e")
+    if e == "depthUpdate":
+        st.diff(t, data)
+    elif e == "trade" or e == "aggTrade":
+        if data.get("X", "MARKET") != "MARKET":
+            return
+        price, qty = e8_values([data["p"], data["q"]])
+        if price <= 0 or qty <= 0:
+            raise DataError(f"trade with price {data['p']!r} size {data['q']!r}")
+        if st.out.started:   # m: the buyer is the maker, so the taker sold
+            st.out.trade(t, ASK if data["m"] else BID, price, qty)
+    elif e == "bookTicker" or (e is None and "u" in data and "B" in data and "A" in data):
+        st.ticker(t, data)
+    elif e is None and "lastUpdateId" in data:
+        raise DataError(f"partial book depth stream {stream!r} is not supported: record the diff stream "
+                        f"(<symbol>@depth or @depth@100ms) and a REST snapshot")
+    elif e in _BINANCE_SKIP:
+        st.skipped += 1
+    else:
+        raise DataError(f"unknown Binance event {e!r} (stream {stream!r})")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Coinbase Advanced Trade frames
+# ---------------------------------------------------------------------------------------------------
+_CB_IGNORED = frozenset({"heartbeats", "subscriptions", "ticker", "ticker_batch", "status", "candles"})
+
+
+def read_coinbase_frames(path: str | Path, *, unit: SizeUnit | None = None, product: str = "",
+                         max_lines: int | None = None) -> MarketData:
+    """Recorded Advanced Trade frames (JSONL ``{"t_ns", "frame"}``) to market data."""
+    files = data_files(path)
+    out = StreamBuilder(unit)
+    book = L2Book()
+    expected: int | None = None
+    last_top = (0, 0)
+    lines = 0
+    loads = orjson.loads
+    for f, n, line in _lines(files):
+        if max_lines is not None and lines >= max_lines:
+            break
+        if not line.strip():
+            continue
+        lines += 1
+        where = f"{f.name}:{n}"
+        try:
+            rec = loads(line)
+            t, frame = rec["t_ns"], rec["frame"]
+            if isinstance(t, bool) or not isinstance(t, int) or not isinstance(frame, str):
+                raise DataError("t_ns must be an integer and frame a string")
+            msg = loads(frame)
+        except (orjson.JSONDecodeError, TypeError, KeyError) as e:
+            raise DataError(f"{where}: not a Coinbase frame record: {e!r}") from None
+        except DataError as e:
+            raise DataError(f"{where}: {e}") from None
+        if not isinstance(msg, dict):
+            raise DataError(f"{where}: frame is not a JSON object")
+        seq = msg.get("sequence_num")
+        if isinstance(seq, int) and not isinstance(seq, bool):
+            if seq == 0 and expected not in (None, 0):
+                expected = None           # a new connection: numbering starts again
+            if expected is not None and seq != expected:
+                raise DataError(f"{where}: sequence_num {seq}, expected {expected}: messages were lost and "
+                                f"the book cannot be trusted past this line")
+            expected = seq + 1
+        channel = msg.get("channel")
+        try:
+            if channel == "l2_data":
+                for ev in msg["events"]:
+                    pid = ev.get("product_id", "")
+                    if product and pid and pid != product:
+                        continue
+                    product = product or pid
+                    bids, asks = _cb_updates(ev["updates"])
+                    if ev.get("type") == "snapshot":
+                        if not out.started:
+                            out.snapshot(t, bids, asks)
+                            book.load(bids, asks)
+                        else:   # a snapshot on a new connection: emit the difference as level changes
+                            fresh = L2Book()
+                            fresh.load(bids, asks)
+                            gone_b = [(p, 0) for p, _ in book.bids if p not in fresh.bids.levels]
+                            gone_a = [(p, 0) for p, _ in book.asks if p not in fresh.asks.levels]
+                            out.levels(t, gone_b + bids, gone_a + asks)
+                            book = fresh
+                    elif ev.get("type") == "update":
+                        if not out.started:
+                            continue
+                        out.levels(t, bids, asks)
+                        for p, q in bids:
+                            book.bids.set(p, q)
+                        for p, q in asks:
+                            book.asks.set(p, q)
+                    else:
+                        raise DataError(f"unknown l2_data event type {ev.get('type')!r}")
+                    bb, ba = book.best_bid(), book.best_ask()
+                    if bb is not None and ba is not None and (bb[0], ba[0]) != last_top:
+                        last_top = (bb[0], ba[0])
+                        out.top(t, bb[0], ba[0], bb[1], ba[1])
+            elif channel == "market_trades":
+                for ev in msg["events"]:
+                    if ev.get("type") == "snapshot":
+                        continue       # trades from before the subscription
+                    for tr in ev.get("trades", ()):
+                        pid = tr.get("product_id", "")
+                        if product and pid and pid != product:
+                            continue
+                        side = tr["side"]
+                        if side not in ("BUY", "SELL"):
+                            raise DataError(f"trade side {side!r}")
+                        price, size = parse_e8(tr["price"]), parse_e8(tr["size"])
+                        if price <= 0 or size <= 0:
+                            raise DataError(f"trade price {tr['price']!r} size {tr['size']!r}")
+                        if out.started:   # the side is the maker's: a BUY maker means the taker sold
+                            out.trade(t, ASK if side == "BUY" else BID, price, size)
+            elif channel in _CB_IGNORED or msg.get("type") == "error":
+                pass
+            else:
+                raise DataError(f"unknown channel {channel!r}")
+        except DataError as e:
+            raise DataError(f"{where}: {e}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise DataError(f"{where}: missing or bad field in {channel}: {e!r}") from None
+    return out.build(str(path), COINBASE, product, lines)
+
+
+def _cb_updates(updates: object) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    if not isinstance(updates, list):
+        raise DataError("updates is not a list")
+    bids: list[tuple[int, int]] = []
+    asks: list[tuple[int, int]] = []
+    for u in updates:
+        side = u["side"]
+        price, size = parse_e8(u["price_level"]), parse_e8(u["new_quantity"])
+        if price <= 0 or size < 0:
+            raise DataError(f"level {u['price_level']!r} size {u['new_quantity']!r}")
+        if side == "bid":
+            bids.append((price, size))
+        elif side in ("offer", "ask"):
+            asks.append((price, size))
+        else:
+            raise DataError(f"update side {side!r}")
+    return bids, asks

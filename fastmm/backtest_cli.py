@@ -1,0 +1,239 @@
+"""``fastmm backtest``: replay recorded data through the trading core and report what it would have earned.
+
+Without ``--sweep``: the configured strategy and, in the same run, the baselines (a naive symmetric
+ladder without skew, Avellaneda-Stoikov, GLFT, and hftbacktest's GLFT grid on the same data when
+hftbacktest is installed); a table on stdout, ``--json`` and ``--plots`` on request. With ``--sweep``:
+every combination of the given settings on ``--workers`` processes, ranked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from fastmm import __version__
+from fastmm.config import Config, ConfigError, load_config
+from fastmm.data.units import DataError
+from fastmm.logs import setup_logging
+
+EXIT_DATA = 2
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "backtest", help="replay recorded market data through the trading core; PnL report and baselines",
+        description="Replay a recording (Binance raw capture or Coinbase JSONL frames) through the same core "
+                    "the live engine runs, with a queue-position fill model, latencies, fees and hedges.")
+    p.add_argument("--data", metavar="PATH",
+                   help="capture file or folder (default: the Binance capture under FASTMM_DATA_DIR)")
+    p.add_argument("--config", "-c", metavar="FILE", help="TOML config file (defaults when omitted)")
+    p.add_argument("--json", metavar="OUT", help="write the full report as JSON")
+    p.add_argument("--plots", metavar="DIR", help="write pnl.png, inventory.png, quotes.png (matplotlib)")
+    g = p.add_argument_group("models and clocks")
+    g.add_argument("--feed-latency", type=int, default=1_000_000, metavar="NS",
+                   help="recorded data -> our engine (default 1 ms)")
+    g.add_argument("--order-latency", type=int, default=5_000_000, metavar="NS",
+                   help="our engine -> TrueX and back, each way (default 5 ms)")
+    g.add_argument("--hedge-latency", type=int, default=100_000_000, metavar="NS",
+                   help="hedger <-> Kraken, each way (default 100 ms)")
+    g.add_argument("--timer-ms", type=float, default=100.0, help="the quoter's timer tick (default 100)")
+    g.add_argument("--cancels", choices=("prorata", "all", "none"), default="prorata",
+                   help="share of a level's cancels that were ahead of our order (default prorata)")
+    g.add_argument("--hedge-mode", choices=("planner", "taker"), default="planner",
+                   help="planner: limit then market (HedgePlanner); taker: market at the touch at once")
+    d = p.add_argument_group("data")
+    d.add_argument("--size-unit", default="base", metavar="UNIT",
+                   help="size unit of the recording: base, contract:<BTC per contract>, "
+                        "inverse:<USD per contract>")
+    d.add_argument("--symbol", default="", help="symbol/product to keep when a recording has several")
+    d.add_argument("--max-lines", type=int, default=None, metavar="N", help="read only the first N lines")
+    r = p.add_argument_group("runs")
+    r.add_argument("--no-baselines", action="store_true", help="run only the configured strategy")
+    r.add_argument("--no-hftbacktest", action="store_true", help="leave out the hftbacktest reference")
+    r.add_argument("--sweep", nargs="+", metavar="KEY=V1,V2",
+                   help="parameter grid, e.g. spread=20,50,80 levels=3,5 (aliases: spread, levels, model, "
+                        "size, spacing, gamma, reprice, skew, max_position; or section.key)")
+    r.add_argument("--workers", type=int, default=2, help="sweep worker processes (default 2)")
+    r.add_argument("--rank-by", choices=("total", "sharpe", "drawdown", "fills"), default="total")
+    p.add_argument("-v", "--verbose", action="store_true", help="log the core's INFO messages")
+    p.set_defaults(handler=_run)
+
+
+def _options(args: argparse.Namespace) -> Any:
+    from fastmm.backtest.engine import BacktestOptions
+
+    opts = BacktestOptions(feed_latency_ns=args.feed_latency, order_latency_ns=args.order_latency,
+                           hedge_latency_ns=args.hedge_latency, timer_ns=int(args.timer_ms * 1e6),
+                           cancels=args.cancels, hedge_mode=args.hedge_mode)
+    try:
+        opts.check()
+    except ValueError as e:
+        raise ConfigError(f"backtest options: {e}") from None
+    return opts
+
+
+def baselines(cfg: Config) -> list[tuple[str, Config]]:
+    """The configured strategy and the comparison strategies, skipping exact duplicates."""
+    q, inv = cfg.quoting, cfg.inventory
+    runs = [("configured", cfg),
+            ("naive_ladder", replace(cfg, quoting=replace(q, model="ladder"),
+                                     inventory=replace(inv, max_skew_ticks=0))),
+            ("avellaneda_stoikov", replace(cfg, quoting=replace(q, model="avellaneda_stoikov"))),
+            ("glft", replace(cfg, quoting=replace(q, model="glft")))]
+    out: list[tuple[str, Config]] = []
+    for name, c in runs:
+        if any(c == other for _, other in out):
+            continue
+        out.append((name, c))
+    return out
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, Decimal):
+        return str(o)
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        return dataclasses.asdict(o)
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    return str(o)
+
+
+def _config_json(cfg: Config) -> dict[str, Any]:
+    return {name: dataclasses.asdict(getattr(cfg, name))
+            for name in ("instrument", "quoting", "venue_rules", "inventory", "fees", "hedge", "risk",
+                         "pricing")}
+
+
+def _run(args: argparse.Namespace) -> int:
+    from fastmm.backtest import report
+    from fastmm.backtest.engine import run_backtest
+    from fastmm.backtest.readers import load_market_data
+    from fastmm.data.paths import binance_capture_dir
+
+    setup_logging("INFO" if args.verbose else "WARNING")
+    cfg = load_config(args.config)
+    opts = _options(args)
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    err = sys.stderr
+    sweep = None
+    if args.sweep:
+        from fastmm.backtest import sweep as sw
+
+        grid = sw.parse_sweep(args.sweep)
+        combos = sw.combinations(grid)
+        cfgs = sw.configs(args.config, combos)   # all validated before any data is read
+        sweep = (sw, combos, cfgs)
+    path = args.data or binance_capture_dir()
+    t0 = time.perf_counter()
+    try:
+        md = load_market_data(path, size_unit=args.size_unit, symbol=args.symbol, max_lines=args.max_lines)
+    except DataError as e:
+        print(f"fastmm: data error: {e}", file=err)
+        return EXIT_DATA
+    load_s = time.perf_counter() - t0
+    info = md.describe()
+    print(f"data: {info['source']} ({info['format']}, {info['symbol']}): {info['duration_s']} s, "
+          f"{info['depth_rows']} depth rows, {info['trades']} trades, {info['tops']} tops; "
+          f"read in {load_s:.2f} s",
+          file=err)
+    doc: dict[str, Any] = {
+        "fastmm": __version__, "command": sys.argv[1:], "data": info, "load_s": load_s,
+        "options": dataclasses.asdict(opts), "config": _config_json(cfg), "definitions": report.DEFINITIONS,
+    }
+    if sweep is not None:
+        sw, combos, cfgs = sweep
+        print(f"sweep: {len(combos)} runs on {min(args.workers, len(combos))} worker(s)", file=err)
+        rows = sw.run_sweep(cfgs, combos, md, opts, workers=args.workers, progress=err)
+        ranked = sw.rank(rows, args.rank_by)
+        print(f"ranked by {args.rank_by}:")
+        print(sw.ranked_table(ranked))
+        doc["sweep"] = {"rank_by": args.rank_by, "workers": args.workers, "rows": ranked}
+        return _write_json(args.json, doc)
+    runs = baselines(cfg) if not args.no_baselines else [("configured", cfg)]
+    results = []
+    for name, c in runs:
+        res = run_backtest(c, md, opts, name=name)
+        print(f"run {name}: {res.summary.trades} fills, total {res.summary.total} PYUSD "
+              f"({res.replay_s:.2f} s)", file=err)
+        results.append(res)
+    rows = [report.metrics(r) for r in results]
+    hbt = None
+    hbt_info: dict[str, Any] = {"included": False}
+    if not args.no_baselines and not args.no_hftbacktest:
+        hbt, hbt_info = _hftbacktest(cfg, md, opts, err)
+        if hbt is not None:
+            end = md.end_ns + opts.feed_latency_ns
+            rows.append(report.hbt_metrics(hbt, md.start_ns, end, opts.sample_ns))
+    print(report.table(rows))
+    for r in rows:
+        for ev in r.get("risk_events") or []:
+            print(f"  {r['strategy']}: risk event {ev}")
+    doc.update(runs=rows, hftbacktest=hbt_info, series={r.name: report.series_json(r) for r in results})
+    if args.plots:
+        try:
+            files = report.plot(results, args.plots, hbt)
+        except (RuntimeError, OSError) as e:
+            print(f"fastmm: cannot write the plots: {e}", file=err)
+            return 1
+        doc["plots"] = [str(f) for f in files]
+        print("plots: " + ", ".join(str(f) for f in files), file=err)
+    return _write_json(args.json, doc)
+
+
+def _hftbacktest(cfg: Config, md: Any, opts: Any, err: Any) -> tuple[Any, dict[str, Any]]:
+    from fastmm.backtest import hftbt
+
+    reason = hftbt.unavailable_reason()
+    if reason is not None:
+        print(f"hftbacktest reference left out: {reason}", file=err)
+        return None, {"included": False, "reason": reason}
+    print("hftbacktest: running its GLFT grid on the same data (numba compiles it first: seconds)", file=err)
+    t0 = time.perf_counter()
+    try:
+        kw = {"feed_latency_ns": opts.feed_latency_ns, "order_latency_ns": opts.order_latency_ns,
+              "cancels": opts.cancels}
+        hftbt.run_hftbacktest(cfg, md.head(1.0), **kw)     # compiles the strategy (numba)
+        first = time.perf_counter() - t0
+        h = hftbt.run_hftbacktest(cfg, md, **kw)            # the timed replay, compiled code only
+        h.compile_s = first
+    except Exception as e:   # a reference we do not control: report why, never a fake row
+        logging.getLogger(__name__).exception("hftbacktest failed")
+        reason = f"{type(e).__name__}: {e}"
+        print(f"hftbacktest reference left out: {reason}", file=err)
+        return None, {"included": False, "reason": reason}
+    print(f"hftbacktest: {h.final['trades']} fills; compile {first:.2f} s, replay {h.run_s:.3f} s", file=err)
+    return h, {"included": True, "compile_s": first, "params": h.params}
+
+
+def _write_json(out: str | None, doc: dict[str, Any]) -> int:
+    if not out:
+        return 0
+    p = Path(out)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(_clean(doc), default=_json_default, indent=1, allow_nan=False) + "\n")
+    except OSError as e:
+        print(f"fastmm: cannot write the report: {e}", file=sys.stderr)
+        return 1
+    print(f"report: {p}", file=sys.stderr)
+    return 0
+
+
+def _clean(o: Any) -> Any:
+    """NaN and infinities become null (JSON has no such numbers); tuples become lists."""
+    if isinstance(o, float):
+        return o if o == o and abs(o) != float("inf") else None
+    if isinstance(o, dict):
+        return {k: _clean(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_clean(v) for v in o]
+    return o
