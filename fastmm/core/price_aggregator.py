@@ -61,6 +61,8 @@ class PriceAggregator:
         self._total_weight = sum(s.weight for s in self._sources.values())
         self.basis = 1.0 + basis_bps / 10_000.0
         self.max_dispersion = max_dispersion_bps / 10_000.0
+        self._inv4_disp = 1.0 / (4.0 * self.max_dispersion)
+        self._items = list(self._sources.items())
         self.last = FairPrice(0, 0.0, 0.0, (), 0, 0)
         self.rejected = 0   # crossed or one-sided books seen
 
@@ -101,34 +103,49 @@ class PriceAggregator:
         return self.last
 
     def _recompute(self, now_ns: int) -> FairPrice | None:
-        used: list[tuple[str, float, float, float, float, int]] = []  # name, mid, w, fresh, tight, t_recv
-        for name, s in self._sources.items():
+        # One pass, no intermediate lists: this runs on every reference update.
+        wsum = msum = plain_w = fsum = tsum = 0.0
+        lo = hi = 0.0
+        names: list[str] = []
+        t_newest = 0
+        inv4 = self._inv4_disp
+        for name, s in self._items:
             if not s.received or s.flagged_stale:
                 continue
             age = now_ns - s.t_recv_ns
             if age > s.stale_after_ns:
                 continue
-            mid = (s.bid_e8 + s.ask_e8) / 2.0
-            fresh = 1.0 - 0.5 * max(0, age) / s.stale_after_ns
-            spread = (s.ask_e8 - s.bid_e8) / mid
-            tight = max(0.0, 1.0 - spread / (4.0 * self.max_dispersion))
-            used.append((name, mid, s.weight, fresh, tight, s.t_recv_ns))
-        if not used:
+            mid = (s.bid_e8 + s.ask_e8) * 0.5
+            fresh = 1.0 - 0.5 * (age if age > 0 else 0) / s.stale_after_ns
+            tight = 1.0 - (s.ask_e8 - s.bid_e8) / mid * inv4
+            if tight < 0.0:
+                tight = 0.0
+            w = s.weight
+            k = w * fresh * (tight if tight > 1e-6 else 1e-6)
+            wsum += k
+            msum += mid * k
+            plain_w += w
+            fsum += w * fresh
+            tsum += w * tight
+            if names:
+                lo = mid if mid < lo else lo
+                hi = mid if mid > hi else hi
+            else:
+                lo = hi = mid
+            names.append(name)
+            if s.t_recv_ns > t_newest:
+                t_newest = s.t_recv_ns
+        if not names:
             fair = FairPrice(0, 0.0, 0.0, (), now_ns, 0)
         else:
-            wsum = sum(w * f * max(t, 1e-6) for _, _, w, f, t, _ in used)
-            mid_usd = sum(m * w * f * max(t, 1e-6) for _, m, w, f, t, _ in used) / wsum
-            plain_w = sum(w for _, _, w, _, _, _ in used)
+            mid_usd = msum / wsum
             coverage = 0.5 + 0.5 * plain_w / self._total_weight
-            freshness = sum(w * f for _, _, w, f, _, _ in used) / plain_w
-            tightness = sum(w * t for _, _, w, _, t, _ in used) / plain_w
-            mids = [m for _, m, _, _, _, _ in used]
-            dispersion = (max(mids) - min(mids)) / mid_usd
-            agreement = max(0.0, 1.0 - dispersion / self.max_dispersion)
-            conf = coverage * freshness * tightness * agreement
+            agreement = 1.0 - (hi - lo) / mid_usd / self.max_dispersion
+            if agreement < 0.0:
+                agreement = 0.0
+            conf = coverage * (fsum / plain_w) * (tsum / plain_w) * agreement
             mid_e8 = round(mid_usd * self.basis)
-            fair = FairPrice(mid_e8, mid_e8 / E8, round(conf, 3), tuple(n for n, *_ in used), now_ns,
-                             max(t for *_, t in used))
+            fair = FairPrice(mid_e8, mid_e8 / E8, round(conf, 3), tuple(names), now_ns, t_newest)
         last = self.last
         if fair.mid_e8 == last.mid_e8 and fair.confidence == last.confidence and fair.sources == last.sources:
             return None
