@@ -83,11 +83,11 @@ def _stop(args: argparse.Namespace) -> int:
         return 1
     os.kill(pid, signal.SIGTERM)
     print(f"fastmm stop: sent SIGTERM to the supervisor of {cfg.instance.name!r} (pid {pid})")
+    from fastmm.shm.segment import pid_alive
+
     deadline = time.monotonic() + args.wait
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not pid_alive(pid):          # gone, or exited and not yet reaped by its parent
             print("fastmm stop: the supervisor has stopped")
             return 0
         time.sleep(0.1)
@@ -99,6 +99,6 @@ def _status(args: argparse.Namespace) -> int:
     from fastmm.status import read_status, render
 
     cfg = load_config(args.config, os.environ)
-    st = read_status(cfg.instance.name)
+    st = read_status(cfg.instance.name, state_path=cfg.state_path, journal_file=cfg.journal.file)
     print(json.dumps(st, indent=2) if args.json else render(st))
     return 0 if st.get("running") else 1

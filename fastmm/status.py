@@ -3,14 +3,22 @@
 :func:`read_status` attaches read-only (it never claims a writer role) to the control, health, position
 and book channels of an instance and returns plain data; :func:`render` turns it into the few lines of
 the ``fastmm paper`` screen and ``fastmm status``. Nothing here writes to the engine.
+
+Given the instance's state folder, :func:`read_status` adds what only the files know: round-trip
+latencies and reject reasons from the tail of the journal, the quoter's per-stage latency table (written
+when it exits), and, when the engine is not running, the final report of its last run. Segments left by
+a supervisor that died (kill -9, a crash) are reported as such, not as a running engine.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
+from pathlib import Path
 from typing import Any
 
+from fastmm.metrics import JournalStats, read_latency_file, read_tail
 from fastmm.procs.book_channel import read_top
 from fastmm.procs.lifecycle import Phase
 from fastmm.procs.plan import PROCESSES, health_channel
@@ -26,6 +34,7 @@ from fastmm.shm.records import (
     STATE_SUBSCRIBED,
     TOP_OF_BOOK,
 )
+from fastmm.shm.segment import pid_alive
 
 E8 = 100_000_000
 TICK = 0.5
@@ -39,8 +48,17 @@ def _attach(instance: str, name: str, dtype: Any) -> LatestValue | None:
         return None
 
 
-def read_status(instance: str, channels: dict[str, LatestValue] | None = None) -> dict[str, Any]:
-    """Everything the screen shows, as plain data. ``channels`` reuses open ones (the supervisor's)."""
+def read_status(instance: str, channels: dict[str, LatestValue] | None = None,
+                state_path: Path | None = None, journal_file: str = "journal.jsonl") -> dict[str, Any]:
+    """Everything the screen shows, as plain data. ``channels`` reuses open ones (the supervisor's);
+    ``state_path`` (``<state_dir>/<instance>``) adds the journal tail, latency table and last report."""
+    out = _read_shm(instance, channels)
+    if state_path is not None:
+        _add_files(out, Path(state_path), journal_file)
+    return out
+
+
+def _read_shm(instance: str, channels: dict[str, LatestValue] | None) -> dict[str, Any]:
     own: list[LatestValue] = []
 
     def get(name: str, dtype: Any) -> LatestValue | None:
@@ -56,6 +74,12 @@ def read_status(instance: str, channels: dict[str, LatestValue] | None = None) -
     try:
         ctl = get("control", CONTROL)
         if ctl is None or ctl.read() <= 0:
+            return out
+        owner = ctl.segment.owner_pid
+        out["supervisor_pid"] = owner
+        if not pid_alive(owner):
+            out["stale"] = True     # segments of a supervisor that died: nothing is running
+            out["phase"] = Phase(int(ctl.rx["phase"][0])).name
             return out
         out["running"] = True
         out["phase"] = Phase(int(ctl.rx["phase"][0])).name
@@ -79,7 +103,9 @@ def read_status(instance: str, channels: dict[str, LatestValue] | None = None) -
             top = read_top(ch) if ch is not None else None
             if top is not None:
                 books[name] = {"bid": top.bid_e8 / E8, "ask": top.ask_e8 / E8, "usable": top.usable,
-                               "age_ms": (now - top.t_pub_ns) // 1_000_000}
+                               "age_ms": (now - top.t_pub_ns) // 1_000_000,
+                               "recv_to_pub_us": (top.t_pub_ns - top.t_recv_ns) / 1000
+                               if top.t_recv_ns else None}
         out["books"] = books
         pos = get("position", POSITION)
         if pos is not None and pos.read() > 0:
@@ -100,10 +126,30 @@ def read_status(instance: str, channels: dict[str, LatestValue] | None = None) -
     return out
 
 
+def _add_files(out: dict[str, Any], state_path: Path, journal_file: str) -> None:
+    """Journal-tail statistics, the quoter's latency table, and the last report when not running."""
+    out["state_path"] = str(state_path)
+    stats = JournalStats()
+    stats.feed_all(read_tail(state_path / journal_file))
+    out["journal_tail"] = stats.summary(time.time_ns())
+    latency = read_latency_file(state_path)
+    if latency is not None:
+        out["latency"] = latency
+    if not out.get("running"):
+        with contextlib.suppress(OSError, ValueError):
+            out["last_report"] = json.loads((state_path / "report.json").read_text())
+
+
+def _px(v: float) -> str:
+    return f"{v:.1f}" if v else "-"
+
+
 def render(st: dict[str, Any], elapsed_s: float | None = None) -> str:
     if not st.get("running"):
-        return f"instance {st['instance']}: not running (no control segment)"
+        return _render_stopped(st)
     head = f"fastmm {st['instance']}  phase {st['phase']}"
+    if st.get("reason"):
+        head += f" ({st['reason']})"
     if elapsed_s is not None:
         head += f"  t+{elapsed_s:.0f}s"
     lines = [head]
@@ -113,14 +159,17 @@ def render(st: dict[str, Any], elapsed_s: float | None = None) -> str:
         flags = [k for k in ("fresh", "logged_on", "subscribed", "quoting") if h[k]]
         if h["risk_tripped"]:
             flags.append("RISK")
-        parts.append(f"{p}[{','.join(flags) or '-'} {h['age_ms']}ms]")
+        extra = f" restarts {h['restarts']}" if h["restarts"] else ""
+        parts.append(f"{p}[{','.join(flags) or '-'} {h['age_ms']}ms{extra}]")
     lines.append("procs    " + "  ".join(parts))
     books = st.get("books", {})
-    lines.append("books    " + "  ".join(
-        f"{n} {b['bid']:.2f}/{b['ask']:.2f}{'' if b['usable'] else ' STALE'}" for n, b in books.items()))
+    lines.append("feeds    " + "  ".join(
+        f"{n} {b['bid']:.2f}/{b['ask']:.2f} {'ok' if b['usable'] else 'STALE'} age {b['age_ms']}ms"
+        for n, b in books.items()))
     pos = st.get("position")
     if pos:
-        quotes = (f"{pos['quote_bid']:.1f} / {pos['quote_ask']:.1f}" if pos["live_orders"] else "none")
+        quotes = (f"bid {_px(pos['quote_bid'])} / ask {_px(pos['quote_ask'])}" if pos["live_orders"]
+                  else "none")
         lines.append(f"quotes   {quotes}  live {pos['live_orders']}  sent {pos['orders_sent']}  "
                      f"fair {pos['fair_mid']:.2f}")
         lines.append(f"position {pos['btc']:+.4f} BTC  avg {pos['avg_entry']:.2f}  "
@@ -128,4 +177,48 @@ def render(st: dict[str, Any], elapsed_s: float | None = None) -> str:
         risk = "  RISK TRIPPED" if pos["risk_tripped"] else ""
         lines.append(f"pnl      {pos['pnl']:+.2f} PYUSD (realized {pos['realized']:+.2f}, unrealized "
                      f"{pos['unrealized']:+.2f}, fees {pos['fees']:.2f}){risk}")
+    lines += _render_files(st)
+    return "\n".join(lines)
+
+
+def _render_files(st: dict[str, Any]) -> list[str]:
+    lines = []
+    tail = st.get("journal_tail")
+    if tail:
+        rts = tail.get("round_trips", {})
+        rt = "  ".join(f"{k} p50 {v['p50_ms']:.2f} p99 {v['p99_ms']:.2f} ms (n {v['count']})"
+                       for k, v in rts.items())
+        lines.append(f"orders   {tail['order_rate_per_s']:.1f}/s  rejects "
+                     f"{sum(tail['rejects'].values())} {tail['rejects'] or ''}".rstrip())
+        if rt:
+            lines.append(f"latency  {rt}")
+    books = st.get("books", {})
+    r2p = [f"{n} {b['recv_to_pub_us']:.0f}us" for n, b in books.items() if b.get("recv_to_pub_us")]
+    if r2p:
+        lines.append("feed lat recv_to_pub (latest record) " + "  ".join(r2p))
+    lat = st.get("latency")
+    if lat and lat.get("stages"):
+        stages = "  ".join(f"{k} p50 {v['p50_us']:.0f} p99 {v['p99_us']:.0f} us"
+                           for k, v in lat["stages"].items() if v["count"])
+        lines.append(f"quoter   (table of its last exit, {lat['written_at']}) {stages}")
+    return lines
+
+
+def _render_stopped(st: dict[str, Any]) -> str:
+    if st.get("stale"):
+        head = (f"instance {st['instance']}: not running: segments of a dead supervisor (pid "
+                f"{st['supervisor_pid']}, last phase {st['phase']}); the next start removes them")
+    else:
+        head = f"instance {st['instance']}: not running (no control segment)"
+    lines = [head]
+    rep = st.get("last_report")
+    if rep:
+        pos = rep.get("position") or {}
+        lines.append(f"last run stopped: {rep.get('stop_reason')}; unconfirmed stop steps: "
+                     f"{', '.join(rep.get('timed_out_steps') or []) or 'none'}")
+        if pos:
+            pnl = (pos["realized_e8"] + pos["unrealized_e8"] - pos["fees_e8"]) / E8
+            lines.append(f"last position {pos['position_lots'] * LOT_BTC:+.4f} BTC, PnL {pnl:+.2f} PYUSD, "
+                         f"fills {pos['truex_fills']} truex / {pos['hedge_fills']} hedge")
+    lines += _render_files(st)
     return "\n".join(lines)
