@@ -27,6 +27,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "fastmm.backtest_cli",
     "fastmm.ops_cli",
     "fastmm.report_cli",
+    "fastmm.bench_cli",
 )
 
 

@@ -38,6 +38,17 @@ OE_TYPES = frozenset({b"D", b"F", b"G", b"V"})
 MD_TYPES = frozenset({b"V"})
 
 
+class _ReadStampedConnection(FixConnection):
+    """An order-entry connection that stamps when its bytes were read (CLOCK_MONOTONIC ns), before the
+    session parses them: the far end of the latency harness's wire-to-wire measurement."""
+
+    read_ns = 0
+
+    def data_received(self, data: bytes) -> None:
+        self.read_ns = time.monotonic_ns()
+        super().data_received(data)
+
+
 class TruexSimServer:
     """``await start(host, oe_port, md_port) -> (oe_port, md_port)`` (0 = ephemeral), ``await stop()``."""
 
@@ -64,6 +75,9 @@ class TruexSimServer:
         self.bad_logons = 0
         # (owner, MsgType, CLOCK_MONOTONIC ns) of every order-entry message, for tests and latency
         self.received: list[tuple[str, bytes, int]] = []
+        # (MsgType, ClOrdID, CLOCK_MONOTONIC ns when the bytes carrying it were read) of every order-entry
+        # application message, for the latency harness
+        self.order_reads: list[tuple[bytes, bytes, int]] = []
         self.md_requests = 0
 
     @classmethod
@@ -126,7 +140,10 @@ class TruexSimServer:
                     self._oe_log.pop(owner, None)     # a reset session starts a new message history
                 self._oe[owner] = conn
             elif isinstance(ev, AppMessage):
-                self.received.append((owner, ev.msg.msg_type, time.monotonic_ns()))
+                t_handled = time.monotonic_ns()
+                self.received.append((owner, ev.msg.msg_type, t_handled))
+                self.order_reads.append((ev.msg.msg_type, ev.msg.get(11) or b"",
+                                         getattr(conn, "read_ns", 0) or t_handled))
                 if ev.msg.msg_type == b"V":
                     conn.send(b"j", b"372=V\x01380=3\x0158=MarketDataRequest on the order-entry session\x01")
                     return
@@ -205,7 +222,11 @@ class TruexSimServer:
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", oe_port: int = 0, md_port: int = 0) -> tuple[int, int]:
-        oe = await serve(host, oe_port, self._oe_factory, clock=self._clock)
+        def make_oe() -> FixConnection:
+            session, handler = self._oe_factory()
+            return _ReadStampedConnection(session, handler, self._clock)
+
+        oe = await asyncio.get_running_loop().create_server(make_oe, host, oe_port)
         md = await serve(host, md_port, self._md_factory, clock=self._clock)
         self._servers = [oe, md]
         self._task = asyncio.get_running_loop().create_task(self._drive())

@@ -51,6 +51,9 @@ class WsReplayServer:
         self._driver: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
         self._wakes: dict[int, asyncio.Event] = {}
+        # Latency harness hook: ``(connection id, frame text, CLOCK_MONOTONIC ns)`` for every frame, stamped
+        # as it is handed to websockets, which frames it and writes it to the socket in the same call.
+        self.on_frame_written: Callable[[int, str, int], None] | None = None
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         # Messages up to the hard limit reach the core, which answers an oversized one with the venue's
@@ -129,6 +132,8 @@ class WsReplayServer:
             while True:
                 frames = core.data_to_send(cid, self._clock())
                 for f in frames:
+                    if self.on_frame_written is not None:
+                        self.on_frame_written(cid, f, time.monotonic_ns())
                     await ws.send(f)
                 reason = core.should_close(cid)
                 if reason is not None:

@@ -1,0 +1,86 @@
+"""``fastmm bench latency``: the latency harness (bench/latency.py) from the installed command.
+
+The harness lives in ``bench/`` next to the package (benchmarks are not part of the installed library),
+so this module only declares the arguments, finds ``bench/latency.py`` in the source checkout and runs
+it. ``python bench/latency.py`` takes the same arguments (it builds its parser from
+:func:`add_latency_arguments`), so the two spellings never drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+EXIT_USAGE = 2
+
+
+def bench_dir() -> Path:
+    """``bench/`` of the source checkout this package was installed from (editable install)."""
+    return Path(__file__).resolve().parent.parent / "bench"
+
+
+def add_latency_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--speeds", default="1,10,max",
+                   help="replay speeds, comma-separated: a factor (1 = real time) or max (default 1,10,max)")
+    p.add_argument("--duration", type=float, default=30.0, metavar="S",
+                   help="seconds of quoting measured per run (each speed runs the engine, then the "
+                        "single-loop baseline; default 30)")
+    p.add_argument("--json", metavar="PATH", help="write every figure as JSON")
+    p.add_argument("--png", metavar="PATH", help="draw the histograms (matplotlib, Agg backend)")
+    p.add_argument("-c", "--config", metavar="FILE", help="engine TOML config (defaults when omitted)")
+    p.add_argument("--venue-limits", action="store_true",
+                   help="keep TrueX's message limits (10/s, 300/min) in the simulator and the engine; by "
+                        "default both are lifted so that every price change that moves a quote sends "
+                        "orders (at 300/min a run gives a few wire-to-wire samples per second)")
+    p.add_argument("--modes", default="multiprocess,single",
+                   help="which engines to run: multiprocess (the supervised engine), single (the "
+                        "one-loop baseline); default both")
+    p.add_argument("--cpu-dma-latency", action="store_true",
+                   help="hold /dev/cpu_dma_latency at 0 during the runs (tuned's latency-performance "
+                        "setting; root only) so that a CPU sleeping in a block wait wakes in microseconds")
+    p.add_argument("--sim-cpus", metavar="LIST",
+                   help="run the simulators on these CPUs (kernel list format, e.g. 0-1) and the engine on "
+                        "the others it may use: with the engine pinned by [processes] on isolated cores, "
+                        "the venues stay off them (bare metal)")
+    p.add_argument("--state-dir", metavar="DIR",
+                   help="keep every run's state (journals, logs, traces) here; default a temporary "
+                        "folder removed at the end")
+
+
+def _load_harness() -> ModuleType:
+    path = bench_dir() / "latency.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"fastmm bench needs the source checkout: {path} not found")
+    spec = importlib.util.spec_from_file_location("fastmm_bench_latency", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _latency(args: argparse.Namespace) -> int:
+    try:
+        harness = _load_harness()
+    except FileNotFoundError as e:
+        print(f"fastmm bench: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    return int(harness.run(args))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmarks against the simulators (latency harness)",
+                       description="Benchmarks that need the source checkout's bench/ folder.")
+    bsub = p.add_subparsers(dest="bench", metavar="BENCH")
+    lp = bsub.add_parser(
+        "latency", help="wire-to-wire latency of the engine against a single-loop baseline",
+        description="Start the simulators and the supervised engine, replay the recorded data at each "
+                    "speed and measure wire to wire (Coinbase simulator writes a frame -> TrueX simulator "
+                    "reads the order it caused) and every stage on the way; then the same code in one "
+                    "process and one loop as the baseline. Prints p50/p99/p99.9/max and the ratios.")
+    add_latency_arguments(lp)
+    lp.set_defaults(handler=_latency)
+    p.set_defaults(handler=lambda _a: (p.print_help(), 0)[1])

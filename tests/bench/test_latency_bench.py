@@ -1,0 +1,143 @@
+"""The latency harness (bench/latency.py, ``fastmm bench latency``): structure and ratios only.
+
+The short run starts real simulators, the real supervised engine and the single-loop baseline, so it
+checks what the harness promises (every stage joined from real stamps, stages that add up to wire to
+wire, the ring check, memory, the PNG, nothing left behind), never how fast anything was.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from fastmm.bench_cli import bench_dir
+from fastmm.cli import main
+from fastmm.shm import list_segments
+
+spec = importlib.util.spec_from_file_location("bench_latency_under_test", bench_dir() / "latency.py")
+assert spec is not None and spec.loader is not None
+latency = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = latency
+spec.loader.exec_module(latency)
+
+
+def _frame(seq: int, channel: str = "l2_data") -> str:
+    return (f'{{"channel":"{channel}","client_id":"","timestamp":"2024-08-08T23:54:14.000000000Z",'
+            f'"sequence_num":{seq},"events":[]}}')
+
+
+def test_frame_stamps_key_l2_frames_by_connection_and_sequence() -> None:
+    st = latency.FrameStamps()
+    st(1, _frame(5), 1_000)
+    st(1, _frame(6, "market_trades"), 1_100)
+    st(1, '{"type":"error","message":"x"}', 1_200)
+    st(2, _frame(5), 5_000)          # a reconnect: sequence numbers start again
+    assert st.frames == 4
+    assert st.by_conn == {1: {5: 1_000}, 2: {5: 5_000}}
+    assert st.lookup(5, 2_000) == 1_000       # the new connection had not written it yet
+    assert st.lookup(5, 6_000) == 5_000
+    assert st.lookup(6, 9_000) is None        # only l2_data frames carry book updates
+
+
+def test_join_decomposes_wire_to_wire_and_counts_what_it_cannot_match() -> None:
+    st = latency.FrameStamps()
+    st(1, _frame(10), 1_000)
+    st(1, _frame(11), 2_000)
+    # cl_ord_id, msg_type, index, venue_seq, t_recv, t_pub, t_wake, t_decide, t_sent
+    orders = [
+        ("a1", "D", 0, 10, 1_100, 1_300, 1_400, 1_900, 2_100),
+        ("a2", "G", 1, 10, 1_100, 1_300, 1_400, 1_900, 2_400),   # read before its send returned
+        ("b1", "D", 0, 99, 2_100, 2_200, 2_300, 2_400, 2_500),   # no such frame
+        ("c1", "F", 0, 11, 2_100, 2_200, 2_300, 2_400, 2_500),   # never read by the venue
+        ("d1", "D", 0, 11, 2_100, 2_000, 2_300, 2_400, 2_500),   # published before received: broken
+        ("e1", "D", 0, 11, 2_100, 2_300, 2_250, 2_400, 2_500),   # published after the wake began
+    ]
+    events = [10, 1_100, 1_300, 1_400, 1_900, 2, 77, 1, 1, 1, 1, 0]
+    reads = [("D", "a1", 2_600), ("G", "a2", 2_350), ("D", "b1", 2_600), ("D", "d1", 2_600), ("D", "e1", 2_700)]
+    j = latency.join({"orders": orders, "events": events}, st, reads)
+    assert j["unmatched_orders"] == {"no_frame": 1, "no_read": 1, "out_of_order": 1}
+    assert j["unmatched_events"] == 1
+    a1, a2, e1 = j["orders"]
+    assert e1["pub_to_wake"] == -50 and e1["wire_to_wire"] == 700 == sum(e1[s] for s in latency.CHAIN)
+    assert a1["wire_to_wire"] == 1_600 == sum(a1[s] for s in latency.CHAIN)
+    assert (a1["write_to_recv"], a1["recv_to_pub"], a1["pub_to_wake"], a1["wake_to_decide"],
+            a1["decide_to_sent"], a1["sent_to_read"]) == (100, 200, 100, 500, 200, 500)
+    assert a2["sent_to_read"] == -50 and a2["wire_to_wire"] == sum(a2[s] for s in latency.CHAIN)
+    assert j["events"]["wire_to_decide"] == [900]
+    summary = latency.stage_summaries(j)
+    assert summary["orders"]["wire_to_wire"]["count"] == 2                # first orders only
+    assert summary["orders"]["wire_to_wire_every_order"]["count"] == 3
+
+
+@pytest.mark.parametrize("args", [["--speeds", "1,fast"], ["--speeds", "-3"], ["--modes", "threads"],
+                                  ["--duration", "0"], ["--sim-cpus", "0-999"],
+                                  ["--json", "/nonexistent-folder/latency.json"]])
+def test_bad_arguments_exit_2_before_anything_starts(args: list[str], capsys: pytest.CaptureFixture[str]
+                                                     ) -> None:
+    assert main(["bench", "latency", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastmm bench latency: ") and err.count("\n") == 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_short_run_structure_ratios_and_cleanup(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out, png = tmp_path / "latency.json", tmp_path / "latency.png"
+    code = main(["bench", "latency", "--speeds", "10,max", "--duration", "2.5", "--json", str(out),
+                 "--png", str(png), "--state-dir", str(tmp_path / "state")])
+    text = capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    runs = {(r["speed"], r["mode"]): r for r in doc["runs"]}
+    for r in doc["runs"]:      # whatever happened, nothing is left behind
+        assert not [p for p in r.get("pids", []) if _alive(p)], r["pids"]
+        if "instance" in r:
+            assert list_segments(r["instance"]) == []
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"fastmm.bench{os.getpid()}")]
+    assert code == 0, [r.get("error") for r in doc["runs"]]
+    assert set(runs) == {(s, m) for s in ("10x", "max") for m in ("multiprocess", "single")}
+    for (speed, mode), r in runs.items():
+        c = r["counts"]
+        assert c["coinbase_connections"] == 1, (speed, mode, c)
+        assert c["price_events"] > 0 and c["decisions_with_orders"] > 0, (speed, mode, c)
+        assert c["unmatched_orders"]["no_frame"] == 0 and c["unmatched_orders"]["no_read"] == 0, (speed, mode, c)
+        for group, names in (("orders", (*latency.CHAIN, "wire_to_wire")), ("events", latency.EVENT_STAGES)):
+            for name in names:
+                s = r["stages"][group][name]
+                assert s["count"] > 0, (speed, mode, group, name)
+                assert s["p50_us"] <= s["p99_us"] <= s["p999_us"] <= s["max_us"]
+        for row in r["orders"]:
+            assert row["wire_to_wire"] == sum(row[name] for name in latency.CHAIN)
+        assert r["memory"]["peak_rss_mb"] > 0 and r["memory"]["peak_pss_mb"] > 0
+        assert r["exit_code"] == 0
+    mp = runs[("10x", "multiprocess")]
+    assert {"supervisor", "feed-coinbase", "feed-kraken", "feed-truex-md", "quoter", "hedger"} <= set(
+        mp["memory"]["per_process_rss_mb"])
+    assert set(runs[("10x", "single")]["memory"]["per_process_rss_mb"]) == {"single"}
+    assert runs[("max", "multiprocess")]["lossless"]["lossless"] is True
+    # Ratios are the multiprocess figure over the single-loop one of the same speed, and the one hop the
+    # single loop does not make (an eventfd wake-up in another process) costs more than a direct call.
+    for speed in ("10x", "max"):
+        for key, q in doc["ratios"][speed].items():
+            group, name = key.split(".", 1)
+            m, s = runs[(speed, "multiprocess")]["stages"][group][name], runs[(speed, "single")]["stages"][group][name]
+            if s["p50_us"]:
+                assert q["p50_ratio"] == pytest.approx(m["p50_us"] / s["p50_us"], rel=1e-2, abs=1e-3)
+        assert doc["ratios"][speed]["events.pub_to_wake"]["p50_ratio"] > 1.0
+    hop = next(t for t in doc["targets"] if t["target"].startswith("multiprocess adds"))
+    assert hop["hop_us"] == doc["ratios"]["10x"]["events.pub_to_wake"]["p50_added_us"]
+    targets = {t["target"] for t in doc["targets"]}
+    assert "no loss on a lossless ring at max speed" in targets
+    assert any(t.startswith("wire-to-wire p99 <= 250 us at 10x") for t in targets)
+    assert "== targets ==" in text and "wire_to_wire" in text
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
