@@ -127,6 +127,6 @@ def final_report(cfg: Config, report_path: Path) -> str:
     lines.append(f"process restarts: {restarts or 'none'}")
     latency = cfg.state_path / "latency.quoter.txt"
     if latency.exists():
-        lines += ["quoter latency (ns):", latency.read_text().rstrip()]
+        lines += ["quoter latency (us):", latency.read_text().rstrip()]
     lines.append(f"journal: {cfg.state_path / cfg.journal.file}; report: {report_path}")
     return "\n".join(lines)
