@@ -9,7 +9,7 @@ Rows, all measured in this run on this machine:
   pipe      os.pipe, blocking read
   block_untuned  the block row again without the host tuning below (only when it was applied)
 
-Host tuning: like ``fastmm supervise`` with ``processes.cpu_dma_latency_us = 0``, the benchmark holds
+Host tuning: like ``fastmm.shm.wait.hold_cpu_dma_latency(0)`` (ops/host-tuning.md), the benchmark holds
 /dev/cpu_dma_latency at 0 when it may (root), so a sleeping consumer's CPU stays out of deep idle states;
 ``--host-default`` leaves the host alone. The table says which applied.
 
