@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+import orjson
 import websockets
 
 from fastmm.data.units import DataError
@@ -63,6 +64,23 @@ def parse_timestamp_ns(text: str) -> int:
     if frac and not (frac.isdigit() and len(frac) <= 9):
         raise DataError(f"bad fractional seconds in {text!r}")
     return secs * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
+
+
+def decode_frame(frame: bytes | str, bad: OnceLogger) -> dict | None:
+    """One WebSocket text frame as a JSON object, or None (too large, not JSON, not an object), the
+    reason counted and logged once: every feed's first step on bad input."""
+    if len(frame) > MAX_FRAME_BYTES:
+        bad("frame too large", f"{len(frame)} bytes")
+        return None
+    try:
+        msg = orjson.loads(frame)
+    except orjson.JSONDecodeError as e:
+        bad("not JSON", str(e)[:80])
+        return None
+    if not isinstance(msg, dict):
+        bad("not a JSON object")
+        return None
+    return msg
 
 
 class BookCodec(Protocol):

@@ -21,7 +21,7 @@ import orjson
 from fastmm.data.book import L2Book
 from fastmm.data.units import DataError, fixed_e8
 from fastmm.logs import OnceLogger
-from fastmm.venues.ws_feed import MAX_FRAME_BYTES, Heartbeat, Resubscribe, TopChanged, parse_timestamp_ns
+from fastmm.venues.ws_feed import Heartbeat, Resubscribe, TopChanged, decode_frame, parse_timestamp_ns
 
 log = logging.getLogger("fastmm.kraken")
 
@@ -86,16 +86,8 @@ class KrakenBookFeed:
         return self.book.top(self.top_levels)
 
     def on_frame(self, frame: bytes | str, t_recv_ns: int) -> list:
-        if len(frame) > MAX_FRAME_BYTES:
-            self.bad("frame too large", f"{len(frame)} bytes")
-            return []
-        try:
-            msg = orjson.loads(frame)
-        except orjson.JSONDecodeError as e:
-            self.bad("not JSON", str(e)[:80])
-            return []
-        if not isinstance(msg, dict):
-            self.bad("not a JSON object")
+        msg = decode_frame(frame, self.bad)
+        if msg is None:
             return []
         self.last_recv_ns = t_recv_ns
         self.messages += 1
