@@ -134,3 +134,26 @@ def test_kill_switch_trip_runs_the_stop_sequence(supervisor) -> None:
     run_until(sup, lambda: sup.lifecycle.phase == lc.Phase.STOPPED)
     assert sup.lifecycle.stop_reason == "kill switch tripped in the quoter"
     assert sup.lifecycle.timed_out == []
+
+
+def test_children_are_pinned_to_the_configured_cpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastmm.procs.supervisor import default_children
+
+    cpu = min(os.sched_getaffinity(0))
+    monkeypatch.setenv("FASTMM_PROCESSES__QUOTER", f"[{cpu}]")
+    cfg = make_config(tmp_path)
+    cfg = load_config(None, {**os.environ, "FASTMM_INSTANCE__NAME": cfg.instance.name,
+                             "FASTMM_INSTANCE__STATE_DIR": str(tmp_path)})
+    specs = {s.name: s for s in default_children(cfg, None, PROCESSES)}
+    assert specs["quoter"].cpus == [cpu] and specs["hedger"].cpus == []
+    children = [ChildSpec(n, [sys.executable, str(CHILD)], specs[n].cpus) for n in ("feed-coinbase", "quoter")]
+    sup = Supervisor(cfg, children)
+    try:
+        sup.start()
+        quoter = sup.children["quoter"].proc
+        assert quoter is not None and os.sched_getaffinity(quoter.pid) == {cpu}
+        feed = sup.children["feed-coinbase"].proc
+        assert feed is not None and os.sched_getaffinity(feed.pid) == os.sched_getaffinity(0)
+    finally:
+        sup.close()
+    assert list_segments(cfg.instance.name) == []
