@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 
 _cache: tuple[int, str] = (-1, "")
 
@@ -36,14 +36,16 @@ def go_time_ns(ns: int, mono_ns: int) -> str:
 
 
 def parse_rfc3339_ns(text: str) -> int | None:
-    """Inverse of :func:`rfc3339_ns` for any 0-9 fraction digits; None when the text is not such a time."""
-    if not isinstance(text, str) or not text.endswith("Z") or len(text) < 20:
+    """Inverse of :func:`rfc3339_ns` for any 0-9 fraction digits; None when the text is not such a time.
+    The feeds parse every venue timestamp with it, so it uses ``fromisoformat`` (a strict
+    ``YYYY-MM-DDTHH:MM:SS`` head is checked first), several times faster than ``strptime``."""
+    if not isinstance(text, str) or not text.endswith("Z") or len(text) < 20 or text[10:11] != "T":
         return None
     head, _dot, frac = text[:-1].partition(".")
-    if frac and not (frac.isascii() and frac.isdigit() and len(frac) <= 9):
+    if len(head) != 19 or (frac and not (frac.isascii() and frac.isdigit() and len(frac) <= 9)):
         return None
     try:
-        dt = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+        dt = datetime.fromisoformat(head + "+00:00")
     except ValueError:
         return None
     return int(dt.timestamp()) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))

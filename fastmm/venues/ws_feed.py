@@ -16,7 +16,6 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Protocol
 
 import orjson
@@ -24,6 +23,7 @@ import websockets
 
 from fastmm.data.units import DataError
 from fastmm.logs import OnceLogger
+from fastmm.sim.wire_time import parse_rfc3339_ns
 
 log = logging.getLogger("fastmm.feed")
 
@@ -53,17 +53,12 @@ class Heartbeat:
 
 
 def parse_timestamp_ns(text: str) -> int:
-    """RFC 3339 with up to 9 fractional digits ("2023-02-09T20:32:50.714964855Z") -> ns since epoch."""
-    if not text.endswith("Z"):
-        raise DataError(f"timestamp without Z: {text!r}")
-    head, _, frac = text[:-1].partition(".")
-    try:
-        secs = int(datetime.fromisoformat(head + "+00:00").timestamp())
-    except ValueError:
-        raise DataError(f"bad timestamp {text!r}") from None
-    if frac and not (frac.isdigit() and len(frac) <= 9):
-        raise DataError(f"bad fractional seconds in {text!r}")
-    return secs * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
+    """RFC 3339 with up to 9 fractional digits ("2023-02-09T20:32:50.714964855Z") -> ns since epoch;
+    anything else is a DataError (the one parser is :func:`fastmm.sim.wire_time.parse_rfc3339_ns`)."""
+    ns = parse_rfc3339_ns(text)
+    if ns is None:
+        raise DataError(f"bad timestamp {text!r}")
+    return ns
 
 
 def decode_frame(frame: bytes | str, bad: OnceLogger) -> dict | None:
