@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from fastmm.config import Config
+from fastmm.core.ids import RecentIds
 from fastmm.core.price_aggregator import PriceAggregator
 from fastmm.core.trading_core import TradingCore
 from fastmm.core.types import (
@@ -119,7 +120,7 @@ class Quoter:
         self._fair_mid_e8 = 0
         self._wake_ns = 0
         self._t_decide = 0
-        self._fill_ids: set[str] = set()      # ExecIDs booked (a resent fill is booked once)
+        self._fill_ids = RecentIds()          # ExecIDs journalled and booked (a resent fill once)
         self.core.stop(time.monotonic_ns())      # halted until the supervisor says start_quoting
 
     # -- FIX ----------------------------------------------------------------------------------------
@@ -203,11 +204,10 @@ class Quoter:
                 return OrderAccepted(rec.cl_ord_id, rec.order_id)
             if et == "F":
                 fee = sum((f.amount for f in rec.fees), Decimal(0)) if rec.fees else None
-                if rec.exec_id in self._fill_ids:
+                if not self._fill_ids.add(rec.exec_id):
                     j.append("note", wall, detail="duplicate fill ignored", exec_id=rec.exec_id,
                              poss_dup=rec.poss_dup)
                     return None
-                self._fill_ids.add(rec.exec_id)
                 j.append("fill", wall, cl_ord_id=rec.cl_ord_id, exec_id=rec.exec_id, side=rec.side,
                          px_ticks=rec.last_px, qty_lots=rec.last_qty, leaves_lots=rec.leaves_qty,
                          liquidity=rec.liquidity, fee=str(fee) if fee is not None else None)
@@ -420,7 +420,8 @@ async def run_supervised(cfg: Config, name: str = "quoter") -> int:
     q = Quoter(cfg, link, journal, refs, book, ring, position)
     recovered = recover(cfg.state_path / cfg.journal.file, q.core, cfg)
     q.fills, q.hedge_fills = recovered.truex_fills, recovered.hedge_fills
-    q._fill_ids = set(recovered.fill_ids)
+    for exec_id in recovered.fill_ids:
+        q._fill_ids.add(exec_id)
     q.publish_position(time.monotonic_ns())
 
     # Wake-ups: eventfds in block mode, a polling task in spin mode.
