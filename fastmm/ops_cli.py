@@ -25,7 +25,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -191,42 +190,15 @@ class OrderCanceler:
         return not self.waiting
 
 
-def _journal_answer(journal: Any, rec: Any, fill_ids: set[str]) -> None:
-    """Journal a venue answer exactly as the quoter does, so the next start's recovery reads it."""
-    from fastmm.venues.truex.codec import ExecutionReport, OrderCancelReject
-
-    wall = time.time_ns()
-    if isinstance(rec, ExecutionReport):
-        et = rec.exec_type
-        if et == "F":
-            if rec.exec_id in fill_ids:
-                return
-            fill_ids.add(rec.exec_id)
-            fee = sum((f.amount for f in rec.fees), Decimal(0)) if rec.fees else None
-            journal.append("fill", wall, cl_ord_id=rec.cl_ord_id, exec_id=rec.exec_id, side=rec.side,
-                           px_ticks=rec.last_px, qty_lots=rec.last_qty, leaves_lots=rec.leaves_qty,
-                           liquidity=rec.liquidity, fee=str(fee) if fee is not None else None,
-                           source="cancel-orders")
-        elif et in ("4", "C"):
-            journal.append("canceled", wall, cl_ord_id=rec.cl_ord_id, orig_cl_ord_id=rec.orig_cl_ord_id,
-                           text=rec.text, source="cancel-orders")
-        elif et == "8":
-            journal.append("reject", wall, cl_ord_id=rec.cl_ord_id, text=rec.text, source="cancel-orders")
-        elif et == "0":
-            journal.append("ack", wall, cl_ord_id=rec.cl_ord_id, order_id=rec.order_id,
-                           source="cancel-orders")
-    elif isinstance(rec, OrderCancelReject):
-        journal.append("cancel_reject", wall, cl_ord_id=rec.cl_ord_id, orig_cl_ord_id=rec.orig_cl_ord_id,
-                       reason=rec.reason, text=rec.text, ord_status=rec.ord_status, source="cancel-orders")
-
-
 async def cancel_orders(cfg: Config, timeout_s: float, out: TextIO) -> int:
     """Cancel every possibly-live order of the journal over the engine's own order-entry session."""
+    from fastmm.core.ids import RecentIds
     from fastmm.core.trading_core import TradingCore
     from fastmm.fix.session import AppMessage, FixSession, LoggedOn, SessionSettings
     from fastmm.fix.store import FileSeqStore
     from fastmm.fix.transport import FixInitiator
     from fastmm.journal import Journal
+    from fastmm.procs.order_journal import journal_report
     from fastmm.procs.recovery import recover
     from fastmm.venues.truex.auth import LogonCredentials
     from fastmm.venues.truex.codec import ORDER_ENTRY_TYPES, TruexCodec
@@ -257,14 +229,16 @@ async def cancel_orders(cfg: Config, timeout_s: float, out: TextIO) -> int:
                         reset_on_logon=oe.reset_on_logon, logon_timeout_s=oe.logon_timeout_s,
                         app_msg_types=ORDER_ENTRY_TYPES),
         store, logon_fields=LogonCredentials(tx.api_key_id, tx.api_secret), decoder=codec.decode)
-    fill_ids = set(recovered.fill_ids)
+    fill_ids = RecentIds()
+    for exec_id in recovered.fill_ids:
+        fill_ids.add(exec_id)
     changed = asyncio.Event()
 
     def on_event(conn: object, ev: object) -> None:
         if isinstance(ev, LoggedOn):
             changed.set()
         elif isinstance(ev, AppMessage) and ev.record is not None:
-            _journal_answer(journal, ev.record, fill_ids)
+            journal_report(journal, ev.record, fill_ids, source="cancel-orders")
             canceler.on_report(ev.record)
             changed.set()
 

@@ -31,17 +31,11 @@ from fastmm.core.trading_core import TradingCore
 from fastmm.core.types import (
     Action,
     CancelOrder,
-    CancelRejected,
     HedgeFilled,
     Liquidity,
-    MessageRejected,
     NewOrder,
-    OrderAccepted,
-    OrderCanceled,
     OrderEvent,
     OrderFilled,
-    OrderRejected,
-    OrderReplaced,
     ReplaceOrder,
     Side,
 )
@@ -52,6 +46,7 @@ from fastmm.journal import Journal
 from fastmm.latency import LatencyRecorder
 from fastmm.procs.book_channel import read_top
 from fastmm.procs.child import SupervisorLink, serve_supervisor
+from fastmm.procs.order_journal import journal_report
 from fastmm.procs.recovery import recover
 from fastmm.shm import EventRing, LatestValue, SegmentMissing
 from fastmm.shm.records import (
@@ -67,9 +62,6 @@ from fastmm.shm.records import (
 from fastmm.venues.truex.auth import LogonCredentials
 from fastmm.venues.truex.codec import (
     ORDER_ENTRY_TYPES,
-    BusinessMessageReject,
-    ExecutionReport,
-    OrderCancelReject,
     TruexCodec,
 )
 
@@ -194,48 +186,10 @@ class Quoter:
         self.core_event(ev, now_ns)
 
     def to_event(self, rec: object) -> OrderEvent | None:
-        wall = time.time_ns()
-        j = self.journal
-        if isinstance(rec, ExecutionReport):
-            et = rec.exec_type
-            side = Side.BUY if rec.side == "1" else Side.SELL
-            if et == "0":
-                j.append("ack", wall, cl_ord_id=rec.cl_ord_id, order_id=rec.order_id)
-                return OrderAccepted(rec.cl_ord_id, rec.order_id)
-            if et == "F":
-                fee = sum((f.amount for f in rec.fees), Decimal(0)) if rec.fees else None
-                if not self._fill_ids.add(rec.exec_id):
-                    j.append("note", wall, detail="duplicate fill ignored", exec_id=rec.exec_id,
-                             poss_dup=rec.poss_dup)
-                    return None
-                j.append("fill", wall, cl_ord_id=rec.cl_ord_id, exec_id=rec.exec_id, side=rec.side,
-                         px_ticks=rec.last_px, qty_lots=rec.last_qty, leaves_lots=rec.leaves_qty,
-                         liquidity=rec.liquidity, fee=str(fee) if fee is not None else None)
-                self.fills += 1
-                return OrderFilled(rec.cl_ord_id, rec.exec_id, side, rec.last_px, rec.last_qty,
-                                   rec.leaves_qty, Liquidity.TAKER if rec.liquidity == 2 else Liquidity.MAKER,
-                                   fee)
-            if et in ("4", "C"):
-                j.append("canceled", wall, cl_ord_id=rec.cl_ord_id, orig_cl_ord_id=rec.orig_cl_ord_id,
-                         text=rec.text)
-                return OrderCanceled(rec.cl_ord_id, rec.orig_cl_ord_id, rec.text)
-            if et == "5":
-                j.append("replaced", wall, cl_ord_id=rec.cl_ord_id, orig_cl_ord_id=rec.orig_cl_ord_id,
-                         price_ticks=rec.price, qty_lots=rec.order_qty)
-                return OrderReplaced(rec.cl_ord_id, rec.orig_cl_ord_id, rec.price, rec.order_qty,
-                                     rec.leaves_qty)
-            if et == "8":
-                j.append("reject", wall, cl_ord_id=rec.cl_ord_id, text=rec.text)
-                return OrderRejected(rec.cl_ord_id, rec.text)
-            return None
-        if isinstance(rec, OrderCancelReject):
-            j.append("cancel_reject", wall, cl_ord_id=rec.cl_ord_id, orig_cl_ord_id=rec.orig_cl_ord_id,
-                     reason=rec.reason, text=rec.text, ord_status=rec.ord_status)
-            return CancelRejected(rec.cl_ord_id, rec.orig_cl_ord_id, rec.ord_status, rec.reason, rec.text)
-        if isinstance(rec, BusinessMessageReject):
-            j.append("reject", wall, cl_ord_id=rec.ref_id, text=rec.text, business_reason=rec.reason)
-            return MessageRejected(rec.ref_id, rec.reason, rec.text)
-        return None
+        ev = journal_report(self.journal, rec, self._fill_ids)
+        if isinstance(ev, OrderFilled):
+            self.fills += 1
+        return ev
 
     def core_event(self, ev: OrderEvent, now_ns: int) -> None:
         actions = self.core.on_order_event(ev, now_ns)
