@@ -96,7 +96,8 @@ def _watch(sup: Supervisor, venues: sim_venues.VenueSet, opts: PaperOptions, out
                     sup.request_stop(f"--duration {opts.duration_s:g} s reached")
             if opts.screen_every_s and now >= next_screen and sup.channels:
                 next_screen = now + opts.screen_every_s
-                st = read_status(sup.cfg.instance.name, sup.channels)  # type: ignore[arg-type]
+                st = read_status(sup.cfg.instance.name, sup.channels,  # type: ignore[arg-type]
+                                 state_path=sup.cfg.state_path, journal_file=sup.cfg.journal.file)
                 print(render(st, now - t0) + "\n", file=out, flush=True)
             time.sleep(0.005)
     finally:
@@ -123,6 +124,15 @@ def final_report(cfg: Config, report_path: Path) -> str:
                      f"{pos['hedge_fills']} hedge")
         lines.append(f"PnL {pnl:+.2f} PYUSD = realized {pos['realized_e8'] / e8:+.2f} + unrealized "
                      f"{pos['unrealized_e8'] / e8:+.2f} - fees {pos['fees_e8'] / e8:.2f}")
+    try:
+        pnl = json.loads((cfg.state_path / "pnl.quoter.json").read_text())
+    except (OSError, ValueError):
+        pnl = None
+    if pnl:
+        marks = ", ".join(f"{m['horizon_s']:g}s {m['avg_bps']:+.2f} bps ({m['fills']} fills)"
+                          for m in pnl.get("markouts", []) if m.get("avg_bps") is not None)
+        lines.append(f"quoter: {pnl['trades']} trades, spread capture "
+                     f"{pnl.get('avg_spread_capture_bps') or 0:+.2f} bps; markouts: {marks or 'none yet'}")
     restarts = {k: v for k, v in (rep.get("restarts") or {}).items() if v}
     lines.append(f"process restarts: {restarts or 'none'}")
     latency = cfg.state_path / "latency.quoter.txt"

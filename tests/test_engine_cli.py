@@ -96,7 +96,7 @@ def test_paper_status_and_stop(tmp_path: Path) -> None:
         paper.wait(30)
         out = log_path.read_text()
         assert paper.returncode == 0, out
-        assert "final report" in out and "stopped: SIGTERM" in out
+        assert "final report" in out and "stopped: SIGTERM" in out and "markouts" in out
         assert list_segments(instance) == []
         after = subprocess.run([*FASTMM, "status"], env=env, capture_output=True, text=True, cwd=tmp_path,
                                timeout=30)

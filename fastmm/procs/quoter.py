@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import logging
 import signal
 import time
@@ -465,6 +467,9 @@ async def run_supervised(cfg: Config, name: str = "quoter") -> int:
         latency_path = cfg.state_path / "latency.quoter.txt"
         with contextlib.suppress(OSError):
             latency_path.write_text(q.latency.table())
+            # The session's PnL summary (trades, spread capture, markouts) for the final report.
+            summary = dataclasses.asdict(q.core.pnl.summary(time.monotonic_ns()))
+            (cfg.state_path / "pnl.quoter.json").write_text(json.dumps(summary, default=str))
         journal.close()
         for ch in channels:
             ch.close()
