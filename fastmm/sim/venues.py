@@ -103,6 +103,9 @@ def build(cfg: Config, *, host: str = "127.0.0.1", faults: CoinbaseFaults | None
     client_id = cfg.truex.client_id.reveal() if cfg.truex.client_id else PAPER_TRUEX_CLIENT_ID
     rules = ExchangeRules(client_id=client_id, min_notional=cfg.venue_rules.min_notional,
                           price_band_pct=cfg.venue_rules.price_band_pct,
+                          max_msgs_per_sec=s.truex_max_msgs_per_sec,
+                          max_msgs_per_min=s.truex_max_msgs_per_min,
+                          duplicate_window_ns=s.truex_duplicate_window_ms * 1_000_000,
                           maker_fee_bps=s.truex_maker_bps, taker_fee_bps=s.truex_taker_bps)
     tsettings = TruexSimSettings(
         oe_comp_id=cfg.truex.order_entry.target_comp_id, md_comp_id=cfg.truex.market_data.target_comp_id,
