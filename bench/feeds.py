@@ -6,6 +6,8 @@ shapes), rendered once up front. Rows, measured in this run:
   baseline   orjson.loads of the frame alone (the irreducible part of any Python feed)
   feed       CoinbaseFeed.on_frame + top levels + BookPublisher.publish into a real seqlock segment
   feed<=50   the same, only l2_data messages of at most 50 updates (the issue's target: p99 <= 50 us)
+  pure<=50   the same messages with the pure-Python twin of the compiled update loop (what a build
+             without a C compiler runs)
 
 Then a 100x real-time replay over a real WebSocket into the feed's client: every sequence number must
 arrive (no gap).
@@ -32,6 +34,7 @@ from fastmm.shm import LatestValue, unlink_instance
 from fastmm.shm.records import TOP_OF_BOOK, VENUE_COINBASE
 from fastmm.sim.coinbase import CoinbaseSettings, CoinbaseSim, from_binance
 from fastmm.sim.coinbase_server import CoinbaseSimServer
+from fastmm.venues.coinbase import codec
 from fastmm.venues.coinbase.codec import CoinbaseFeed
 from fastmm.venues.ws_feed import Backoff, TopChanged, WsFeedClient
 
@@ -59,6 +62,18 @@ def _pct(a: np.ndarray) -> dict[str, float]:
 
 
 def measure(frames: list[str]) -> dict[str, dict[str, float]]:
+    rows = _measure(frames)
+    if codec.COMPILED:
+        compiled = codec.apply_updates
+        codec.apply_updates = codec.apply_updates_py
+        try:
+            rows["pure<=50"] = _measure(frames)["feed<=50"]
+        finally:
+            codec.apply_updates = compiled
+    return rows
+
+
+def _measure(frames: list[str]) -> dict[str, dict[str, float]]:
     instance = f"benchfeeds{os.getpid()}"
     ch = LatestValue.create(instance, "ref.coinbase", TOP_OF_BOOK, wait="spin")
     try:
@@ -119,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     frames = render_frames(args.lines)
     rows = measure(frames)
     base = rows["baseline"]["p50_us"]
-    print(f"{len(frames)} Advanced Trade frames from the recorded capture, one at a time")
+    print(f"{len(frames)} Advanced Trade frames from the recorded capture, one at a time; update loop "
+          f"{'compiled' if codec.COMPILED else 'pure Python (no compiled twin in this build)'}")
     print(f"{'row':<10}{'n':>8}{'p50 us':>9}{'p99 us':>9}{'p99.9 us':>10}{'p50/base':>10}")
     for name, r in rows.items():
         print(f"{name:<10}{r['n']:>8}{r['p50_us']:>9.2f}{r['p99_us']:>9.2f}{r['p999_us']:>10.2f}"
@@ -131,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{replay['last_sequence_num']}, gaps {replay['gaps']}, bad {replay['bad']}")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "replay_100x": replay,
-                                               "target_met": target}, indent=2))
+                                               "compiled": codec.COMPILED, "target_met": target}, indent=2))
     return 0 if replay["gaps"] == 0 else 1
 
 

@@ -42,8 +42,8 @@ def main(argv: list[str]) -> int:
     print(f"lines {n}: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
     bb, ba = book.best_bid(), book.best_ask()
     if bb and ba:
-        print(f"final book: {format_e8(bb[0])} / {format_e8(ba[0])}, {len(book.bids.keys)} bids, "
-              f"{len(book.asks.keys)} asks")
+        print(f"final book: {format_e8(bb[0])} / {format_e8(ba[0])}, {len(book.bids)} bids, "
+              f"{len(book.asks)} asks")
     print(f"{'stage':<34}{'seconds':>9}{'x baseline':>12}")
     print(f"{'baseline: gunzip + orjson':<34}{base:>9.3f}{1.0:>12.2f}")
     print(f"{'typed events (read_capture)':<34}{typed:>9.3f}{typed / base:>12.2f}")

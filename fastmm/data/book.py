@@ -1,56 +1,105 @@
 """A reference L2 book in integer E8 units: snapshot + absolute-size diffs, best levels in order.
 
-Each side is a dict (price -> size) plus a sorted list of keys (bids stored negated, so index 0 is the
-best on both sides). ``bisect`` keeps insert/delete cheap at the ~1-2k levels of a depth snapshot and
-makes best price O(1) and top-N O(N), which is what the simulators ask for on every update.
+Each side is a dict (price -> size) holding every level, plus a short sorted list of the best keys
+(ascending, best *last*; asks stored negated). A replayed side grows to thousands of levels and most
+changes land far from the top: those touch only the dict. Changes near the top move a few pointers in
+a list of at most ``2 * TOP_KEPT`` keys. The list always holds exactly the levels at or better than its
+floor; when deletions thin it below what a caller asks for, it is rebuilt from the dict (rare), and a
+full-depth walk sorts on demand. Best price is O(1), top-N O(N), a change O(1) or O(TOP_KEPT).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Iterator
+from heapq import nlargest
 
 from fastmm.data.events import BookSnapshot, DepthDiff, Level
 
+TOP_KEPT = 32
+_NO_FLOOR = -(1 << 62)
+
 
 class _Side:
-    __slots__ = ("keys", "levels", "sign")
+    __slots__ = ("floor", "kept", "levels", "sign", "top_keys")
 
     def __init__(self, sign: int) -> None:
-        self.sign = sign  # -1 for bids (keys are -price), +1 for asks
+        self.sign = sign  # +1 for bids (keys are prices), -1 for asks (keys are -price)
         self.levels: dict[int, int] = {}
-        self.keys: list[int] = []
+        self.top_keys: list[int] = []   # every key >= floor, ascending: the best level is last
+        self.floor = _NO_FLOOR
+        self.kept = TOP_KEPT            # grows to the deepest top(n) a caller asks for
 
     def set(self, price: int, qty: int) -> None:
         levels = self.levels
         if qty <= 0:
             if price in levels:
                 del levels[price]
-                keys = self.keys
-                del keys[bisect_left(keys, self.sign * price)]
+                k = self.sign * price
+                if k >= self.floor:
+                    keys = self.top_keys
+                    del keys[bisect_left(keys, k)]
             return
         if price not in levels:
-            insort(self.keys, self.sign * price)
+            k = self.sign * price
+            if k >= self.floor:
+                keys = self.top_keys
+                insort(keys, k)
+                if len(keys) > 2 * self.kept:
+                    self.trim()
         levels[price] = qty
+
+    def trim(self) -> None:
+        """Forget the order of all but the best ``kept`` keys (they stay in ``levels``)."""
+        keys = self.top_keys
+        cut = len(keys) - self.kept
+        if cut > 0:
+            self.floor = keys[cut]
+            del keys[:cut]
+
+    def _ensure(self, n: int) -> list[int]:
+        """The sorted best keys, holding at least ``n`` of them when the side has that many."""
+        keys = self.top_keys
+        if len(keys) < n and len(self.levels) > len(keys):
+            s = self.sign
+            if n > self.kept:
+                self.kept = n
+            keys = self.top_keys = sorted(nlargest(self.kept, (s * p for p in self.levels)))
+            self.floor = keys[0] if len(self.levels) > len(keys) else _NO_FLOOR
+        return keys
 
     def clear(self) -> None:
         self.levels.clear()
-        self.keys.clear()
+        self.top_keys.clear()
+        self.floor = _NO_FLOOR
 
     def best(self) -> Level | None:
-        if not self.keys:
+        keys = self.top_keys or self._ensure(1)
+        if not keys:
             return None
-        p = self.sign * self.keys[0]
+        p = self.sign * keys[-1]
         return p, self.levels[p]
 
     def top(self, n: int) -> list[Level]:
         s, lv = self.sign, self.levels
-        return [(s * k, lv[s * k]) for k in self.keys[:n]]
+        keys = self.top_keys if len(self.top_keys) >= n else self._ensure(n)
+        return [(s * k, lv[s * k]) for k in keys[:-n - 1:-1]]
+
+    def truncate(self, depth: int) -> None:
+        """Keep only the best ``depth`` levels (Kraken's subscribed depth)."""
+        if len(self.levels) > depth:
+            keep = {p: self.levels[p] for p, _ in self.top(depth)}
+            self.clear()
+            for p, q in keep.items():
+                self.set(p, q)
+
+    def __len__(self) -> int:
+        return len(self.levels)
 
     def __iter__(self) -> Iterator[Level]:
-        s, lv = self.sign, self.levels
-        for k in self.keys:
-            yield s * k, lv[s * k]
+        lv = self.levels
+        for p in sorted(lv, reverse=self.sign > 0):
+            yield p, lv[p]
 
 
 class L2Book:
@@ -59,8 +108,8 @@ class L2Book:
     __slots__ = ("asks", "bids", "last_update_id")
 
     def __init__(self) -> None:
-        self.bids = _Side(-1)
-        self.asks = _Side(1)
+        self.bids = _Side(1)
+        self.asks = _Side(-1)
         self.last_update_id = 0
 
     def load(self, bids: Iterable[Level], asks: Iterable[Level], update_id: int = 0) -> None:
@@ -98,7 +147,7 @@ class L2Book:
 
     @property
     def empty(self) -> bool:
-        return not self.bids.keys and not self.asks.keys
+        return not self.bids.levels and not self.asks.levels
 
     @property
     def crossed(self) -> bool:

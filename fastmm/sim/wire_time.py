@@ -44,8 +44,17 @@ def parse_rfc3339_ns(text: str) -> int | None:
     head, _dot, frac = text[:-1].partition(".")
     if len(head) != 19 or (frac and not (frac.isascii() and frac.isdigit() and len(frac) <= 9)):
         return None
-    try:
-        dt = datetime.fromisoformat(head + "+00:00")
-    except ValueError:
-        return None
-    return int(dt.timestamp()) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
+    seconds = _HEAD_SECONDS.get(head)
+    if seconds is None:
+        try:
+            seconds = int(datetime.fromisoformat(head + "+00:00").timestamp())
+        except ValueError:
+            return None
+        if len(_HEAD_SECONDS) >= 4096:
+            _HEAD_SECONDS.clear()
+        _HEAD_SECONDS[head] = seconds
+    return seconds * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
+
+
+# A feed sees the same whole second many times in a row: its conversion is looked up, not redone.
+_HEAD_SECONDS: dict[str, int] = {}

@@ -41,3 +41,34 @@ def test_replayed_book_never_crosses_and_tracks_the_book_ticker() -> None:
             assert abs(bb[0] - ev.bid) * 2000 < ev.bid and abs(ba[0] - ev.ask) * 2000 < ev.ask
             compared += 1
     assert compared > 10000
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_ops = st.lists(st.tuples(st.sampled_from(["bid", "ask"]), st.integers(1, 400), st.integers(0, 3),
+                          st.sampled_from([1, 5, 40, 80])), max_size=600)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_ops)
+def test_book_matches_a_sorted_dict_model_through_trims_and_refills(ops: list) -> None:
+    """Only the best keys are kept sorted; whatever the order of changes (deep, near the top, deletions
+    that empty the kept list, a caller asking deeper than it keeps), every answer equals a full sort."""
+    b = L2Book()
+    model: dict[str, dict[int, int]] = {"bid": {}, "ask": {}}
+    for side, price, qty, n in ops:
+        b.set_level(side, price, qty)
+        if qty:
+            model[side][price] = qty
+        else:
+            model[side].pop(price, None)
+        bids = sorted(model["bid"].items(), reverse=True)
+        asks = sorted(model["ask"].items())
+        assert b.top(n) == (bids[:n], asks[:n])
+        assert b.best_bid() == (bids[0] if bids else None)
+        assert b.best_ask() == (asks[0] if asks else None)
+    assert list(b.bids) == sorted(model["bid"].items(), reverse=True)
+    assert list(b.asks) == sorted(model["ask"].items())
+    b.asks.truncate(3)
+    assert list(b.asks) == sorted(model["ask"].items())[:3]

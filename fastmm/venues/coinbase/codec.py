@@ -15,6 +15,7 @@ message with it (applying half a message would publish a book that never existed
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -82,7 +83,8 @@ class CoinbaseFeed:
                 subscribe_message(self.product_id, "level2")]
 
     def top(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        return self.book.top(self.depth)
+        """The best levels, best first: the ones the last TopChanged announced (computed once)."""
+        return self._top or self.book.top(self.depth)
 
     # -- input ------------------------------------------------------------------------------------
     def on_frame(self, frame: bytes | str, t_recv_ns: int) -> list[FeedEvent]:
@@ -141,20 +143,19 @@ class CoinbaseFeed:
             if ev.get("product_id", self.product_id) != self.product_id:
                 continue
             kind = ev.get("type")
-            changes = _parse_updates(ev["updates"])
+            updates = ev["updates"]
+            if not isinstance(updates, list):
+                raise TypeError("updates is not a list")
             if kind == "snapshot":
                 book = L2Book()
-                for side, price, size in changes:
-                    book.set_level(side, price, size)
+                apply_updates(updates, book, _PRICES, _SIZES, _cached)
                 self.book = book
                 self.synced = True
             elif kind == "update":
                 if not self.synced:
                     self.bad("update before snapshot")
                     continue
-                bids, asks = self.book.bids.set, self.book.asks.set
-                for side, price, size in changes:
-                    (bids if side == "bid" else asks)(price, size)
+                apply_updates(updates, self.book, _PRICES, _SIZES, _cached)
             else:
                 self.bad("unknown l2_data event type", str(kind)[:40])
         if not self.synced:
@@ -189,7 +190,10 @@ class CoinbaseFeed:
         return out
 
 
-_PRICES: dict[str, int] = {}   # price text -> 1e-8 units: a book's prices repeat, sizes rarely do
+_PRICES: dict[str, int] = {}   # price text -> 1e-8 units (validated > 0): a book's prices repeat
+_SIZES: dict[str, int] = {}    # size text -> 1e-8 units (validated >= 0): so do many sizes ("0")
+_CACHE_MAX = 200_000
+_TOO_LARGE = 1 << 62           # no real price or size comes near; keeps every value an int64
 _POW = [10 ** (8 - n) for n in range(9)]
 _E8 = 100_000_000
 
@@ -204,31 +208,58 @@ def _qty(text: str) -> int:
     return parse_e8(text)
 
 
-def _parse_updates(updates: list) -> list[tuple[str, int, int]]:
-    """Every update of an event, or an error for the whole event (no half-applied message)."""
-    if not isinstance(updates, list):
-        raise TypeError("updates is not a list")
+def _cached(cache: dict[str, int], text: str, positive: bool) -> int:
+    """Parse, check and remember one price or size text (only valid values are remembered)."""
+    if not isinstance(text, str):
+        raise TypeError(f"{text!r} is not a decimal string")
+    value = _qty(text)
+    if value < 0 or (positive and value == 0) or value >= _TOO_LARGE:
+        raise ValueError(f"{'price_level' if positive else 'new_quantity'} {text!r}")
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[text] = value
+    return value
+
+
+def apply_updates_py(updates: list, book: L2Book, prices: dict[str, int], sizes: dict[str, int],
+                     cached: Callable[[dict[str, int], str, bool], int]) -> int:
+    """Check every update of one event, then apply them all to ``book`` in order: an error for any of
+    them applies none (no half-applied message). Texts seen before are one dict lookup each: this runs
+    for every level change. ``_l2fast.apply_updates`` is its compiled twin."""
+    bids, asks = book.bids.set, book.asks.set
+    for is_bid, price, size in _parse_updates(updates, prices, sizes, cached):
+        (bids if is_bid else asks)(price, size)
+    return len(updates)
+
+
+def _parse_updates(updates: list, prices: dict[str, int], sizes: dict[str, int],
+                   cached: Callable[[dict[str, int], str, bool], int]) -> list[tuple[bool, int, int]]:
     out = []
-    prices = _PRICES
+    append = out.append
     for u in updates:
         side = u["side"]
         if side == "bid":
-            s = "bid"
+            is_bid = True
         elif side == "offer" or side == "ask":
-            s = "ask"
+            is_bid = False
         else:
             raise ValueError(f"side {side!r}")
         pt = u["price_level"]
-        price = prices.get(pt)
+        price = prices.get(pt) if pt.__class__ is str else None
         if price is None:
-            price = parse_e8(pt)
-            if len(prices) > 200_000:
-                prices.clear()
-            prices[pt] = price
-        size = _qty(u["new_quantity"])
-        if price <= 0:
-            raise ValueError(f"price_level {pt!r}")
-        if size < 0:
-            raise ValueError(f"negative new_quantity {u['new_quantity']!r}")
-        out.append((s, price, size))
+            price = cached(prices, pt, True)
+        qt = u["new_quantity"]
+        size = sizes.get(qt) if qt.__class__ is str else None
+        if size is None:
+            size = cached(sizes, qt, False)
+        append((is_bid, price, size))
     return out
+
+
+try:
+    from fastmm.venues.coinbase._l2fast import apply_updates as _compiled
+except ImportError:  # built without a C compiler: the pure twin
+    _compiled = None
+
+apply_updates = _compiled or apply_updates_py
+COMPILED = _compiled is not None

@@ -83,7 +83,8 @@ class KrakenBookFeed:
         return [self._request("unsubscribe"), self._request("subscribe")]
 
     def top(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        return self.book.top(self.top_levels)
+        """The best levels, best first: the ones the last TopChanged announced (computed once)."""
+        return self._top or self.book.top(self.top_levels)
 
     def on_frame(self, frame: bytes | str, t_recv_ns: int) -> list:
         msg = decode_frame(frame, self.bad)
@@ -148,14 +149,12 @@ class KrakenBookFeed:
                 return [Resubscribe("book checksum mismatch")]
             self.book_messages += 1
             t_venue = parse_timestamp_ns(d["timestamp"]) if "timestamp" in d else 0
-            top = self.top()
+            top = self.book.top(self.top_levels)
             if top != self._top:
                 self._top = top
                 out.append(TopChanged(t_venue, t_recv_ns, self.book_messages))
         return out
 
     def _truncate(self) -> None:
-        for side in (self.book.bids, self.book.asks):
-            while len(side.keys) > self.depth:
-                k = side.keys[-1]
-                side.set(side.sign * k, 0)
+        self.book.bids.truncate(self.depth)
+        self.book.asks.truncate(self.depth)

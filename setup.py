@@ -1,0 +1,18 @@
+"""Builds the optional compiled hot paths (Cython). Everything else is in pyproject.toml.
+
+Each extension is ``optional``: without a C compiler pip still installs fastmm and the pure-Python twin
+of each function runs instead (``fastmm.speedups.report()`` says which is in use).
+"""
+
+from setuptools import Extension, setup
+
+try:
+    from Cython.Build import cythonize
+except ImportError:  # pragma: no cover - Cython is a build requirement; this only guards odd builds
+    ext_modules = []
+else:
+    ext_modules = cythonize(
+        [Extension("fastmm.venues.coinbase._l2fast", ["fastmm/venues/coinbase/_l2fast.pyx"], optional=True)],
+        compiler_directives={"language_level": "3"}, quiet=True)
+
+setup(ext_modules=ext_modules)
