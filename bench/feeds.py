@@ -9,6 +9,9 @@ shapes), rendered once up front. Rows, measured in this run:
   pure<=50   the same messages with the pure-Python twin of the compiled update loop (what a build
              without a C compiler runs)
 
+The collector runs as in the feed process (:func:`fastmm.procs.heap.freeze_startup_heap`, after the
+frames are rendered); ``--default-gc`` keeps CPython's defaults.
+
 Then a 100x real-time replay over a real WebSocket into the feed's client: every sequence number must
 arrive (no gap).
 
@@ -30,6 +33,7 @@ import orjson
 
 from fastmm.data.binance import read_capture
 from fastmm.procs.book_channel import BookPublisher
+from fastmm.procs.heap import freeze_startup_heap
 from fastmm.shm import LatestValue, unlink_instance
 from fastmm.shm.records import TOP_OF_BOOK, VENUE_COINBASE
 from fastmm.sim.coinbase import CoinbaseSettings, CoinbaseSim, from_binance
@@ -130,8 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lines", type=int, default=40000, help="capture lines rendered into frames")
     ap.add_argument("--replay-s", type=float, default=3.0, help="wall seconds of the 100x replay")
     ap.add_argument("--json", metavar="PATH")
+    ap.add_argument("--default-gc", action="store_true", help="CPython's collector thresholds, no freeze")
     args = ap.parse_args(argv)
     frames = render_frames(args.lines)
+    if not args.default_gc:
+        freeze_startup_heap()
     rows = measure(frames)
     base = rows["baseline"]["p50_us"]
     print(f"{len(frames)} Advanced Trade frames from the recorded capture, one at a time; update loop "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import logging
 import os
@@ -16,6 +17,7 @@ import sys
 from fastmm.config import ConfigError, load_config
 from fastmm.logs import setup_logging
 from fastmm.procs.child import die_with_parent
+from fastmm.procs.heap import freeze_startup_heap
 from fastmm.procs.plan import PROCESSES
 
 ENTRY_POINTS = {
@@ -54,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ImportError, AttributeError) as e:
         logging.getLogger("fastmm").error("%s: this build has no process %s (%s)", args.name, module, e)
         return 2
+    frozen = freeze_startup_heap()
+    logging.getLogger("fastmm").debug("%s: startup heap frozen; gc thresholds %s -> %s", args.name, frozen,
+                                      gc.get_threshold())
     return run_loop(entry(cfg, args.name))
 
 
