@@ -5,10 +5,12 @@ Rows (each timed per call with perf_counter_ns, p50/p99 over ``--n`` events afte
 * ``baseline_call``: a bare Python function call that updates a dict (the floor of any Python step);
 * ``ladder``: LadderBuilder.build for 5 levels a side (default config);
 * ``reconcile_shift``: reconcile() of a live 5x5 ladder against the same ladder moved 3 ticks;
-* ``price_event``: TradingCore.on_price (PnL mark, risk checks, volatility, model, ladder, reconcile, rate
-  limiter, actions) on a random walk of the fair mid, every action answered by the venue at once outside
-  the timed region, so each event sees a live ladder; ``price_event_acting`` is the subset of those
-  events that produced at least one action, and ``price_event_glft`` the same with the GLFT model.
+* ``price_event``: one reference top of book through PriceAggregator.update (fair mid and confidence;
+  Coinbase and Kraken take turns, both walking the same mid) and TradingCore.on_price (PnL mark, risk
+  checks, volatility, model, ladder, reconcile, rate limiter, actions) on a random walk of the mid, every
+  action answered by the venue at once outside the timed region, so each event sees a live ladder;
+  ``price_event_acting`` is the subset of those events that produced at least one action, and
+  ``price_event_glft`` the same with the GLFT model.
 
 The collector runs as in the engine's processes (:func:`fastmm.procs.heap.freeze_startup_heap`: startup
 heap frozen, young passes rarer); ``--default-gc`` measures with CPython's defaults instead.
@@ -36,6 +38,7 @@ from pathlib import Path
 from fastmm.config import Config
 from fastmm.core.ladder import LadderBuilder
 from fastmm.core.order_tracker import OrdState, TrackedOrder
+from fastmm.core.price_aggregator import E8, PriceAggregator
 from fastmm.core.reconcile import reconcile
 from fastmm.core.trading_core import TradingCore
 from fastmm.core.types import (
@@ -135,6 +138,8 @@ def bench_price_event(n: int, warmup: int, model: str) -> tuple[list[int], list[
     cfg = Config()
     cfg = replace(cfg, quoting=replace(cfg.quoting, model=model))  # type: ignore[arg-type]
     c = TradingCore(cfg, cl_ord_prefix="b")
+    agg = PriceAggregator.from_config(cfg)
+    names = agg.source_names
     rng = random.Random(7)
     mid = 100_000.0
     now = T0
@@ -144,8 +149,11 @@ def bench_price_event(n: int, warmup: int, model: str) -> tuple[list[int], list[
     for i in range(n + warmup):
         now += 10 * MS  # 100 price events per second
         mid += rng.gauss(0.0, 0.6)  # about one tick per event
+        half = round(0.25 * E8)
+        bid, ask = round(mid * E8) - half, round(mid * E8) + half
         t = clock()
-        actions = c.on_price(now, mid, 0.9, False, 0, 0)
+        fair = agg.update(names[i % len(names)], bid, ask, now, now)
+        actions = c.on_price(now, fair.mid, fair.confidence, not fair.has_price, 0, 0) if fair else []
         dt = clock() - t
         if i >= warmup:
             all_ns.append(dt)
