@@ -82,9 +82,20 @@ class TruexBook:
         return changed
 
     def top(self, n: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """``n`` levels a side, best first, as (price ticks, size lots): the seed's ``getOrderBook``."""
         bids = sorted(self.bids.items(), reverse=True)[:n]
         asks = sorted(self.asks.items())[:n]
         return bids, asks
+
+    def order_book(self, depth: int = 10) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        return self.top(depth)
+
+    def best_bid_ask(self) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+        """The best (price ticks, size lots) of each side, None for an empty side: ``getBestBidAsk``."""
+        bid = max(self.bids) if self.bids else None
+        ask = min(self.asks) if self.asks else None
+        return ((bid, self.bids[bid]) if bid is not None else None,
+                (ask, self.asks[ask]) if ask is not None else None)
 
 
 async def run_supervised(cfg: Config, name: str = "feed-truex-md") -> int:
