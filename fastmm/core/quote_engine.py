@@ -222,7 +222,8 @@ class QuoteEngine:
         key = (bids, asks, tracker.version)
         if key == self._last_key and not self._deferred:
             return []
-        if self.limiter.available(now_ns) <= 0:
+        budget = self.limiter.available(now_ns)
+        if budget <= 0:
             # nothing could go out now: skip the planning, try again on the next event or timer
             self._deferred = True
             self._last_key = key
@@ -233,7 +234,7 @@ class QuoteEngine:
             self._last_key = key
             self._deferred = False
             return []
-        sent, waiting = self.limiter.admit(todo, now_ns)
+        sent, waiting = self.limiter.admit(todo, now_ns, budget)
         self._deferred = waiting > 0
         actions = self._emit(sent, now_ns)
         self._last_key = (bids, asks, tracker.version)

@@ -84,11 +84,14 @@ class RateLimiter:
             for k in [k for k, t in dup.items() if t <= edge]:
                 del dup[k]
 
-    def admit(self, plan: Sequence[Intent], now_ns: int) -> tuple[list[Intent], int]:
-        """(intents that may be sent now, in order; how many wait)."""
+    def admit(self, plan: Sequence[Intent], now_ns: int,
+              budget: int | None = None) -> tuple[list[Intent], int]:
+        """(intents that may be sent now, in order; how many wait). ``budget`` is :meth:`available` at
+        ``now_ns`` when the caller has just asked for it (saves asking twice on the hot path)."""
         if not plan:
             return [], 0
-        budget = self.available(now_ns)
+        if budget is None or now_ns != self._last_ns:
+            budget = self.available(now_ns)
         if budget <= 0:
             return [], len(plan)
         now = self._last_ns
