@@ -161,7 +161,13 @@ class WsFeedClient:
             log.info("%s: connected to %s and subscribed", self.feed.venue, self.url)
             watchdog = asyncio.create_task(self._watch(ws, stop))
             try:
-                async for frame in ws:
+                while True:
+                    # bytes, not str: orjson parses (and checks the UTF-8 of) the raw payload itself, so
+                    # websockets' decode to str is work done twice per frame
+                    try:
+                        frame = await ws.recv(decode=False)
+                    except websockets.ConnectionClosedOK:
+                        break
                     t = self.clock()
                     events = self.feed.on_frame(frame, t)
                     if events:

@@ -112,12 +112,13 @@ def test_bad_input_is_dropped_counted_and_never_moves_the_book() -> None:
         orjson.dumps({"channel": "l2_data", "sequence_num": 7, "events": "nope"}),
         orjson.dumps({"channel": "l2_data", "sequence_num": 8, "timestamp": "yesterday", "events": []}),
         b'{"channel":"l2_data","sequence_num":9,"events":[{"type":"update","updates":[{"side":"bid"}]}]}',
+        b'{"channel":"l2_data","sequence_num":10,"events":[],"x":"\xff\xfe"}',  # not UTF-8 (raw payload)
     ]
     for frame in bad:
         assert feed.on_frame(frame, 5) == []
     assert book(feed) == before
     counts = feed.bad.counts
-    assert counts["not JSON"] == 1 and counts["not a JSON object"] == 1
+    assert counts["not JSON"] == 2 and counts["not a JSON object"] == 1
     assert counts["unknown channel"] == 1 and counts["bad l2_data message"] == 8
     assert feed.gaps == 0, "bad messages with valid sequence numbers are not gaps"
 
