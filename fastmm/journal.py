@@ -101,6 +101,8 @@ class Journal:
 
     def __init__(self, path: str | os.PathLike[str], durability: Durability = "flush",
                  rotate_bytes: int = 256 * 1024 * 1024) -> None:
+        if durability not in ("none", "flush", "fsync"):
+            raise ValueError(f"journal durability {durability!r}: expected none, flush or fsync")
         self.path = Path(path)
         self.durability = durability
         self.rotate_bytes = rotate_bytes

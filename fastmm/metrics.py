@@ -4,8 +4,10 @@ Two halves, as everywhere in fastmm:
 
 * pure cores: :class:`JournalStats` folds journal records (in order, each once) into counters, rates,
   reject reasons and round-trip latencies (order -> ack, cancel -> canceled, replace -> replaced, and
-  anything -> reject); :func:`parse_latency_table` reads the quoter's per-stage table; :func:`families`
-  turns a status snapshot plus those into Prometheus metric families. Time is an argument.
+  anything -> reject); :func:`parse_latency_table` reads the per-stage table the quoter writes at exit;
+  :func:`families` turns a status snapshot (which carries the running quoter's live per-stage latency,
+  see :mod:`fastmm.procs.latency_channel`) plus those into Prometheus metric families. Time is an
+  argument.
 * shells: :class:`JournalTail` reads the lines appended to a journal since the last call (following a
   rotation), :class:`EngineCollector` gathers everything at scrape time, and :func:`serve` exposes it on
   loopback with prometheus-client's HTTP server (text exposition format).
@@ -389,17 +391,38 @@ def families(status: dict[str, Any], stats: JournalStats, latency: dict[str, Any
                                   f"journal round trip {name.replace('_', ' ')} (quoter wall clock)",
                                   buckets=cum, sum_value=rt.sum_s)
         out.append(h)
-    if latency is not None:
-        stages = latency["stages"]
-        rows = [([st, q], v[key] / 1e6) for st, v in stages.items()
-                for q, key in (("0.5", "p50_us"), ("0.99", "p99_us"), ("0.999", "p999_us"), ("1", "max_us"))]
-        gauge("fastmm_stage_latency_seconds", "quoter per-stage latency percentiles (at its last exit)",
-              labels=["stage", "quantile"], rows=rows)
-        gauge("fastmm_stage_latency_count", "samples behind each stage's percentiles", labels=["stage"],
-              rows=[([st], v["count"]) for st, v in stages.items()])
-        gauge("fastmm_stage_latency_written_timestamp_seconds", "when the quoter wrote the latency table",
-              latency["epoch_s"])
+    _stage_latency(gauge, status.get("live_latency"), latency)
     return out
+
+
+_QUANTILES = (("0.5", "p50_us"), ("0.99", "p99_us"), ("0.999", "p999_us"), ("1", "max_us"))
+
+
+def _stage_latency(gauge: Any, live: dict[str, Any] | None, table: dict[str, Any] | None) -> None:
+    """The quoter's per-stage latency: live from its channel while it runs (window ``run``: since it
+    started, ``recent``: the last 10 to 20 s), else the table it wrote at its last exit (``run``)."""
+    if live is not None:
+        views = {"run": live["run"], "recent": live["window"]}
+    elif table is not None:
+        views = {"run": table["stages"]}
+    else:
+        return
+    gauge("fastmm_stage_latency_live", "1 when the stage latencies are the running quoter's own (live), "
+          "0 when they are the table of its last exit", 1.0 if live is not None else 0.0)
+    gauge("fastmm_stage_latency_seconds", "quoter per-stage latency percentiles (quantile 1 = max), by "
+          "window: run = since the quoter started, recent = the last 10 to 20 s",
+          labels=["stage", "quantile", "window"],
+          rows=[([st, q, w], v[key] / 1e6) for w, stages in views.items() for st, v in stages.items()
+                for q, key in _QUANTILES])
+    gauge("fastmm_stage_latency_count", "samples behind each stage's percentiles", labels=["stage", "window"],
+          rows=[([st, w], v["count"]) for w, stages in views.items() for st, v in stages.items()])
+    if live is not None:
+        gauge("fastmm_stage_latency_window_seconds", "span of the recent window", live["window_s"])
+        gauge("fastmm_stage_latency_age_seconds", "age of the quoter's latest latency snapshot (about 1 s "
+              "when it is healthy)", live["age_ms"] / 1000)
+    elif table is not None:
+        gauge("fastmm_stage_latency_written_timestamp_seconds", "when the quoter wrote the latency table",
+              table["epoch_s"])
 
 
 class EngineCollector:

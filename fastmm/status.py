@@ -4,9 +4,13 @@
 and book channels of an instance and returns plain data; :func:`render` turns it into the few lines of
 the ``fastmm paper`` screen and ``fastmm status``. Nothing here writes to the engine.
 
+The quoter's per-stage latency (feed receive to publish, publish to wake, wake to decision, decision to
+order bytes written) is read live from its ``latency.quoter`` channel, which it refreshes about once a
+second: percentiles over its run so far and over the last 10 to 20 s.
+
 Given the instance's state folder, :func:`read_status` adds what only the files know: round-trip
-latencies and reject reasons from the tail of the journal, the quoter's per-stage latency table (written
-when it exits), and, when the engine is not running, the final report of its last run. Segments left by
+latencies and reject reasons from the tail of the journal, the quoter's per-stage latency table of its
+last exit, and, when the engine is not running, the final report of its last run. Segments left by
 a supervisor that died (kill -9, a crash) are reported as such, not as a running engine.
 """
 
@@ -20,13 +24,15 @@ from typing import Any
 
 from fastmm.metrics import JournalStats, read_latency_file, read_tail
 from fastmm.procs.book_channel import read_top
+from fastmm.procs.latency_channel import read_latency
 from fastmm.procs.lifecycle import Phase
-from fastmm.procs.plan import PROCESSES, health_channel
+from fastmm.procs.plan import PROCESSES, QUOTER_LATENCY, health_channel
 from fastmm.shm import LatestValue, ShmError
 from fastmm.shm.records import (
     CONTROL,
     HEALTH,
     POSITION,
+    STAGE_LATENCY,
     STATE_FRESH,
     STATE_LOGGED_ON,
     STATE_QUOTING,
@@ -119,6 +125,10 @@ def _read_shm(instance: str, channels: dict[str, LatestValue] | None) -> dict[st
                 "hedge_fills": int(r["hedge_fills"]), "live_orders": int(r["live_orders"]),
                 "quote_bid": int(r["quote_bid_ticks"]) * TICK, "quote_ask": int(r["quote_ask_ticks"]) * TICK,
                 "orders_sent": int(r["orders_sent"]), "risk_tripped": bool(int(r["risk_tripped"]))}
+        lat = get(QUOTER_LATENCY, STAGE_LATENCY)
+        live = read_latency(lat, now) if lat is not None else None
+        if live is not None:
+            out["live_latency"] = live
     finally:
         for ch in own:
             with contextlib.suppress(Exception):
@@ -177,8 +187,24 @@ def render(st: dict[str, Any], elapsed_s: float | None = None) -> str:
         risk = "  RISK TRIPPED" if pos["risk_tripped"] else ""
         lines.append(f"pnl      {pos['pnl']:+.2f} PYUSD (realized {pos['realized']:+.2f}, unrealized "
                      f"{pos['unrealized']:+.2f}, fees {pos['fees']:.2f}){risk}")
+    lines += _render_live_latency(st.get("live_latency"))
     lines += _render_files(st)
     return "\n".join(lines)
+
+
+def _stage(v: dict[str, Any]) -> str:
+    if not v["count"]:
+        return "-"
+    return (f"p50 {v['p50_us']:.1f} p99 {v['p99_us']:.1f} p99.9 {v['p999_us']:.1f} max {v['max_us']:.1f} us "
+            f"n {v['count']}")
+
+
+def _render_live_latency(lat: dict[str, Any] | None) -> list[str]:
+    """One line per quoter stage: the recent window, then the run so far."""
+    if not lat:
+        return []
+    return [f"stage    {name:<15} last {lat['window_s']:.0f}s {_stage(lat['window'][name])}   "
+            f"run {lat['run_s']:.0f}s {_stage(run)}" for name, run in lat["run"].items()]
 
 
 def _render_files(st: dict[str, Any]) -> list[str]:

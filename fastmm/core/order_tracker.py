@@ -131,6 +131,18 @@ class OrderTracker:
         self._by_id[a.cl_ord_id] = o
         self.version += 1
 
+    def adopt(self, cl_ord_id: str, side: Side, price: int, qty: int, cum: int, now_ns: int) -> TrackedOrder:
+        """An order a previous run may have left working (from its journal): tracked as live, so the
+        engine cancels it (or reuses it) through the rate limiter like any other, and an answer that says
+        it is unknown ends it."""
+        o = TrackedOrder(cl_ord_id, side, price, qty, now_ns)
+        o.cum = cum
+        o.state = OrdState.LIVE
+        self._by_id[cl_ord_id] = o
+        self.working[cl_ord_id] = o
+        self.version += 1
+        return o
+
     # -- the venue's answers ----------------------------------------------------------------------
     def apply(self, ev: OrderEvent, now_ns: int) -> bool:
         """Apply one event. For a fill, True means it is new (not a duplicate ExecID) and must be booked,

@@ -50,6 +50,15 @@ class RateLimiter:
         self._last_ns = now_ns
         return now_ns
 
+    def preload(self, sent_ns: list[int]) -> None:
+        """Messages a previous run sent (its journal, on this clock): a restarted process must count
+        them, or its first burst and theirs together go over the venue's window."""
+        for t in sorted(sent_ns):
+            self._sec.append(t)
+            self._min.append(t)
+            if t > self._last_ns:
+                self._last_ns = t
+
     def available(self, now_ns: int) -> int:
         """How many messages may go at ``now_ns``."""
         now = self._now(now_ns)

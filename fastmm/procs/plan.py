@@ -14,7 +14,7 @@ import numpy as np
 
 from fastmm.config import Config
 from fastmm.shm import EventRing, LatestValue
-from fastmm.shm.records import CONTROL, FILL, HEALTH, POSITION, TOP_OF_BOOK
+from fastmm.shm.records import CONTROL, FILL, HEALTH, POSITION, STAGE_LATENCY, TOP_OF_BOOK
 
 SUPERVISOR = "supervisor"
 FEED_COINBASE = "feed-coinbase"
@@ -23,6 +23,9 @@ FEED_TRUEX_MD = "feed-truex-md"
 QUOTER = "quoter"
 HEDGER = "hedger"
 PROCESSES = (FEED_COINBASE, FEED_KRAKEN, FEED_TRUEX_MD, QUOTER, HEDGER)
+
+# The quoter's live per-stage latency (STAGE_LATENCY), read by ``fastmm status`` and ``fastmm metrics``.
+QUOTER_LATENCY = "latency.quoter"
 
 # Reference feeds by the source name the lifecycle and the aggregator use.
 REFERENCE_FEEDS = {FEED_COINBASE: "coinbase", FEED_KRAKEN: "kraken"}
@@ -55,6 +58,7 @@ def channel_specs(cfg: Config, processes: tuple[str, ...] = PROCESSES) -> list[C
         specs.append(ChannelSpec("truex.book", "latest", TOP_OF_BOOK, FEED_TRUEX_MD, QUOTER))
     if QUOTER in processes:
         specs.append(ChannelSpec("position", "latest", POSITION, QUOTER, HEDGER))
+        specs.append(ChannelSpec(QUOTER_LATENCY, "latest", STAGE_LATENCY, QUOTER, None))
     if HEDGER in processes:
         specs.append(ChannelSpec("hedge.fills", "ring", FILL, HEDGER, QUOTER, cfg.shm.ring_slots))
     specs.extend(ChannelSpec(health_channel(p), "latest", HEALTH, p, None) for p in processes)

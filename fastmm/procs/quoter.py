@@ -12,6 +12,11 @@ fill when it arrives, so after a crash :mod:`fastmm.procs.recovery` knows every 
 Start sequence: it logs on to order entry only once the phase says the reference feeds are up, and
 quotes only after the supervisor's ``start_quoting``; ``pull_quotes`` and ``cancel_all`` cancel every
 quote (``cancel_all`` is acknowledged once the venue has confirmed every cancel), ``logout`` logs out.
+
+Latency: each stage is recorded on the hot path into a preallocated buffer (:mod:`fastmm.latency`); the
+housekeeping timer publishes the percentiles to the ``latency.quoter`` channel about once a second
+(:mod:`fastmm.procs.latency_channel`) for ``fastmm status`` and ``fastmm metrics``, and the table is
+written to ``latency.quoter.txt`` at exit.
 """
 
 from __future__ import annotations
@@ -48,12 +53,15 @@ from fastmm.journal import Journal
 from fastmm.latency import LatencyRecorder
 from fastmm.procs.book_channel import read_top
 from fastmm.procs.child import SupervisorLink, serve_supervisor
+from fastmm.procs.latency_channel import LatencyPublisher, StageLatencyView
 from fastmm.procs.order_journal import journal_report
+from fastmm.procs.plan import QUOTER_LATENCY
 from fastmm.procs.recovery import recover
 from fastmm.shm import EventRing, LatestValue, SegmentMissing
 from fastmm.shm.records import (
     FILL,
     POSITION,
+    STAGE_LATENCY,
     STATE_CONNECTED,
     STATE_FLAT,
     STATE_LOGGED_ON,
@@ -371,6 +379,10 @@ async def run_supervised(cfg: Config, name: str = "quoter") -> int:
         ring.claim_consumer()
     position = LatestValue.attach(inst, "position", POSITION)
     position.claim_writer()
+    latency_ch: LatestValue | None = None
+    with contextlib.suppress(SegmentMissing):
+        latency_ch = LatestValue.attach(inst, QUOTER_LATENCY, STAGE_LATENCY)
+        latency_ch.claim_writer()
     cfg.state_path.mkdir(parents=True, exist_ok=True)
     journal = Journal(cfg.state_path / cfg.journal.file, cfg.journal.durability, cfg.journal.rotate_bytes)
     q = Quoter(cfg, link, journal, refs, book, ring, position)
@@ -379,6 +391,9 @@ async def run_supervised(cfg: Config, name: str = "quoter") -> int:
     for exec_id in recovered.fill_ids:
         q._fill_ids.add(exec_id)
     q.publish_position(time.monotonic_ns())
+    # Live per-stage latency for `fastmm status` and `fastmm metrics`: from the timer, about once a second.
+    latency_pub = (LatencyPublisher(StageLatencyView(q.latency, time.monotonic_ns()), latency_ch)
+                   if latency_ch is not None else None)
 
     # Wake-ups: eventfds in block mode, a polling task in spin mode.
     readers: list[int] = []
@@ -414,6 +429,8 @@ async def run_supervised(cfg: Config, name: str = "quoter") -> int:
             q.on_timer()
             if ring is not None:
                 q.drain_hedge_fills(time.monotonic_ns())
+            if latency_pub is not None:
+                latency_pub.on_timer(time.monotonic_ns())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), TIMER_S)
 
@@ -424,15 +441,21 @@ async def run_supervised(cfg: Config, name: str = "quoter") -> int:
             return
         initiator = q.make_initiator()
         fix_task = loop.create_task(initiator.run())
-        try:
-            await initiator.wait_logged_on(cfg.truex.order_entry.logon_timeout_s * 3)
-        except TimeoutError:
-            log.error("order entry: not logged on yet; still trying")
-        if recovered.possibly_live:
-            await asyncio.sleep(0)
-            actions = recovered.cancels(q.core)
-            log.warning("recovery: canceling %d order(s) the previous run may have left live", len(actions))
-            q.send_actions(actions, time.monotonic_ns())
+        while not stop.is_set():
+            try:
+                await initiator.wait_logged_on(cfg.truex.order_entry.logon_timeout_s * 3)
+                break
+            except TimeoutError:
+                log.error("order entry: not logged on yet; still trying")
+        if recovered.possibly_live and not stop.is_set():
+            # Tracked as live orders, so the (halted) engine cancels them through its rate limiter, retries
+            # what TrueX throttles and ends what TrueX does not know; a burst here would be throttled.
+            now = time.monotonic_ns()
+            n = recovered.adopt(q.core, now)
+            log.warning("recovery: canceling %d order(s) the previous run may have left live, as the rate "
+                        "limit allows", n)
+            q.send_actions(q.core.engine.requote(now), now)
+            q._after_orders()
         await stop.wait()
         await fix_task
 
@@ -476,5 +499,7 @@ async def run_supervised(cfg: Config, name: str = "quoter") -> int:
         if ring is not None:
             ring.close()
         position.close()
+        if latency_ch is not None:
+            latency_ch.close()
         link.close()
     return 0

@@ -3,9 +3,12 @@
 TrueX has neither an order-status nor a mass-cancel message, so the journal is the only record of
 what may still be working on the venue after a crash. :func:`recover` replays it: fills rebuild the
 position and PnL in the trading core (each ExecID once), and every order that was sent and never seen
-to end (canceled, rejected, filled, replaced away) is "possibly live"; the quoter cancels each of those
-by ClOrdID before it quotes. A replace whose answer never came leaves both ids possibly live, and both
-are canceled (the one that no longer exists gets an OrderCancelReject, which is harmless).
+to end (canceled, rejected, filled, replaced away) is "possibly live". Once order entry is logged on
+the quoter adopts each of those into its order tracker as a live order (:meth:`Recovered.adopt`): the
+engine, halted until the supervisor says ``start_quoting``, then cancels them through its rate limiter
+like any other order, retries a cancel the venue throttled, and ends one the venue says it does not
+know. A replace whose answer never came leaves both ids possibly live, and both are adopted (the one
+that no longer exists gets an OrderCancelReject for an unknown order, which ends it).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from fastmm.journal import read_journal, segments
 
 log = logging.getLogger("fastmm.recovery")
 
+RATE_MEMORY_NS = 62_000_000_000   # TrueX's longest message window (a minute) plus the engine's guard
+
 
 @dataclass
 class Recovered:
@@ -31,9 +36,20 @@ class Recovered:
     hedge_fills: int = 0
     records: int = 0
     fill_ids: set[str] = field(default_factory=set)
+    # ClOrdID -> (price ticks, order quantity lots, filled lots) as the journal last had them
+    terms: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
     def cancels(self, core: TradingCore) -> list[CancelOrder]:
+        """One cancel per possibly-live order, for a one-shot canceler (``fastmm ops cancel-orders``)."""
         return [CancelOrder(core.engine.ids.next(), cl, side) for cl, side in self.possibly_live.items()]
+
+    def adopt(self, core: TradingCore, now_ns: int) -> int:
+        """Track every possibly-live order in ``core`` as live; returns how many."""
+        tracker = core.engine.tracker
+        for cl, side in self.possibly_live.items():
+            price, qty, cum = self.terms.get(cl, (0, 0, 0))
+            tracker.adopt(cl, side, price, max(qty, cum + 1), cum, now_ns)
+        return len(self.possibly_live)
 
 
 def _side(v: object) -> Side:
@@ -47,12 +63,20 @@ def recover(journal_path: Path, core: TradingCore, cfg: Config) -> Recovered:
     live = out.possibly_live
     seen_exec: set[str] = set()
     now = time.monotonic_ns()
+    wall_now = time.time_ns()
+    sent_recently: list[int] = []     # this run's monotonic clock
     for rec in read_journal(journal_path):
         out.records += 1
         kind = rec.get("kind")
         cl = rec.get("cl_ord_id", "")
+        if kind in ("order", "cancel", "replace"):
+            age = wall_now - int(rec.get("t_ns", 0))
+            if 0 <= age < RATE_MEMORY_NS:
+                sent_recently.append(now - age)
         if kind in ("order", "replace"):
             live[cl] = _side(rec.get("side"))
+            cum = out.terms.get(rec.get("orig_cl_ord_id", ""), (0, 0, 0))[2] if kind == "replace" else 0
+            out.terms[cl] = (int(rec.get("price_ticks", 0)), int(rec.get("qty_lots", 0)), cum)
         elif kind == "replaced":
             live.pop(rec.get("orig_cl_ord_id", ""), None)
         elif kind in ("canceled", "reject"):
@@ -67,6 +91,9 @@ def recover(journal_path: Path, core: TradingCore, cfg: Config) -> Recovered:
             seen_exec.add(exec_id)
             if int(rec.get("leaves_lots", 1)) == 0:
                 live.pop(cl, None)
+            elif cl in out.terms:
+                px, qty, cum = out.terms[cl]
+                out.terms[cl] = (px, qty, cum + int(rec.get("qty_lots", 0)))
             fee = rec.get("fee")
             ev = OrderFilled(cl, exec_id, _side(rec.get("side")), int(rec["px_ticks"]), int(rec["qty_lots"]),
                              int(rec.get("leaves_lots", 0)),
@@ -84,6 +111,9 @@ def recover(journal_path: Path, core: TradingCore, cfg: Config) -> Recovered:
                                Liquidity.TAKER, Decimal(rec.get("fee", "0")))
             core.on_hedge_fill(fill, now)
             out.hedge_fills += 1
+    if sent_recently:
+        # the venue still counts what the previous run sent in the last minute: so must our limiter
+        core.engine.limiter.preload(sent_recently)
     if out.records:
         log.warning("recovery: %d journal records; position %d lots from %d TrueX and %d hedge fills; "
                     "%d order(s) possibly live", out.records, core.inventory.position_lots, out.truex_fills,

@@ -94,6 +94,31 @@ FILL = _dtype([
     ("checksum", "<u8"),
 ])
 
+# The quoter's per-stage latency (fastmm.latency), published about once a second from its housekeeping
+# timer, never per tick. Stage i of every array is LATENCY_STAGES[i]. ``run_*``: since the quoter started
+# (a restart starts over, see ``t_start``); ``win_*``: the recent window of ``window_ns`` ending at
+# ``t_pub``. Percentiles are HDR (3 significant digits), in nanoseconds; 0 with a count of 0.
+LATENCY_STAGES = ("recv_to_pub", "pub_to_wake", "wake_to_decide", "decide_to_sent")
+_NS = len(LATENCY_STAGES)
+
+STAGE_LATENCY = _dtype([
+    ("seq", "<u8"),
+    ("t_pub", "<i8"),          # CLOCK_MONOTONIC ns of this snapshot
+    ("t_start", "<i8"),        # CLOCK_MONOTONIC ns when the quoter's histograms started
+    ("window_ns", "<i8"),      # what the win_* fields cover: 10 to 20 s (less only in the first 10 s)
+    ("run_count", "<u8", (_NS,)),
+    ("run_p50_ns", "<i8", (_NS,)),
+    ("run_p99_ns", "<i8", (_NS,)),
+    ("run_p999_ns", "<i8", (_NS,)),
+    ("run_max_ns", "<i8", (_NS,)),
+    ("win_count", "<u8", (_NS,)),
+    ("win_p50_ns", "<i8", (_NS,)),
+    ("win_p99_ns", "<i8", (_NS,)),
+    ("win_p999_ns", "<i8", (_NS,)),
+    ("win_max_ns", "<i8", (_NS,)),
+    ("checksum", "<u8"),
+])
+
 # Process state bits in HEALTH.state: what the supervisor's lifecycle needs to know about a process.
 STATE_CONNECTED = 1 << 0     # its venue connection is up
 STATE_FRESH = 1 << 1         # a feed: its book is valid and recent
@@ -135,6 +160,7 @@ ALL_RECORDS: dict[str, np.dtype] = {
     "fill": FILL,
     "health": HEALTH,
     "control": CONTROL,
+    "stage_latency": STAGE_LATENCY,
 }
 
 

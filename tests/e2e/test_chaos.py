@@ -111,3 +111,32 @@ def test_coinbase_sequence_gap_resyncs_and_quoting_goes_on(engine) -> None:
     st = read_status(e.cfg.instance.name, e.sup.channels)
     assert st["processes"]["feed-coinbase"]["errors"] >= 1, "the feed saw the gap (marked stale, resubscribed)"
     settle_and_check(e)
+
+
+def test_quoter_killed_with_more_orders_than_a_second_of_throttle_cancels_them_all(engine) -> None:
+    """Seven levels a side: fourteen orders, more than TrueX takes in one second (10). The restarted
+    quoter must not send its recovery cancels in one burst (the venue would throttle the rest and they
+    would stay live, tracked by nobody): it tracks them and cancels as the rate limit allows."""
+    e = engine({"FASTMM_QUOTING__LEVELS": "7", "FASTMM_SIM__SPEED": "1", "FASTMM_SIM__TAKER_PROBABILITY": "0.0"})
+    e.run_until(lambda: e.sup.lifecycle.phase == lc.Phase.QUOTING and len(e.sim_live()) >= 14, 60,
+                "fourteen orders resting")
+    left = set(e.sim_live())
+    child = e.sup.children["quoter"]
+    assert child.proc is not None
+    old = child.proc.pid
+    os.kill(old, signal.SIGKILL)
+    e.run_until(lambda: child.proc is not None and child.proc.pid != old, 20, "quoter restarted")
+    e.run_until(lambda: e.sup.lifecycle.phase == lc.Phase.QUOTING, 20, "quoting again")
+
+    def engine_tracks_the_venue() -> bool:
+        for _ in range(10):
+            e.sup.step()
+            time.sleep(0.005)
+        return len(e.sim_live()) == e.position().get("live_orders", -1)
+
+    e.run_until(engine_tracks_the_venue, 20, "the engine tracks every order live on the venue")
+    assert e.sim_live() <= e.journal_possibly_live()
+    throttled = [r for r in e.journal() if r["kind"] in ("reject", "cancel_reject")
+                 and "hrottle" in str(r.get("text", "")) + str(r.get("reason", ""))]
+    assert not throttled, f"the venue throttled the recovery: {throttled[:3]}"
+    assert len(left) >= 14

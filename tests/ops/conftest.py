@@ -12,7 +12,16 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from ops_helpers import BIN, Paper, free_port, paper_secrets, runbook_blocks, write_secrets
+from ops_helpers import (
+    BIN,
+    Paper,
+    free_port,
+    install_standins,
+    paper_secrets,
+    runbook_blocks,
+    standin_env,
+    write_secrets,
+)
 
 from fastmm.config import load_config
 from fastmm.shm import list_segments, unlink_instance
@@ -79,17 +88,20 @@ ws_url = "{a['kraken ws']}"
     secrets_path = root / "secrets.env"
     write_secrets(secrets_path, creds)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FASTMM_")}
+    metrics_port = free_port()
+    install_standins(root / "bin")             # systemctl, journalctl: see systemd_standin.py
     env.update({
-        "PATH": f"{BIN}:{env.get('PATH', '/usr/bin:/bin')}",
+        "PATH": f"{root / 'bin'}:{BIN}:{env.get('PATH', '/usr/bin:/bin')}",
         "FASTMM_CONFIG": str(config_path),
         "FASTMM_SECRETS": str(secrets_path),
         "FASTMM_STATE": str(root / "var" / instance),
         "FASTMM_LOG": str(root / "fastmm.log"),
-        "FASTMM_METRICS_PORT": str(free_port()),
+        "FASTMM_METRICS_PORT": str(metrics_port),
+        **standin_env(root, config_path, secrets_path, metrics_port),
     })
     cfg = load_config(config_path, {})
     blocks = {(b.file, b.name): b for b in runbook_blocks() if b.name}
-    p = Paper(root, config_path, secrets_path, cfg, sims, venues, env, blocks)
+    p = Paper(root, config_path, secrets_path, cfg, sims, venues, env, blocks, systemd_state=root / "systemd")
     try:
         yield p
     finally:

@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from ops_helpers import BIN
+from ops_helpers import BIN, host_tree
 
 from fastmm.config import Config, ProcessesConfig, load_config
 from fastmm.journal import Journal
@@ -143,7 +143,8 @@ def test_metrics_served_over_http_follow_the_journal(tmp_path: Path) -> None:
         assert 'fastmm_truex_fill_btc_total{side="buy"} 0.15' in text
         assert 'fastmm_roundtrip_order_to_ack_seconds_bucket{le="0.0025"} 1.0' in text
         assert 'fastmm_roundtrip_order_to_ack_seconds_count 2.0' in text
-        assert 'fastmm_stage_latency_seconds{quantile="0.5",stage="wake_to_decide"} 0.00012' in text
+        assert 'fastmm_stage_latency_seconds{quantile="0.5",stage="wake_to_decide",window="run"} 0.00012' in text
+        assert "fastmm_stage_latency_live 0.0" in text, "no running quoter: the table of its last exit"
         j.append("reject", T0 + 5000 * MS, cl_ord_id="q", business_reason=9, text="throttled")
         j.append("reject", T0 + 5001 * MS, cl_ord_id="q2", business_reason=9, text="throttled")
         text = urllib.request.urlopen(url, timeout=10).read().decode()
@@ -236,32 +237,9 @@ def test_status_of_an_instance_that_never_ran(tmp_path: Path) -> None:
     assert p.returncode == 1 and st["running"] is False and "last_report" not in st
 
 
-def _tree(root: Path, tuned: bool) -> None:
-    cpu = root / "sys/devices/system/cpu"
-    cpu.mkdir(parents=True)
-    (cpu / "present").write_text("0-7\n")
-    (cpu / "isolated").write_text("2-5\n" if tuned else "\n")
-    for c in range(8):
-        d = cpu / f"cpu{c}/cpufreq"
-        d.mkdir(parents=True)
-        (d / "scaling_governor").write_text("performance\n" if tuned else "powersave\n")
-    thp = root / "sys/kernel/mm/transparent_hugepage"
-    thp.mkdir(parents=True)
-    (thp / "enabled").write_text("always madvise [never]\n" if tuned else "[always] madvise never\n")
-    (thp / "defrag").write_text("[never]\n")
-    (root / "proc").mkdir()
-    (root / "proc/cmdline").write_text("BOOT_IMAGE=/vmlinuz isolcpus=2-5\n" if tuned else "BOOT_IMAGE=/vmlinuz\n")
-    for irq, cpus in (("24", "0-1"), ("25", "0-1" if tuned else "0-7")):
-        (root / "proc/irq" / irq).mkdir(parents=True)
-        (root / "proc/irq" / irq / "smp_affinity_list").write_text(cpus + "\n")
-    (root / "proc/4242").mkdir()
-    (root / "proc/4242/comm").write_text("sshd\n" if tuned else "irqbalance\n")
-    (root / "clock_synced").write_text("1\n" if tuned else "0\n")
-
-
 def test_host_check_rules_on_tuned_and_untuned_hosts(tmp_path: Path) -> None:
-    _tree(tmp_path / "tuned", True)
-    _tree(tmp_path / "untuned", False)
+    host_tree(tmp_path / "tuned", cpus=8, tuned=True)
+    host_tree(tmp_path / "untuned", cpus=8)
     cfg = load_config(None, {"FASTMM_PROCESSES__QUOTER": "[5]", "FASTMM_PROCESSES__FEED_COINBASE": "[2]"})
     good = {c.name: c for c in check_host(read_facts(tmp_path / "tuned"), cfg)}
     assert good["isolated CPUs"].level == "ok" and "2,3,4,5" in good["isolated CPUs"].detail
@@ -293,6 +271,17 @@ def test_order_canceler_bookkeeping() -> None:
     assert not c.done and c.waiting == {"o4"}
     c.on_report(OrderCancelReject(1, "X", "k4", "o4", "1", 0, "1", "busy"))
     assert c.done and (c.canceled, c.filled, c.gone, c.unconfirmed) == (["o1"], ["o2"], ["o3"], ["o4"])
+
+
+def test_order_canceler_sends_a_throttled_cancel_again() -> None:
+    from fastmm.venues.truex.codec import BusinessMessageReject
+
+    c = OrderCanceler({"k1": "o1"}, ["o2"])
+    assert c.waiting == {"o1", "o2"}
+    c.on_report(BusinessMessageReject(1, 5, "F", "k1", 8, "Throttle limit exceeded"))
+    assert c.retry == ["o1"] and c.waiting == {"o1", "o2"}     # still waiting: another cancel will go
+    c.on_report(BusinessMessageReject(1, 6, "F", "k9", 8, "Throttle limit exceeded"))  # not ours
+    assert c.retry == ["o1"]
 
 
 @pytest.mark.parametrize("name", ["fastmm.service", "fastmm-metrics.service"])

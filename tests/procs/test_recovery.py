@@ -1,0 +1,63 @@
+"""Start-up recovery from the journal: possibly-live orders are tracked, the rate window is remembered."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from fastmm.config import Config
+from fastmm.core.order_tracker import OrdState
+from fastmm.core.trading_core import TradingCore
+from fastmm.core.types import CancelOrder, Side
+from fastmm.journal import Journal
+from fastmm.procs.recovery import recover
+
+
+def _journal(path: Path, old_s: float = 0.0) -> None:
+    j = Journal(path, "flush", 1 << 30)
+    t = time.time_ns() - int(old_s * 1e9)
+    j.append("order", t, cl_ord_id="a1", side="1", price_ticks=1000, qty_lots=50)
+    j.append("order", t, cl_ord_id="a2", side="2", price_ticks=1010, qty_lots=50)
+    j.append("order", t, cl_ord_id="a3", side="2", price_ticks=1011, qty_lots=40)
+    j.append("fill", t, cl_ord_id="a1", exec_id="e1", side="1", px_ticks=1000, qty_lots=20, leaves_lots=30,
+             liquidity=1, fee="0")
+    j.append("cancel", t, cl_ord_id="c1", orig_cl_ord_id="a3", side="2")
+    j.append("canceled", t, cl_ord_id="c1", orig_cl_ord_id="a3")
+    j.append("replace", t, cl_ord_id="a4", orig_cl_ord_id="a2", side="2", price_ticks=1012, qty_lots=50)
+    j.close()
+
+
+def test_possibly_live_orders_are_adopted_as_live_with_their_terms(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    _journal(path, old_s=120)
+    core = TradingCore(Config())
+    rec = recover(path, core, Config())
+    # a3 was canceled; a replace whose answer never came leaves both a2 and a4 possibly live
+    assert rec.possibly_live == {"a1": Side.BUY, "a2": Side.SELL, "a4": Side.SELL}
+    assert core.inventory.position_lots == 20 and rec.truex_fills == 1
+    assert rec.adopt(core, time.monotonic_ns()) == 3
+    tracker = core.engine.tracker
+    a1, a4 = tracker.get("a1"), tracker.get("a4")
+    assert a1 is not None and a4 is not None
+    assert (a1.state, a1.price, a1.qty, a1.cum, a1.leaves) == (OrdState.LIVE, 1000, 50, 20, 30)
+    assert (a4.state, a4.price, a4.leaves) == (OrdState.LIVE, 1012, 50)
+    assert set(tracker.working) == {"a1", "a2", "a4"}
+    # the halted engine cancels what it adopted (every order, as the rate limit allows)
+    now = time.monotonic_ns()
+    core.engine.halted = True
+    actions = core.engine.requote(now)
+    assert {a.orig_cl_ord_id for a in actions if isinstance(a, CancelOrder)} == {"a1", "a2", "a4"}
+
+
+def test_the_previous_runs_messages_count_against_the_rate_window(tmp_path: Path) -> None:
+    fresh = TradingCore(Config())
+    budget = fresh.engine.limiter.available(time.monotonic_ns())
+    recent, old = tmp_path / "recent.jsonl", tmp_path / "old.jsonl"
+    _journal(recent, old_s=0.1)
+    _journal(old, old_s=120)
+    core = TradingCore(Config())
+    recover(recent, core, Config())
+    assert core.engine.limiter.available(time.monotonic_ns()) == budget - 5   # 3 orders, a cancel, a replace
+    core = TradingCore(Config())
+    recover(old, core, Config())
+    assert core.engine.limiter.available(time.monotonic_ns()) == budget       # outside every window
