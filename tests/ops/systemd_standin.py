@@ -46,6 +46,8 @@ import threading
 import time
 from pathlib import Path
 
+from fastmm.shm.segment import pid_alive  # the same test: signal 0, and a zombie is dead
+
 SERVICE_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SUPPORTED = {"Type": {"simple"}, "KillMode": {"mixed", "control-group", "process"}}
 NOT_IMPLEMENTED = ("ExecStop", "ExecStopPost", "ExecReload", "ExecStartPost", "ExecCondition")
@@ -198,22 +200,9 @@ def write_state(name: str, st: dict) -> None:
     tmp.replace(path)
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
-
-
 def active_state(name: str) -> str:
     st = read_state(name)
-    if st["state"] in ("activating", "active", "deactivating") and not alive(st.get("manager_pid", 0)):
+    if st["state"] in ("activating", "active", "deactivating") and not pid_alive(st.get("manager_pid", 0)):
         return "failed"      # the manager itself died: nothing watches the unit any more
     return st["state"]
 
