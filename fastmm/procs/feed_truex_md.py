@@ -87,9 +87,6 @@ class TruexBook:
         asks = sorted(self.asks.items())[:n]
         return bids, asks
 
-    def order_book(self, depth: int = 10) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        return self.top(depth)
-
     def best_bid_ask(self) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
         """The best (price ticks, size lots) of each side, None for an empty side: ``getBestBidAsk``."""
         bid = max(self.bids) if self.bids else None

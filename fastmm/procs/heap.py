@@ -4,9 +4,10 @@ CPython's collector runs a young-generation pass whenever container allocations 
 gen0's threshold (700 by default). A feed or the quoter allocates short-lived dicts, tuples and records on
 every tick; reference counting frees most of them, but the survivors (book levels, tracked orders,
 journal buffers) trigger a pass every few hundred ticks, and each pass is a pause of tens of microseconds
-at a random tick (bench/core.py and bench/feeds.py show it in p99). At start-up, once modules, config and
-channels are loaded, everything alive is long-lived: :func:`freeze_startup_heap` moves it into the
-permanent generation that no pass scans, and raises gen0's threshold so the passes that remain are rare.
+at a random tick (bench/core.py and bench/feeds.py show it in p99). ``python -m fastmm.procs.run`` calls
+:func:`freeze_startup_heap` once modules and config are loaded, just before the process's loop: what is
+alive then is long-lived, so it goes into the permanent generation that no pass scans, and gen0's
+threshold is raised so the passes that remain are rare.
 Nothing is disabled: reference cycles are still collected.
 """
 

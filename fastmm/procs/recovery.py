@@ -21,7 +21,7 @@ from pathlib import Path
 
 from fastmm.config import Config
 from fastmm.core.trading_core import TradingCore
-from fastmm.core.types import CancelOrder, HedgeFilled, Liquidity, OrderFilled, Side
+from fastmm.core.types import HedgeFilled, Liquidity, OrderFilled, Side
 from fastmm.journal import read_journal, segments
 
 log = logging.getLogger("fastmm.recovery")
@@ -38,10 +38,6 @@ class Recovered:
     fill_ids: set[str] = field(default_factory=set)
     # ClOrdID -> (price ticks, order quantity lots, filled lots) as the journal last had them
     terms: dict[str, tuple[int, int, int]] = field(default_factory=dict)
-
-    def cancels(self, core: TradingCore) -> list[CancelOrder]:
-        """One cancel per possibly-live order, for a one-shot canceler (``fastmm ops cancel-orders``)."""
-        return [CancelOrder(core.engine.ids.next(), cl, side) for cl, side in self.possibly_live.items()]
 
     def adopt(self, core: TradingCore, now_ns: int) -> int:
         """Track every possibly-live order in ``core`` as live; returns how many."""

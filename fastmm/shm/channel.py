@@ -47,8 +47,7 @@ class Channel:
         self.tx = np.zeros(1, dtype)
         self.rx = np.zeros(1, dtype)
         self._tx_bytes = memoryview(self.tx.view(np.uint8))
-        self._rx_bytes = memoryview(self.rx.view(np.uint8))
-        self.rx_bytes = self._rx_bytes   # the last record read, raw: struct.unpack_from on hot paths
+        self.rx_bytes = memoryview(self.rx.view(np.uint8))   # rx raw: struct.unpack_from on hot paths
         fd = int(seg.words[sg.W_NOTIFY_FD])
         self._notify_fd = -1 if fd == NO_FD else fd
         self._waiter: BlockWaiter | None = None

@@ -90,7 +90,7 @@ class LatestValue(Channel):
         """
         q = self.q
         lo, hi = self._lo, self._hi
-        rx = self._rx_bytes
+        rx = self.rx_bytes
         for _ in range(READ_RETRIES):
             s1 = q[sg.W_WRITE]
             if s1 & 1:

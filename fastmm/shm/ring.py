@@ -166,7 +166,7 @@ class EventRing(Channel):
             return False
         r = self._read
         off = sg.HEADER_BYTES + (r & self.mask) * self.itemsize
-        self._rx_bytes[:] = self.mv[off:off + self.itemsize]
+        self.rx_bytes[:] = self.mv[off:off + self.itemsize]
         self._read = r + 1
         self.q[sg.W_READ] = r + 1
         return True

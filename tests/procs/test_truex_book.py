@@ -32,7 +32,7 @@ def test_real_empty_book_snapshot_from_uat() -> None:
     book = TruexBook()
     book.snapshot(CODEC.md_snapshot(parse(raw)))
     assert book.synced and book.top(5) == ([], [])
-    assert book.best_bid_ask() == (None, None) and book.order_book() == ([], [])
+    assert book.best_bid_ask() == (None, None) and book.top(10) == ([], [])
 
 
 def test_snapshot_then_incrementals() -> None:
@@ -46,6 +46,6 @@ def test_snapshot_then_incrementals() -> None:
     assert book.incremental(CODEC.md_incremental(parse(inc)))
     assert book.top(5) == ([(120000, 7500)], [(120001, 1000), (120002, 2500)])
     assert book.best_bid_ask() == ((120000, 7500), (120001, 1000))
-    assert book.order_book(depth=1) == ([(120000, 7500)], [(120001, 1000)])
+    assert book.top(1) == ([(120000, 7500)], [(120001, 1000)])
     trade_only = frame("262=m|268=1|279=0|269=2|270=60000.5|271=0.01|", "X")
     assert not book.incremental(CODEC.md_incremental(parse(trade_only)))
