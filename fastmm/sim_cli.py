@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import signal
 
 from fastmm.config import load_config
 from fastmm.logs import setup_logging
@@ -30,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from fastmm.procs.child import stop_on_signals
     from fastmm.procs.run import run_loop
     from fastmm.sim.coinbase import CoinbaseFaults
     from fastmm.sim.venues import serve_forever
@@ -45,10 +44,6 @@ def _run(args: argparse.Namespace) -> int:
                             heartbeats_stop_after=args.heartbeats_stop_after)
 
     async def main() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for s in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(s, stop.set)
-        return await serve_forever(cfg, stop, faults=faults)
+        return await serve_forever(cfg, stop_on_signals(), faults=faults)
 
     return run_loop(main())

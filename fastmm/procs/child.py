@@ -35,6 +35,16 @@ def die_with_parent(sig: int = signal.SIGTERM) -> bool:
         return False
 
 
+def stop_on_signals() -> asyncio.Event:
+    """An event that SIGINT or SIGTERM sets (the supervisor's stop, Ctrl-C): every process's way out of
+    its loop, so the stop sequence runs instead of the process dying mid-write."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
 class SupervisorLink:
     """Heartbeat out, commands in. ``now_ns`` is CLOCK_MONOTONIC (``time.monotonic_ns``)."""
 

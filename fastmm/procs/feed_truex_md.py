@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 
 from fastmm.config import Config
@@ -21,7 +20,7 @@ from fastmm.fix.store import FileSeqStore
 from fastmm.fix.transport import FixConnection, FixInitiator
 from fastmm.instrument import Instrument
 from fastmm.procs.book_channel import BookPublisher
-from fastmm.procs.child import SupervisorLink, serve_supervisor
+from fastmm.procs.child import SupervisorLink, serve_supervisor, stop_on_signals
 from fastmm.shm import LatestValue
 from fastmm.shm.records import (
     STATE_CONNECTED,
@@ -96,10 +95,8 @@ class TruexBook:
 
 
 async def run_supervised(cfg: Config, name: str = "feed-truex-md") -> int:
-    stop = asyncio.Event()
+    stop = stop_on_signals()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     link = SupervisorLink(cfg, name)
     channel = LatestValue.attach(cfg.instance.name, "truex.book", TOP_OF_BOOK)
     channel.claim_writer()

@@ -8,7 +8,6 @@ simulator or the real endpoint.
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 import time
 from typing import TextIO
@@ -16,7 +15,7 @@ from typing import TextIO
 from fastmm.config import Config
 from fastmm.data.units import format_e8
 from fastmm.procs.book_channel import BookPublisher
-from fastmm.procs.child import SupervisorLink, serve_supervisor
+from fastmm.procs.child import SupervisorLink, serve_supervisor, stop_on_signals
 from fastmm.shm import LatestValue
 from fastmm.shm.records import STATE_CONNECTED, STATE_FRESH, TOP_OF_BOOK, VENUE_COINBASE, VENUE_KRAKEN
 from fastmm.venues.coinbase.codec import CoinbaseFeed
@@ -38,18 +37,11 @@ def make_codec(cfg: Config, venue: str) -> tuple[BookCodec, str, float, int]:
     raise ValueError(f"unknown reference venue {venue!r}; venues are {', '.join(VENUES)}")
 
 
-def _install_stop(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-
-
 async def run_supervised(cfg: Config, name: str) -> int:
     """The feed process ``name`` (``feed-coinbase`` or ``feed-kraken``) under the supervisor."""
     venue = name.removeprefix("feed-")
     feed, url, stale_after_s, venue_code = make_codec(cfg, venue)
-    stop = asyncio.Event()
-    _install_stop(stop)
+    stop = stop_on_signals()
     link = SupervisorLink(cfg, name)
     channel = LatestValue.attach(cfg.instance.name, f"ref.{venue}", TOP_OF_BOOK)
     channel.claim_writer()
@@ -88,8 +80,7 @@ async def run_print(cfg: Config, venue: str, out: TextIO = sys.stdout, limit: in
                     seed: int | None = None) -> int:
     """Print every new top of book until Ctrl-C (or ``limit`` of them)."""
     feed, url, stale_after_s, _code = make_codec(cfg, venue)
-    stop = asyncio.Event()
-    _install_stop(stop)
+    stop = stop_on_signals()
     printed = 0
 
     def on_events(events: list) -> None:

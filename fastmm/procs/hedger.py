@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -28,7 +27,7 @@ from fastmm.core.hedge import LOT_E8, CancelHedge, HedgePhase, HedgePlanner, Pla
 from fastmm.data.units import fixed_e8, parse_e8
 from fastmm.journal import Journal, read_journal
 from fastmm.procs.book_channel import read_top
-from fastmm.procs.child import SupervisorLink, serve_supervisor
+from fastmm.procs.child import SupervisorLink, serve_supervisor, stop_on_signals
 from fastmm.shm import EventRing, LatestValue, SegmentMissing
 from fastmm.shm.records import (
     FILL,
@@ -298,10 +297,7 @@ class Hedger:
 
 
 async def run_supervised(cfg: Config, name: str = "hedger") -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     link = SupervisorLink(cfg, name)
     inst = cfg.instance.name
     position = LatestValue.attach(inst, "position", POSITION)

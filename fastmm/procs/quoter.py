@@ -26,7 +26,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import signal
 import time
 from decimal import Decimal
 from typing import Any
@@ -52,7 +51,7 @@ from fastmm.fix.transport import FixConnection, FixInitiator
 from fastmm.journal import Journal
 from fastmm.latency import LatencyRecorder
 from fastmm.procs.book_channel import read_top
-from fastmm.procs.child import SupervisorLink, serve_supervisor
+from fastmm.procs.child import SupervisorLink, serve_supervisor, stop_on_signals
 from fastmm.procs.latency_channel import LatencyPublisher, StageLatencyView
 from fastmm.procs.order_journal import journal_report
 from fastmm.procs.plan import QUOTER_LATENCY
@@ -360,10 +359,8 @@ class Quoter:
 
 
 async def run_supervised(cfg: Config, name: str = "quoter") -> int:
-    stop = asyncio.Event()
+    stop = stop_on_signals()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     link = SupervisorLink(cfg, name)
     inst = cfg.instance.name
     refs: dict[str, LatestValue] = {}
