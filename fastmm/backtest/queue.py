@@ -224,12 +224,7 @@ class QueueVenue:
         self.stats.orders += 1
         self.stats.quoted_lots += qty
         out: list[OrderEvent] = [OrderAccepted(cl, o.order_id)]
-        if crosses:
-            self._take(now_ns, o, out)
-            if o.leaves <= 0:
-                self._gone[cl] = "2"
-                return out
-        self._rest(o)
+        self._enter(now_ns, o, crosses, out)
         return out
 
     def _cancel(self, a: CancelOrder) -> list[OrderEvent]:
@@ -290,13 +285,17 @@ class QueueVenue:
         o.px_e8 = px * self.tick_e8
         out.append(OrderReplaced(cl, a.orig_cl_ord_id, px, qty, o.leaves))
         crosses = o.px_e8 >= self.top_ask if o.side == 1 else o.px_e8 <= self.top_bid
+        self._enter(now_ns, o, crosses, out)
+        return out
+
+    def _enter(self, now_ns: int, o: SimOrder, crosses: bool, out: list[OrderEvent]) -> None:
+        """An order at a new price: it takes what it crosses, and what is left rests at the back."""
         if crosses:
             self._take(now_ns, o, out)
             if o.leaves <= 0:
-                self._gone[cl] = "2"
-                return out
+                self._gone[o.cl] = "2"
+                return
         self._rest(o)
-        return out
 
     def _reject(self, ev: OrderEvent) -> list[OrderEvent]:
         self.stats.rejects += 1
