@@ -25,10 +25,10 @@ from fastmm.data.binance import replay as binance_replay
 from fastmm.data.book import L2Book
 from fastmm.data.coinbase_frames import RawFrame
 from fastmm.data.events import BookSnapshot, DepthDiff, Event, Level, Trade
-from fastmm.data.replay import Cursor, ReplayClock
 from fastmm.data.units import DataError, format_e8, parse_e8
 from fastmm.logs import OnceLogger
 from fastmm.sim.wire_time import go_time_ns, parse_rfc3339_ns, rfc3339_ns
+from fastmm.sim.ws_replay import WsConn, WsReplayCore
 
 log = logging.getLogger(__name__)
 
@@ -189,86 +189,44 @@ class CoinbaseSettings:
 # --------------------------------------------------------------------------------------------------
 # The core
 # --------------------------------------------------------------------------------------------------
-class _Conn:
-    __slots__ = ("close_reason", "faulty", "hb_count", "hb_next", "id", "out", "seq", "stall_done",
-                 "stall_until", "subs")
+class _Conn(WsConn):
+    __slots__ = ("faulty", "hb_count", "hb_next", "seq", "stall_done", "stall_until", "subs")
 
     def __init__(self, cid: int, faulty: bool) -> None:
-        self.id = cid
+        super().__init__(cid)   # out: (channel, ts_ns, events json) | raw text
         self.seq = 0
         self.subs: dict[str, list[str]] = {}
-        self.out: deque[tuple[str, int, str] | str] = deque()  # (channel, ts_ns, events json) | raw text
         self.hb_count = 0
         self.hb_next = 0
         self.faulty = faulty
         self.stall_until = 0
         self.stall_done = False
-        self.close_reason: str | None = None
 
 
 def error_text(message: str) -> str:
     return orjson.dumps({"type": "error", "message": message}).decode()
 
 
-class CoinbaseSim:
+class CoinbaseSim(WsReplayCore[FeedEvent, _Conn]):
     """Replay + per-connection protocol state. Drive with :meth:`advance`; drain with :meth:`data_to_send`."""
 
     def __init__(self, source: Iterable[FeedEvent], settings: CoinbaseSettings | None = None) -> None:
         self.settings = s = settings or CoinbaseSettings()
-        self.clock = ReplayClock(s.speed)
-        self._cursor: Cursor[FeedEvent] = Cursor(source)
-        self._conns: dict[int, _Conn] = {}
-        self._next_id = 1
+        super().__init__(source, s, log)
         self.book = L2Book()
         self._have_book = False
         self._recent: deque[CbTrade] = deque(maxlen=max(1, s.trades_snapshot_size))
-        self._offset = 0
         self._t_created: int | None = None
-        self.bad = OnceLogger(log)
         self.emitted = 0
 
     # -- connections -------------------------------------------------------------------------------
     def open(self, now_ns: int) -> int:
         if self._t_created is None:
             self._t_created = now_ns
-        cid = self._next_id
-        self._next_id += 1
         n = self.settings.faults.connections
-        self._conns[cid] = _Conn(cid, faulty=n == 0 or cid <= n)
-        return cid
-
-    def close(self, cid: int) -> None:
-        self._conns.pop(cid, None)
-
-    def should_close(self, cid: int) -> str | None:
-        c = self._conns.get(cid)
-        return None if c is None else c.close_reason
-
-    @property
-    def connections(self) -> int:
-        return len(self._conns)
+        return self._add(_Conn, n == 0 or self._next_id <= n).id
 
     # -- replay control ----------------------------------------------------------------------------
-    def start_replay(self, now_ns: int) -> None:
-        if self.clock.started:
-            return
-        first = self._cursor.peek()
-        t0 = first.recv_ns if first is not None else now_ns
-        self.clock.start(now_ns, t0)
-        self._offset = now_ns - t0 if self.settings.rebase_time else 0
-
-    @property
-    def finished(self) -> bool:
-        return self._cursor.exhausted
-
-    @property
-    def flow_blocked(self) -> bool:
-        """At max speed the replay waits for the slowest connection to drain below ``high_water``."""
-        return self.clock.max_speed and self.backlog() >= self.settings.high_water
-
-    def backlog(self) -> int:
-        return max((len(c.out) for c in self._conns.values()), default=0)
-
     def advance(self, now_ns: int, budget: int = 1000) -> bool:
         """Queue heartbeats and the replay events due by ``now_ns`` (at most ``budget``).
         True when more are due already (call again after draining)."""
@@ -370,10 +328,7 @@ class CoinbaseSim:
 
     # -- output ------------------------------------------------------------------------------------
     def _queue(self, c: _Conn, channel: str, ts_ns: int, events_json: str) -> None:
-        c.out.append((channel, ts_ns, events_json))
-        if len(c.out) > self.settings.max_backlog and c.close_reason is None:
-            c.close_reason = "slow consumer"
-            self.bad("slow consumer dropped", f"connection {c.id}")
+        self._enqueue(c, (channel, ts_ns, events_json))
 
     def _broadcast(self, sub: str, ts_ns: int, events_json: str) -> None:
         channel = _CHANNEL_OF_SUB[sub]

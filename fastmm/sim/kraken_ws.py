@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -26,11 +25,10 @@ import orjson
 from fastmm.data.binance import replay as binance_replay
 from fastmm.data.book import L2Book
 from fastmm.data.events import BookSnapshot, DepthDiff, Event, Trade
-from fastmm.data.replay import Cursor, ReplayClock
 from fastmm.data.units import fixed_e8
-from fastmm.logs import OnceLogger
 from fastmm.sim.kraken import PRICE_STEP, aggregate_levels
 from fastmm.sim.wire_time import rfc3339_us
+from fastmm.sim.ws_replay import WsConn, WsReplayCore
 
 log = logging.getLogger(__name__)
 
@@ -72,70 +70,35 @@ def _levels_json(levels: Levels) -> str:
     return "[" + ",".join(f'{{"price":{_px(p)},"qty":{_qty(q)}}}' for p, q in levels) + "]"
 
 
-class _Conn:
-    __slots__ = ("book_depth", "close_reason", "hb_next", "id", "out", "ticker")
+class _Conn(WsConn):
+    __slots__ = ("book_depth", "hb_next", "ticker")
 
     def __init__(self, cid: int) -> None:
-        self.id = cid
-        self.out: deque[str] = deque()
+        super().__init__(cid)   # out: message texts
         self.book_depth: int | None = None
         self.ticker: str | None = None  # event trigger "trades" | "bbo"
         self.hb_next = 0
-        self.close_reason: str | None = None
 
 
-class KrakenWsSim:
+class KrakenWsSim(WsReplayCore[Event, _Conn]):
     """Replay + per-connection v2 protocol state; drive with :meth:`advance`, drain :meth:`data_to_send`."""
 
     def __init__(self, events: Iterable[Event], settings: KrakenWsSettings | None = None) -> None:
         self.settings = s = settings or KrakenWsSettings()
-        self.clock = ReplayClock(s.speed)
-        self._cursor: Cursor[Event] = Cursor(binance_replay(events))
+        super().__init__(binance_replay(events), s, log)
         self.book = L2Book()
         self.have_book = False
         self._views: dict[int, tuple[Levels, Levels]] = {}
-        self._conns: dict[int, _Conn] = {}
-        self._next_id = 1
-        self._offset = 0
         self._bbo: tuple[tuple[int, int], tuple[int, int]] | None = None
         self._stats = {"volume": 0, "notional": 0, "low": 0, "high": 0, "open": 0, "last": 0}
-        self.bad = OnceLogger(log)
 
     # -- connections -------------------------------------------------------------------------------
     def open(self, now_ns: int) -> int:
-        cid = self._next_id
-        self._next_id += 1
-        c = _Conn(cid)
-        self._conns[cid] = c
+        c = self._add(_Conn)
         status = {"channel": "status", "type": "update", "data": [
-            {"version": "2.0.10", "system": "online", "api_version": "v2", "connection_id": cid}]}
+            {"version": "2.0.10", "system": "online", "api_version": "v2", "connection_id": c.id}]}
         c.out.append(orjson.dumps(status).decode())
-        return cid
-
-    def close(self, cid: int) -> None:
-        self._conns.pop(cid, None)
-
-    def should_close(self, cid: int) -> str | None:
-        c = self._conns.get(cid)
-        return None if c is None else c.close_reason
-
-    def start_replay(self, now_ns: int) -> None:
-        if not self.clock.started:
-            first = self._cursor.peek()
-            t0 = first.recv_ns if first is not None else now_ns
-            self.clock.start(now_ns, t0)
-            self._offset = now_ns - t0 if self.settings.rebase_time else 0
-
-    @property
-    def finished(self) -> bool:
-        return self._cursor.exhausted
-
-    def backlog(self) -> int:
-        return max((len(c.out) for c in self._conns.values()), default=0)
-
-    @property
-    def flow_blocked(self) -> bool:
-        return self.clock.max_speed and self.backlog() >= self.settings.high_water
+        return c.id
 
     def data_to_send(self, cid: int, now_ns: int) -> list[str]:
         c = self._conns.get(cid)
@@ -331,10 +294,7 @@ class KrakenWsSim:
                     self._queue(c, msg)
 
     def _queue(self, c: _Conn, msg: str) -> None:
-        c.out.append(msg)
-        if len(c.out) > self.settings.max_backlog and c.close_reason is None:
-            c.close_reason = "slow consumer"
-            self.bad("slow consumer dropped", f"connection {c.id}")
+        self._enqueue(c, msg)
 
     def _book_msg(self, kind: str, depth: int, bids: Levels, asks: Levels, ts_ns: int | None,
                   full: tuple[Levels, Levels] | None = None) -> str:
