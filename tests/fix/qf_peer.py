@@ -15,77 +15,44 @@ Usage: qf_peer.py --port P --dir D --dicts DICT_DIR --key-id K --secret S
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import hmac
 import itertools
-import json
 import sys
-import threading
 from pathlib import Path
 
 import quickfix as fix
 
-_lock = threading.Lock()
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from qf_common import EventApp, dictionary_settings, emit, raw, stdin_commands, truex_password
+
 _ids = itertools.count(1)
 
 
-def emit(**kw: object) -> None:
-    with _lock:
-        sys.stdout.write(json.dumps(kw) + "\n")
-        sys.stdout.flush()
-
-
-def raw(msg: fix.Message) -> str:
-    return msg.toString().replace("\x01", "|")
-
-
-class App(fix.Application):
+class App(EventApp):
     def __init__(self, names: dict[str, str], key_id: str, secret: str) -> None:
-        super().__init__()
+        super().__init__(key_id, secret)
         self.names = names  # "SENDER->TARGET" of our side -> session name
-        self.key_id = key_id
-        self.secret = secret
-        self.sids: dict[str, fix.SessionID] = {}
 
-    def _name(self, sid: fix.SessionID) -> str:
+    def name(self, sid: fix.SessionID) -> str:
         return self.names.get(f"{sid.getSenderCompID().getValue()}->{sid.getTargetCompID().getValue()}", "?")
 
-    def onCreate(self, sid: fix.SessionID) -> None:
-        self.sids[self._name(sid)] = sid
-
-    def onLogon(self, sid: fix.SessionID) -> None:
-        emit(ev="logon", s=self._name(sid))
-
-    def onLogout(self, sid: fix.SessionID) -> None:
-        emit(ev="logout", s=self._name(sid))
-
-    def toAdmin(self, msg: fix.Message, sid: fix.SessionID) -> None:
-        emit(ev="out", s=self._name(sid), raw=raw(msg))
-
-    def toApp(self, msg: fix.Message, sid: fix.SessionID) -> None:
-        emit(ev="out", s=self._name(sid), raw=raw(msg))
-
     def fromAdmin(self, msg: fix.Message, sid: fix.SessionID) -> None:
-        emit(ev="in", s=self._name(sid), raw=raw(msg))
+        emit(ev="in", s=self.name(sid), raw=raw(msg))
         hdr = msg.getHeader()
         if hdr.getField(35) != "A":
             return
         try:
             key, pw = msg.getField(553), msg.getField(554)
         except fix.FieldNotFound:
-            emit(ev="auth_failed", s=self._name(sid), why="553/554 missing")
+            emit(ev="auth_failed", s=self.name(sid), why="553/554 missing")
             raise fix.RejectLogon("Authentication failed") from None
-        text = (hdr.getField(52) + "A" + hdr.getField(34) + hdr.getField(49) + hdr.getField(56) + key)
-        digest = hmac.new(self.secret.encode(), text.encode(), hashlib.sha256).digest()
-        want = base64.b64encode(digest).decode()
-        if key != self.key_id or not hmac.compare_digest(want, pw):
-            emit(ev="auth_failed", s=self._name(sid), why="bad password")
+        if key != self.key_id or not hmac.compare_digest(truex_password(hdr, key, self.secret), pw):
+            emit(ev="auth_failed", s=self.name(sid), why="bad password")
             raise fix.RejectLogon("Authentication failed")
-        emit(ev="auth_ok", s=self._name(sid))
+        emit(ev="auth_ok", s=self.name(sid))
 
     def fromApp(self, msg: fix.Message, sid: fix.SessionID) -> None:
-        emit(ev="in", s=self._name(sid), raw=raw(msg))
+        emit(ev="in", s=self.name(sid), raw=raw(msg))
         mt = msg.getHeader().getField(35)
         if mt == "D":
             self.exec_report(sid, msg.getField(11), "", msg.getField(54), msg.getField(38),
@@ -130,14 +97,8 @@ class App(fix.Application):
 
 
 def settings_text(args: argparse.Namespace) -> str:
-    d = Path(args.dicts)
     lines = ["[DEFAULT]", "ConnectionType=acceptor", f"SocketAcceptPort={args.port}",
-             "SocketAcceptHost=127.0.0.1", "StartTime=00:00:00", "EndTime=00:00:00",
-             f"FileStorePath={Path(args.dir) / 'store'}", f"FileLogPath={Path(args.dir) / 'log'}",
-             "UseDataDictionary=Y",
-             f"TransportDataDictionary={d / 'TrueX_FIXT11.xml'}",
-             f"AppDataDictionary={d / 'TrueX_FIX50SP2.xml'}",
-             "DefaultApplVerID=FIX.5.0SP2", "SocketReuseAddress=Y", "LogoutTimeout=2", "LogonTimeout=5"]
+             "SocketAcceptHost=127.0.0.1", *dictionary_settings(args.dicts, args.dir), "SocketReuseAddress=Y"]
     for spec in args.session:
         _name, ours, theirs, *rest = spec.split(":")
         lines += ["", "[SESSION]", "BeginString=FIXT.1.1", f"SenderCompID={ours}", f"TargetCompID={theirs}",
@@ -167,13 +128,8 @@ def main() -> int:
     acceptor.start()
     emit(ev="ready")
     try:
-        for line in sys.stdin:
-            if not line.strip():
-                continue
-            c = json.loads(line)
+        for c in stdin_commands():
             cmd = c["cmd"]
-            if cmd == "quit":
-                break
             sid = app.sids[c["s"]]
             sess = fix.Session.lookupSession(sid)
             if cmd == "skip":

@@ -13,74 +13,35 @@ Usage: qf_initiator.py --dir D --dicts DICT_DIR --key-id K --secret S --oe-port 
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
-import hmac
-import json
 import sys
-import threading
 from pathlib import Path
 
 import quickfix as fix
 
-_lock = threading.Lock()
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from qf_common import EventApp, dictionary_settings, emit, raw, stdin_commands, truex_password
 
 
-def emit(**kw: object) -> None:
-    with _lock:
-        sys.stdout.write(json.dumps(kw) + "\n")
-        sys.stdout.flush()
-
-
-def raw(msg: fix.Message) -> str:
-    return msg.toString().replace("\x01", "|")
-
-
-class App(fix.Application):
+class App(EventApp):
     def __init__(self, key_id: str, secret: str, names: dict[str, str]) -> None:
-        super().__init__()
-        self.key_id, self.secret, self.names = key_id, secret, names
-        self.sids: dict[str, fix.SessionID] = {}
+        super().__init__(key_id, secret)
+        self.names = names   # TargetCompID -> session name
 
-    def _name(self, sid: fix.SessionID) -> str:
+    def name(self, sid: fix.SessionID) -> str:
         return self.names.get(sid.getTargetCompID().getValue(), "?")
-
-    def onCreate(self, sid: fix.SessionID) -> None:
-        self.sids[self._name(sid)] = sid
-
-    def onLogon(self, sid: fix.SessionID) -> None:
-        emit(ev="logon", s=self._name(sid))
-
-    def onLogout(self, sid: fix.SessionID) -> None:
-        emit(ev="logout", s=self._name(sid))
 
     def toAdmin(self, msg: fix.Message, sid: fix.SessionID) -> None:
         hdr = msg.getHeader()
         if hdr.getField(35) == "A":
-            text = (hdr.getField(52) + "A" + hdr.getField(34) + hdr.getField(49) + hdr.getField(56) + self.key_id)
-            pw = base64.b64encode(hmac.new(self.secret.encode(), text.encode(), hashlib.sha256).digest()).decode()
             msg.setField(553, self.key_id)
-            msg.setField(554, pw)
-        emit(ev="out", s=self._name(sid), raw=raw(msg))
-
-    def toApp(self, msg: fix.Message, sid: fix.SessionID) -> None:
-        emit(ev="out", s=self._name(sid), raw=raw(msg))
-
-    def fromAdmin(self, msg: fix.Message, sid: fix.SessionID) -> None:
-        emit(ev="in", s=self._name(sid), raw=raw(msg))
-
-    def fromApp(self, msg: fix.Message, sid: fix.SessionID) -> None:
-        emit(ev="in", s=self._name(sid), raw=raw(msg))
+            msg.setField(554, truex_password(hdr, self.key_id, self.secret))
+        emit(ev="out", s=self.name(sid), raw=raw(msg))
 
 
 def settings_text(a: argparse.Namespace) -> str:
-    d = Path(a.dicts)
-    lines = ["[DEFAULT]", "ConnectionType=initiator", "StartTime=00:00:00", "EndTime=00:00:00",
-             f"FileStorePath={Path(a.dir) / 'store'}", f"FileLogPath={Path(a.dir) / 'log'}",
-             "UseDataDictionary=Y", f"TransportDataDictionary={d / 'TrueX_FIXT11.xml'}",
-             f"AppDataDictionary={d / 'TrueX_FIX50SP2.xml'}", "DefaultApplVerID=FIX.5.0SP2",
+    lines = ["[DEFAULT]", "ConnectionType=initiator", *dictionary_settings(a.dicts, a.dir),
              "HeartBtInt=5", "ReconnectInterval=1", "ResetOnLogon=Y", "SocketConnectHost=127.0.0.1",
-             "ValidateUserDefinedFields=N", "LogonTimeout=5", "LogoutTimeout=2"]
+             "ValidateUserDefinedFields=N"]
     for target, port in ((a.oe_target, a.oe_port), (a.md_target, a.md_port)):
         lines += ["", "[SESSION]", "BeginString=FIXT.1.1", f"SenderCompID={a.sender}", f"TargetCompID={target}",
                   f"SocketConnectPort={port}"]
@@ -106,17 +67,11 @@ def main() -> int:
     initiator.start()
     emit(ev="ready")
     try:
-        for line in sys.stdin:
-            if not line.strip():
-                continue
-            c = json.loads(line)
-            if c["cmd"] == "quit":
-                break
+        for c in stdin_commands():
             if c["cmd"] == "send":
                 m = fix.Message()
                 m.getHeader().setField(fix.BeginString("FIXT.1.1"))
                 m.getHeader().setField(fix.MsgType(c["type"]))
-                groups: dict[int, list] = {}
                 for tag, value in c["fields"]:
                     m.setField(int(tag), str(value))
                 for g in c.get("groups", []):
@@ -124,7 +79,6 @@ def main() -> int:
                     for tag, value in g["fields"]:
                         grp.setField(int(tag), str(value))
                     m.addGroup(grp)
-                del groups
                 fix.Session.sendToTarget(m, app.sids[c["s"]])
     finally:
         initiator.stop(True)
