@@ -4,6 +4,8 @@ and bad answers from a misbehaving server; calls against the Kraken simulator ov
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -94,6 +96,21 @@ def with_sim(settings: KrakenSettings, body) -> object:
     return asyncio.run(asyncio.wait_for(go(), 60))
 
 
+@contextlib.asynccontextmanager
+async def http_server(handler) -> AsyncIterator[int]:
+    """A plain aiohttp server on 127.0.0.1 answering every path with ``handler``; yields its port."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield site._server.sockets[0].getsockname()[1]
+    finally:
+        await runner.cleanup()
+
+
 def client(url: str, tmp_path: Path, key: str = KEY, **kw) -> KrakenRest:
     return KrakenRest(url, Secret(key), Secret(SECRET), NonceStore(tmp_path / "n"), backoff_s=0.01, seed=1, **kw)
 
@@ -154,18 +171,8 @@ def test_bad_answers_from_a_broken_server(tmp_path: Path) -> None:
         return answers.pop(0)
 
     async def go() -> dict:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        try:
-            async with client(f"http://127.0.0.1:{port}", tmp_path) as k:
-                return await k.balance()
-        finally:
-            await runner.cleanup()
+        async with http_server(handler) as port, client(f"http://127.0.0.1:{port}", tmp_path) as k:
+            return await k.balance()
     assert asyncio.run(asyncio.wait_for(go(), 30)) == {"ZUSD": "1.0"}
 
 
@@ -177,20 +184,13 @@ def test_stalled_server_times_out(tmp_path: Path) -> None:
         return web.Response(text="{}")
 
     async def go() -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        try:
-            async with client(f"http://127.0.0.1:{port}", tmp_path, timeout_s=0.3, retries=1) as k:
-                with pytest.raises(ServiceUnavailable, match="gave up"):
-                    await k.balance()
-        finally:
-            release.set()
-            await runner.cleanup()
+        async with http_server(handler) as port:
+            try:
+                async with client(f"http://127.0.0.1:{port}", tmp_path, timeout_s=0.3, retries=1) as k:
+                    with pytest.raises(ServiceUnavailable, match="gave up"):
+                        await k.balance()
+            finally:
+                release.set()         # before the server's cleanup, which waits for the handler
     asyncio.run(asyncio.wait_for(go(), 30))
 
 
