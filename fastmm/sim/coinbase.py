@@ -230,33 +230,14 @@ class CoinbaseSim(WsReplayCore[FeedEvent, _Conn]):
     def advance(self, now_ns: int, budget: int = 1000) -> bool:
         """Queue heartbeats and the replay events due by ``now_ns`` (at most ``budget``).
         True when more are due already (call again after draining)."""
-        s = self.settings
         self._heartbeats(now_ns)
-        if not self.clock.started:
-            return False
-        data_now = self.clock.data_now(now_ns)
-        max_speed = self.clock.max_speed
-        n = 0
-        while n < budget:
-            ev = self._cursor.peek()
-            if ev is None or ev.recv_ns > data_now:
-                return False
-            if max_speed and self.backlog() >= s.high_water:
-                return False
-            self._emit(self._cursor.pop())
-            n += 1
-        return self._cursor.peek() is not None and not (max_speed and self.backlog() >= s.high_water)
+        return self._replay_due(now_ns, budget, self._emit)
 
     def next_wakeup_ns(self) -> int | None:
         """The earliest time at which :meth:`advance` or :meth:`data_to_send` has new work."""
         times = [c.hb_next for c in self._conns.values() if "heartbeats" in c.subs and self._hb_on(c)]
         times += [c.stall_until for c in self._conns.values() if c.stall_until and c.out]
-        ev = self._cursor.peek()
-        if ev is not None and self.clock.started and not self.flow_blocked:
-            w = self.clock.wall_at(ev.recv_ns)
-            if w is not None:
-                times.append(w)
-        return min(times) if times else None
+        return self._replay_wakeup(times)
 
     # -- input -------------------------------------------------------------------------------------
     def receive(self, cid: int, data: str | bytes, now_ns: int) -> None:

@@ -213,26 +213,11 @@ class KrakenWsSim(WsReplayCore[Event, _Conn]):
             if (c.book_depth or c.ticker) and c.hb_next and c.hb_next <= now_ns:
                 c.out.append('{"channel":"heartbeat"}')
                 c.hb_next = max(c.hb_next + step, now_ns + 1)
-        if not self.clock.started:
-            return False
-        data_now = self.clock.data_now(now_ns)
-        n = 0
-        while n < budget:
-            ev = self._cursor.peek()
-            if ev is None or ev.recv_ns > data_now or self.flow_blocked:
-                return False
-            self._apply(self._cursor.pop())
-            n += 1
-        return self._cursor.peek() is not None and not self.flow_blocked
+        return self._replay_due(now_ns, budget, self._apply)
 
     def next_wakeup_ns(self) -> int | None:
         times = [c.hb_next for c in self._conns.values() if (c.book_depth or c.ticker) and c.hb_next]
-        ev = self._cursor.peek()
-        if ev is not None and self.clock.started and not self.flow_blocked:
-            w = self.clock.wall_at(ev.recv_ns)
-            if w is not None:
-                times.append(w)
-        return min(times) if times else None
+        return self._replay_wakeup(times)
 
     def _view(self, depth: int) -> tuple[Levels, Levels]:
         v = self._views.get(depth)

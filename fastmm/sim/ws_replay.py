@@ -96,3 +96,26 @@ class WsReplayCore(Generic[E, C]):
     @property
     def finished(self) -> bool:
         return self._cursor.exhausted
+
+    def _replay_due(self, now_ns: int, budget: int, apply: Callable[[E], None]) -> bool:
+        """Hand the recorded events due by ``now_ns`` (at most ``budget``) to ``apply``; stop while the
+        flow is blocked. True when more are due already (call again after draining)."""
+        if not self.clock.started:
+            return False
+        data_now = self.clock.data_now(now_ns)
+        cursor = self._cursor
+        for _ in range(budget):
+            ev = cursor.peek()
+            if ev is None or ev.recv_ns > data_now or self.flow_blocked:  # type: ignore[attr-defined]
+                return False
+            apply(cursor.pop())
+        return cursor.peek() is not None and not self.flow_blocked
+
+    def _replay_wakeup(self, times: list[int]) -> int | None:
+        """The earliest of ``times`` and the wall time of the next recorded event (unless blocked)."""
+        ev = self._cursor.peek()
+        if ev is not None and self.clock.started and not self.flow_blocked:
+            w = self.clock.wall_at(ev.recv_ns)  # type: ignore[attr-defined]
+            if w is not None:
+                times.append(w)
+        return min(times) if times else None
