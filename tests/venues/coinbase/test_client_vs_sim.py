@@ -12,7 +12,7 @@ from fastmm.venues.coinbase.codec import CoinbaseFeed, FeedEvent
 from fastmm.venues.ws_feed import Backoff, TopChanged, WsFeedClient
 
 
-async def follow(settings: CoinbaseSettings, max_lines: int, timeout: float = 30.0
+async def follow(settings: CoinbaseSettings, max_lines: int, timeout: float = 30.0, stale_after_s: float = 2.0
                  ) -> tuple[CoinbaseFeed, WsFeedClient, CoinbaseSimServer, list[str], int]:
     server = CoinbaseSimServer.from_capture(settings=settings, max_lines=max_lines, autostart=False)
     port = await server.start("127.0.0.1", 0)
@@ -24,7 +24,7 @@ async def follow(settings: CoinbaseSettings, max_lines: int, timeout: float = 30
         nonlocal tops
         tops += sum(isinstance(e, TopChanged) for e in events)
 
-    client = WsFeedClient(f"ws://127.0.0.1:{port}", feed, on_events, stale.append, stale_after_s=2.0,
+    client = WsFeedClient(f"ws://127.0.0.1:{port}", feed, on_events, stale.append, stale_after_s=stale_after_s,
                             backoff=Backoff(0.05, 0.5, seed=1))
     stop = asyncio.Event()
     task = asyncio.create_task(client.run(stop))
@@ -65,3 +65,13 @@ def test_disconnect_reconnects_and_rebuilds() -> None:
     faults = CoinbaseFaults(disconnect_seq=60)
     _feed, client, _server, stale, _tops = asyncio.run(follow(CoinbaseSettings(speed=0, faults=faults), 20000))
     assert client.connects == 2 and "disconnected" in stale
+
+
+def test_silence_marks_the_source_stale_then_reconnects() -> None:
+    """The venue holds every message (heartbeats too) for 1.5 s: past stale_after (0.4 s) the source is
+    stale, past twice that the connection is replaced, and the new one rebuilds the book."""
+    faults = CoinbaseFaults(stall_seq=60, stall_ms=1500)
+    feed, client, _server, stale, _tops = asyncio.run(
+        follow(CoinbaseSettings(speed=0, faults=faults), 20000, stale_after_s=0.4))
+    assert any(s.startswith("silent for") for s in stale), stale
+    assert client.connects >= 2 and feed.synced and feed.gaps == 0
