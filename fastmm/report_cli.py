@@ -8,9 +8,10 @@ the engine leaves next to the journal add to it when present: ``supervisor.jsonl
 ``latency.quoter.txt`` (per-stage latency) and ``report.json`` (the engine's own final position and PnL,
 shown beside the rebuilt one as a cross-check).
 
-The mid: the quoter does not journal its fair mid, so the quotes are drawn against the centre of our
-own best bid and ask (the ladder is built symmetrically around the fair mid, shifted by the inventory
-skew); a record that carries ``fair_mid`` (or ``mid``) is used instead. PnL is marked to that mid.
+The mid: the quoter journals its fair mid in ``mark`` records (``fair_mid_e8``, at most once a second,
+when it changed); quotes are drawn against it and PnL is marked to it. Before the first mark (or in a
+journal without marks) the centre of our own best bid and ask stands in for it (the ladder is built
+around the fair mid, shifted by the inventory skew).
 
 Output: ``session.png`` (quotes against the mid with fills, PnL, inventory, latency), ``session.html``
 (the PNG inline, plus tables) and ``summary.json``. Plots use matplotlib's Agg backend (no display).
@@ -112,9 +113,9 @@ class _Rebuild:
             s.skipped += 1
             self.bad(f"report: unreadable {kind} record skipped", f"{e!r}: {repr(rec)[:100]}")
             return
-        mid = rec.get("fair_mid", rec.get("mid"))
-        if isinstance(mid, int | float) and mid > 0:
-            self._mark(t, float(mid), "journal")
+        mid_e8 = rec.get("fair_mid_e8")
+        if isinstance(mid_e8, int) and mid_e8 > 0:
+            self._mark(t, mid_e8 / 1e8, "journal")
         self._quote_changed(t)
 
     def _apply(self, kind: str, t: int, rec: dict[str, Any]) -> None:

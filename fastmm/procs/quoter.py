@@ -78,6 +78,7 @@ log = logging.getLogger("fastmm.quoter")
 
 PHASE_FEEDS_UP = 1
 TIMER_S = 0.05
+MARK_EVERY_NS = 1_000_000_000   # the fair mid goes into the journal at most this often (for the report)
 
 
 def _b36(n: int) -> str:
@@ -119,6 +120,8 @@ class Quoter:
         self._last_book_seq = 0
         self._bb = self._ba = 0
         self._fair_mid_e8 = 0
+        self._marked_e8 = 0
+        self._next_mark_ns = 0
         self._wake_ns = 0
         self._t_decide = 0
         self._fill_ids = RecentIds()          # ExecIDs journalled and booked (a resent fill once)
@@ -286,6 +289,11 @@ class Quoter:
         fp = self.aggregator.on_timer(now)
         if fp is not None:
             self.price_event(fp, now)
+        if now >= self._next_mark_ns and self._fair_mid_e8 and self._fair_mid_e8 != self._marked_e8:
+            # off the price path: a session report draws quotes against this and marks PnL to it
+            self._next_mark_ns = now + MARK_EVERY_NS
+            self._marked_e8 = self._fair_mid_e8
+            self.journal.append("mark", time.time_ns(), fair_mid_e8=self._fair_mid_e8)
         self.send_actions(self.core.on_timer(now), now)
         for ev in self.core.events():
             kind = type(ev).__name__

@@ -23,6 +23,7 @@ from ops_helpers import BIN, OPS, Paper, host_tree, paper_secrets, runbook_block
 from prometheus_client.parser import text_string_to_metric_families
 
 from fastmm.config import load_config
+from fastmm.journal import read_journal
 from fastmm.ops_cli import parse_cpu_list
 
 RUNBOOKS = {"start.md", "stop.md", "kill-switch.md", "venue-down.md", "crashed-process.md", "host-crash.md",
@@ -145,6 +146,8 @@ def test_start_status_live_latency_metrics_and_planned_stop(stopped: Paper) -> N
     assert round(summ["rebuilt"]["fees"] * 1e8) == pos["fees_e8"]
     assert summ["fills"] == {"truex": pos["truex_fills"], "kraken": pos["hedge_fills"]}
     assert summ["stage_latency_us"]["wake_to_decide"]["count"] > 0
+    marks = [r for r in read_journal(p.state / "journal.jsonl") if r["kind"] == "mark"]
+    assert marks and all(r["fair_mid_e8"] > 0 for r in marks), "the quoter journals its fair mid"
     html = (p.state / "session-report" / "session.html").read_text()
     assert "data:image/png;base64," in html and "Engine's own final report" in html
     # After the stop, status shows the last run's report and the quoter's latency table.

@@ -177,6 +177,8 @@ def test_report_from_a_written_journal(tmp_path: Path) -> None:
     state = tmp_path / "inst"
     with Journal(state / "journal.jsonl") as j:
         _session(j)
+        j.append("mark", T0 + 5, fair_mid_e8=6_000_025_000_000)          # the quoter's fair mid, 60000.25
+        j.append("mark", T0 + 3500 * MS, fair_mid_e8=6_000_100_000_000)
     with (state / "journal.jsonl").open("ab") as f:
         f.write(b'{"seq": 100, "kind": "fill", "t_ns": 5}\n')   # a fill without its fields: skipped
         f.write(b"this line is not json\n")
@@ -186,6 +188,8 @@ def test_report_from_a_written_journal(tmp_path: Path) -> None:
     assert corrupt == 1
     s = build_session(records, cfg)
     assert s.skipped == 1
+    assert [(m, src) for _, m, src in s.mids if src == "journal"] == [(60000.25, "journal"), (60001.0, "journal")]
+    assert s.final["last_mid"] == 60001.0, "PnL is marked to the journalled fair mid"
     assert s.final["position_btc"] == 0.0
     assert Decimal(str(s.final["realized"])) == Decimal("0.475")  # 0.1 x 5.00 + 0.05 x (60001.5 - 60002)
     assert Decimal(str(s.final["fees"])) == Decimal("1.38")
