@@ -45,6 +45,9 @@ def add_latency_arguments(p: argparse.ArgumentParser) -> None:
                    help="run the simulators on these CPUs (kernel list format, e.g. 0-1) and the engine on "
                         "the others it may use: with the engine pinned by [processes] on isolated cores, "
                         "the venues stay off them (bare metal)")
+    p.add_argument("--no-floor", dest="floor", action="store_false",
+                   help="skip the floor: the same process topology doing no work, paced like each run "
+                        "(bench/floor.py); measured by default at every speed but max")
     p.add_argument("--state-dir", metavar="DIR",
                    help="keep every run's state (journals, logs, traces) here; default a temporary "
                         "folder removed at the end")

@@ -17,6 +17,7 @@ never raised. ``version`` increases on every change, so a caller can skip work w
 from __future__ import annotations
 
 import logging
+from collections import deque
 from enum import IntEnum
 
 from fastmm.core.ids import RecentIds
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 # FIX OrdStatus values that mean the order no longer works
 _GONE_STATUS = frozenset({"2", "4", "8", "C", "3"})
 _CXL_UNKNOWN_ORDER = 1
+RETIRED_IDS = 4096   # ClOrdIDs a replace retired that still find their order (late or resent reports)
 
 
 class OrdState(IntEnum):
@@ -89,12 +91,15 @@ class TrackedOrder:
 class OrderTracker:
     """All our orders; ``working`` holds the non-terminal ones by their current ClOrdID."""
 
-    __slots__ = ("_bad", "_by_id", "_exec_ids", "counts", "version", "working")
+    __slots__ = ("_bad", "_by_id", "_exec_ids", "_retired", "counts", "version", "working")
 
     def __init__(self, max_exec_ids: int = 65536) -> None:
         self._by_id: dict[str, TrackedOrder] = {}  # every id an order answers to (current, pending)
         self.working: dict[str, TrackedOrder] = {}
         self._exec_ids = RecentIds(max_exec_ids)
+        # ids a replace retired (the order answers to its new one): kept for late reports, the oldest
+        # forgotten past RETIRED_IDS, so that an order replaced all day does not keep every id it had
+        self._retired: deque[str] = deque()
         self._bad = OnceLogger(log)
         self.version = 0
         self.counts = {"rejects": 0, "cancel_rejects": 0, "unsolicited_cancels": 0, "fills": 0}
@@ -221,6 +226,8 @@ class OrderTracker:
             return False
         self.working.pop(o.cl_ord_id, None)
         self._by_id[ev.cl_ord_id] = o
+        if o.cl_ord_id != ev.cl_ord_id:
+            self._retire(o.cl_ord_id)
         o.cl_ord_id = ev.cl_ord_id
         o.price = ev.price_ticks
         o.qty = o.cum + ev.leaves_lots if ev.leaves_lots >= 0 else ev.qty_lots
@@ -280,6 +287,15 @@ class OrderTracker:
         self.version += 1
         if len(self._by_id) > 4 * len(self.working) + 4096:
             self._compact()
+
+    def _retire(self, cl_ord_id: str) -> None:
+        retired = self._retired
+        retired.append(cl_ord_id)
+        if len(retired) > RETIRED_IDS:
+            old = retired.popleft()
+            o = self._by_id.get(old)
+            if o is not None and o.cl_ord_id != old and o.pending_id != old:
+                del self._by_id[old]
 
     def _compact(self) -> None:
         keep = {k: o for k, o in self._by_id.items() if not o.state.terminal}

@@ -56,6 +56,7 @@ from fastmm.procs.latency_channel import LatencyPublisher, StageLatencyView
 from fastmm.procs.order_journal import journal_report
 from fastmm.procs.plan import QUOTER_LATENCY
 from fastmm.procs.recovery import recover
+from fastmm.procs.rehearsal import Rehearsal
 from fastmm.shm import EventRing, LatestValue, SegmentMissing
 from fastmm.shm.records import (
     FILL,
@@ -366,6 +367,24 @@ class Quoter:
             self.link.ack(cid)
 
 
+async def keep_warm(q: Quoter, rehearsal: Rehearsal, every_ms: int, stop: asyncio.Event) -> None:
+    """Rehearse the price path after ``every_ms`` without a price event (see fastmm.procs.rehearsal)."""
+    period_ns = every_ms * 1_000_000
+    period_s = every_ms / 1000.0
+    log.info("rehearsal on: the price path runs on a shadow core after %d ms without a price", every_ms)
+    try:
+        while not stop.is_set():
+            await asyncio.sleep(period_s)
+            now = time.monotonic_ns()
+            if now - q._wake_ns >= period_ns:
+                rehearsal.run(now, time.time_ns())
+    except Exception:   # a rehearsal must never take the quoter down: it stops, quoting goes on
+        log.exception("rehearsal failed; it is off for the rest of this run")
+    finally:
+        log.info("rehearsal: %d runs, %d shadow order messages built (none sent)", rehearsal.runs,
+                 rehearsal.orders)
+
+
 async def run_supervised(cfg: Config, name: str = "quoter") -> int:
     stop = stop_on_signals()
     loop = asyncio.get_running_loop()
@@ -474,6 +493,9 @@ async def run_supervised(cfg: Config, name: str = "quoter") -> int:
         loop.add_reader(control_fd, control_wake)
         readers.append(control_fd)
     tasks = [loop.create_task(timer()), loop.create_task(connect_when_feeds_up())]
+    if cfg.shm.warm_every_ms > 0:
+        tasks.append(loop.create_task(keep_warm(q, Rehearsal(cfg, q.codec, refs, book), cfg.shm.warm_every_ms,
+                                                stop)))
     try:
         await serve_supervisor(link, stop, on_command=q.on_command, poke=poke)
     finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -21,6 +22,10 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 log = logging.getLogger(__name__)
+
+
+def _stamp(hook: Callable[[int, str, int], None], cid: int, frame: str) -> None:
+    hook(cid, frame, time.monotonic_ns())
 
 _BUDGET = 500
 
@@ -34,6 +39,20 @@ class WsCore(Protocol):
     def data_to_send(self, cid: int, now_ns: int) -> list[str]: ...
     def should_close(self, cid: int) -> str | None: ...
     def start_replay(self, now_ns: int) -> None: ...
+
+
+class StampingConnection(ServerConnection):
+    """A server connection that calls ``before_write`` (once) just before it writes the next bytes to the
+    socket: the latency harness's frame write time, taken after websockets has framed the message."""
+
+    before_write: Callable[[], None] | None = None
+
+    def send_data(self) -> None:
+        hook = self.before_write
+        if hook is not None:
+            self.before_write = None
+            hook()
+        super().send_data()
 
 
 class WsReplayServer:
@@ -52,7 +71,7 @@ class WsReplayServer:
         self._kick = asyncio.Event()
         self._wakes: dict[int, asyncio.Event] = {}
         # Latency harness hook: ``(connection id, frame text, CLOCK_MONOTONIC ns)`` for every frame, stamped
-        # as it is handed to websockets, which frames it and writes it to the socket in the same call.
+        # when websockets, having framed it, writes its bytes to the socket (StampingConnection).
         self.on_frame_written: Callable[[int, str, int], None] | None = None
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
@@ -60,7 +79,7 @@ class WsReplayServer:
         # error; beyond it websockets closes with 1009 (message too big), as a real server does.
         hard_limit = max(4 * self._max_message_bytes, 1 << 20)
         self._server = await serve(self._handle, host, port, max_size=hard_limit, compression=None,
-                                   ping_interval=20, ping_timeout=20)
+                                   ping_interval=20, ping_timeout=20, create_connection=StampingConnection)
         bound = self._server.sockets[0].getsockname()[1]
         if self.autostart:
             self.begin_replay()
@@ -131,9 +150,10 @@ class WsReplayServer:
             wake.clear()
             while True:
                 frames = core.data_to_send(cid, self._clock())
+                hook = self.on_frame_written
                 for f in frames:
-                    if self.on_frame_written is not None:
-                        self.on_frame_written(cid, f, time.monotonic_ns())
+                    if hook is not None:
+                        ws.before_write = functools.partial(_stamp, hook, cid, f)  # type: ignore[attr-defined]
                     await ws.send(f)
                 reason = core.should_close(cid)
                 if reason is not None:

@@ -140,4 +140,11 @@ def test_short_run_structure_ratios_and_cleanup(tmp_path: Path, capsys: pytest.C
     assert "no loss on a lossless ring at max speed" in targets
     assert any(t.startswith("wire-to-wire p99 <= 250 us at 10x") for t in targets)
     assert "== targets ==" in text and "wire_to_wire" in text
+    # the floor: the same topology doing no work, paced by the 10x run's frames; none at max speed
+    assert set(doc["floor"]) == {"10x"}
+    fl = doc["floor"]["10x"]
+    assert fl["count"] > 0 and 0 < fl["p50_us"] <= fl["p99_us"] <= fl["max_us"]
+    w10 = next(t for t in doc["targets"] if t["target"].startswith("wire-to-wire p99 <= 250 us at 10x"))
+    assert w10["floor_p99_us"] == fl["p99_us"] and w10["below_floor"] == (fl["p99_us"] > 250.0)
+    assert "floor (bench/floor.py" in text
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

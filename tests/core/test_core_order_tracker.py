@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from fastmm.core.ids import ClOrdIdGen, RecentIds
-from fastmm.core.order_tracker import OrderTracker, OrdState
+from fastmm.core.order_tracker import RETIRED_IDS, OrderTracker, OrdState
 from fastmm.core.types import (
     CancelOrder,
     CancelRejected,
@@ -69,6 +69,21 @@ def test_replace_moves_the_order_to_its_new_id() -> None:
     assert t.apply(OrderReplaced("a2", "a1", 101, 50, 40), T)
     assert (o.cl_ord_id, o.price, o.cum, o.leaves, o.state) == ("a2", 101, 10, 40, OrdState.LIVE)
     assert list(t.working) == ["a2"]
+
+
+def test_an_order_replaced_all_day_keeps_only_its_recent_ids() -> None:
+    t = OrderTracker()
+    placed(t, "r0")
+    t.apply(OrderAccepted("r0"), T)
+    n = RETIRED_IDS * 3
+    for i in range(1, n + 1):
+        t.on_replace(ReplaceOrder(f"r{i}", f"r{i - 1}", Side.BUY, 100 + i % 7, 50), T)
+        assert t.apply(OrderReplaced(f"r{i}", f"r{i - 1}", 100 + i % 7, 50, 50), T)
+    o = t.get(f"r{n}")
+    assert o is not None and o.state == OrdState.LIVE and list(t.working) == [f"r{n}"]
+    assert len(t._by_id) <= RETIRED_IDS + 1          # was every id it ever had (a leak over a day)
+    assert t.get(f"r{n - RETIRED_IDS}") is o          # a late report on a recent old id still finds it
+    assert t.get("r0") is None and t.get(f"r{n - RETIRED_IDS - 1}") is None
 
 
 def test_cancel_reject_returns_to_live_or_finishes_a_gone_order() -> None:

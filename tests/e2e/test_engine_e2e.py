@@ -43,7 +43,9 @@ def test_prices_quotes_fills_pnl_and_a_clean_stop(engine) -> None:
 
 
 def test_rate_limits_hold_under_a_10x_replay_storm(engine) -> None:
-    e = engine({"FASTMM_SIM__SPEED": "10", "FASTMM_QUOTING__REPRICE_THRESHOLD_TICKS": "0"})
+    # with the quoter's rehearsal on (a shadow price path every idle millisecond): none of it may leave
+    e = engine({"FASTMM_SIM__SPEED": "10", "FASTMM_QUOTING__REPRICE_THRESHOLD_TICKS": "0",
+                "FASTMM_SHM__WARM_EVERY_MS": "1"})
     e.run_until(lambda: e.sup.lifecycle.phase == lc.Phase.QUOTING, 30, "QUOTING")
     e.run_until(lambda: e.position().get("orders_sent", 0) >= 150, 60, "150 order messages")
     journal = e.journal()
@@ -55,3 +57,6 @@ def test_rate_limits_hold_under_a_10x_replay_storm(engine) -> None:
         window = [u for u in sent[i:i + 12] if u - t < 1_000_000_000]
         per_second[len(window)] += 1
     assert max(per_second) <= 10, "at most 10 order messages in any 1 s window at the venue"
+    ids = {str(r.get("cl_ord_id", "")) for r in journal}
+    assert not [i for i in ids if i.startswith("rehearse")], "a rehearsal order reached the journal"
+    assert len(sent) <= sum(1 for r in journal if r["kind"] in ("order", "cancel", "replace"))

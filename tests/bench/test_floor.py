@@ -1,0 +1,52 @@
+"""bench/floor.py: the engine's process topology doing no work. Structure only, never a time."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+from fastmm.bench_cli import bench_dir
+
+spec = importlib.util.spec_from_file_location("bench_floor_under_test", bench_dir() / "floor.py")
+assert spec is not None and spec.loader is not None
+floor = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = floor
+spec.loader.exec_module(floor)
+
+
+def _children() -> set[int]:
+    me = str(os.getpid())
+    out = set()
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[1] == me:
+                        out.add(int(d))
+            except OSError:
+                continue
+    return out
+
+
+def test_every_message_crosses_the_four_processes_and_nothing_is_left_running() -> None:
+    before = _children()
+    gaps = [2_000_000, 0, 5_000_000, 1_000_000] * 10
+    lat = floor.measure(gaps, timeout_s=60)
+    assert len(lat) == len(gaps)
+    assert all(v > 0 for v in lat)          # one monotonic clock: arrival after departure
+    assert _children() == before
+    s = floor.percentiles_us(lat)
+    assert s["count"] == len(gaps) and s["p50_us"] <= s["p99_us"] <= s["p999_us"] <= s["max_us"]
+
+
+def test_no_gaps_no_processes() -> None:
+    assert floor.measure([]) == []
+    assert floor.percentiles_us([])["count"] == 0
+
+
+def test_command_line(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert floor.main(["--gap-ms", "1", "--n", "20"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("empty pipeline, gap 1.0 ms: n 20 p50 ")
+    assert floor.main(["--n", "0"]) == 2

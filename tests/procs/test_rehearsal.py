@@ -1,0 +1,61 @@
+"""The quoter's rehearsal (fastmm.procs.rehearsal): the whole price path on a shadow, nothing leaves it."""
+
+from __future__ import annotations
+
+import os
+
+from fastmm.config import Config
+from fastmm.core.trading_core import TradingCore
+from fastmm.procs.book_channel import BookPublisher
+from fastmm.procs.rehearsal import Rehearsal
+from fastmm.shm import LatestValue, unlink_instance
+from fastmm.shm.records import TOP_OF_BOOK, VENUE_COINBASE
+from fastmm.venues.truex.codec import TruexCodec
+
+MS = 1_000_000
+E8 = 100_000_000
+
+
+def _rehearsal(cfg: Config, refs: dict[str, LatestValue] | None = None) -> Rehearsal:
+    core = TradingCore(cfg)
+    return Rehearsal(cfg, TruexCodec(core.instrument, "C1"), refs or {}, None)
+
+
+def test_every_rehearsal_moves_the_shadow_ladder_and_builds_its_orders() -> None:
+    r = _rehearsal(Config())
+    t0 = 1_000 * 1_000_000_000
+    built = [r.run(t0 + i * MS, 1_700_000_000_000_000_000 + i * MS) for i in range(400)]
+    # the shadow walks 2 ticks per step: after the first ladder, every step reprices part of it
+    assert built[0] == 10 and min(built[1:]) >= 1
+    assert r.runs == 400 and r.orders == sum(built)
+    tracker = r.core.engine.tracker
+    assert len(tracker.working) == 10                  # answered at once: a live 5 x 5 ladder
+    assert all(k.startswith("rehearse") for k in tracker.working)
+    assert r.core.engine.limiter.sent == r.orders      # its own limiter, lifted; never the real one's
+
+
+def test_it_follows_the_published_reference_price() -> None:
+    instance = f"rh{os.getpid()}"
+    ch = LatestValue.create(instance, "ref.coinbase", TOP_OF_BOOK)
+    try:
+        BookPublisher(ch, VENUE_COINBASE).publish([(50_000 * E8, E8)], [(50_001 * E8, E8)], t_venue_ns=0,
+                                                  t_recv_ns=1, venue_seq=1)
+        r = _rehearsal(Config(), {"coinbase": ch})
+        assert r.run(5 * 1_000_000_000, 1_700_000_000_000_000_000) == 10
+        prices = [o.price for o in r.core.engine.tracker.working.values()]
+        mid_ticks = 50_000.5 / 0.5      # not the fallback 100,000 (200,001 ticks)
+        assert all(abs(p - mid_ticks) < 1_000 for p in prices), prices
+    finally:
+        ch.close()
+        unlink_instance(instance)
+
+
+def test_memory_stays_bounded_over_a_long_rehearsal() -> None:
+    r = _rehearsal(Config())
+    t0 = 1_000 * 1_000_000_000
+    for i in range(30_000):
+        r.run(t0 + i * MS, 1_700_000_000_000_000_000 + i * MS)
+    tracker = r.core.engine.tracker
+    assert len(tracker.working) == 10
+    # replaced orders' old ClOrdIDs are forgotten after a while, not kept for the order's whole life
+    assert len(tracker._by_id) <= 4 * len(tracker.working) + 4096 + 64
