@@ -32,6 +32,8 @@ HERE = Path(__file__).resolve()
 IN_SIZE = 1000     # bytes per message into the pipeline (a typical l2_data frame)
 OUT_SIZE = 100     # bytes per message out of it (about one order message)
 _STAMP = struct.Struct("<q")
+_HOP = 2 * _STAMP.size          # relay A -> B: (writer's stamp, A's write to the pipe)
+_OUT = struct.Struct("<qqq")    # B -> reader: (writer's stamp, A's write, B's wake)
 START_TIMEOUT_S = 30.0
 
 
@@ -80,7 +82,7 @@ async def _relay_a(port: int, pipe_w: int) -> None:
             while len(buf) >= IN_SIZE:
                 stamp = bytes(buf[:_STAMP.size])
                 del buf[:IN_SIZE]
-                os.write(pipe_w, stamp)
+                os.write(pipe_w, stamp + _STAMP.pack(time.monotonic_ns()))
                 if stamp == b"\0" * _STAMP.size and not done.done():
                     done.set_result(None)
 
@@ -99,17 +101,18 @@ async def _relay_b(port: int, pipe_r: int) -> None:
     done = loop.create_future()
     tr, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
     _nodelay(tr.get_extra_info("socket"))
-    pad = b"x" * (OUT_SIZE - _STAMP.size)
+    pad = b"x" * (OUT_SIZE - 3 * _STAMP.size)
     os.set_blocking(pipe_r, False)
 
     def wake() -> None:
+        t_wake = time.monotonic_ns()
         try:
-            data = os.read(pipe_r, 8 * _STAMP.size)
+            data = os.read(pipe_r, 8 * _HOP)
         except BlockingIOError:
             return
-        for i in range(0, len(data) - _STAMP.size + 1, _STAMP.size):
+        for i in range(0, len(data) - _HOP + 1, _HOP):
             stamp = data[i:i + _STAMP.size]
-            tr.write(stamp + pad)
+            tr.write(data[i:i + _HOP] + _STAMP.pack(t_wake) + pad)
             if stamp == b"\0" * _STAMP.size and not done.done():
                 done.set_result(None)
         if not data and not done.done():
@@ -122,13 +125,14 @@ async def _relay_b(port: int, pipe_r: int) -> None:
 
 
 async def _reader() -> None:
-    """Stamps each message's arrival; prints the latencies (ns) as JSON when the end marker comes."""
+    """Stamps each message's arrival; prints ``[wire, hop]`` pairs (ns; hop = relay A's pipe write to relay
+    B's wake-up, the quoter's ``pub_to_wake``) as JSON when the end marker comes."""
     srv = _listen()
     srv.setblocking(False)
     loop = asyncio.get_running_loop()
     conn, _ = await asyncio.wait_for(loop.sock_accept(srv), START_TIMEOUT_S)
     _nodelay(conn)
-    out: list[int] = []
+    out: list[tuple[int, int]] = []
     done = loop.create_future()
 
     class Out(asyncio.Protocol):
@@ -140,13 +144,13 @@ async def _reader() -> None:
             buf = self.buf
             buf += data
             while len(buf) >= OUT_SIZE:
-                (t,) = _STAMP.unpack_from(buf)
+                t, t_a, t_b = _OUT.unpack_from(buf)
                 del buf[:OUT_SIZE]
                 if t == 0:
                     if not done.done():
                         done.set_result(None)
                     return
-                out.append(now - t)
+                out.append((now - t, t_b - t_a))
 
         def connection_lost(self, exc: Exception | None) -> None:
             if not done.done():
@@ -175,12 +179,12 @@ def _child_main(argv: list[str]) -> int:
     return 0
 
 
-def measure(gaps_ns: list[int], timeout_s: float | None = None) -> list[int]:
-    """Send one message after each gap through the empty pipeline; latencies in ns, in order.
+def measure(gaps_ns: list[int], timeout_s: float | None = None) -> tuple[list[int], list[int]]:
+    """Send one message after each gap through the empty pipeline: (wire-to-wire, hop) in ns, in order.
 
     Every process started here is ended here (by pid), also on failure."""
     if not gaps_ns:
-        return []
+        return [], []
     timeout = timeout_s if timeout_s is not None else sum(gaps_ns) / 1e9 + 60.0
     py = [sys.executable, str(HERE)]
     procs: list[subprocess.Popen[bytes]] = []
@@ -203,7 +207,8 @@ def measure(gaps_ns: list[int], timeout_s: float | None = None) -> list[int]:
         line = _read_line(reader, timeout)
         for p in procs:
             p.wait(timeout=10)
-        return [int(v) for v in json.loads(line)]
+        pairs = json.loads(line)
+        return [int(w) for w, _ in pairs], [int(h) for _, h in pairs]
     finally:
         for fd in (pipe_r, pipe_w):
             if fd >= 0:
@@ -258,9 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.gap_ms >= 0 and 0 < args.n <= 1_000_000):
         print("floor: --gap-ms must be >= 0 and --n in 1..1000000", file=sys.stderr)
         return 2
-    r = percentiles_us(measure([int(args.gap_ms * 1e6)] * args.n))
-    print(f"empty pipeline, gap {args.gap_ms} ms: n {r['count']} p50 {r['p50_us']} p99 {r['p99_us']} "
-          f"p99.9 {r['p999_us']} max {r['max_us']} us")
+    wire, hop = measure([int(args.gap_ms * 1e6)] * args.n)
+    for name, values in (("wire to wire", wire), ("hop (pipe wake)", hop)):
+        r = percentiles_us(values)
+        print(f"empty pipeline, gap {args.gap_ms} ms, {name}: n {r['count']} p50 {r['p50_us']} "
+              f"p99 {r['p99_us']} p99.9 {r['p999_us']} max {r['max_us']} us")
     return 0
 
 

@@ -32,21 +32,22 @@ def _children() -> set[int]:
 def test_every_message_crosses_the_four_processes_and_nothing_is_left_running() -> None:
     before = _children()
     gaps = [2_000_000, 0, 5_000_000, 1_000_000] * 10
-    lat = floor.measure(gaps, timeout_s=60)
-    assert len(lat) == len(gaps)
-    assert all(v > 0 for v in lat)          # one monotonic clock: arrival after departure
+    wire, hop = floor.measure(gaps, timeout_s=60)
+    assert len(wire) == len(hop) == len(gaps)
+    assert all(0 < h < w for w, h in zip(wire, hop, strict=True))   # one monotonic clock; the hop is a part
     assert _children() == before
-    s = floor.percentiles_us(lat)
+    s = floor.percentiles_us(wire)
     assert s["count"] == len(gaps) and s["p50_us"] <= s["p99_us"] <= s["p999_us"] <= s["max_us"]
 
 
 def test_no_gaps_no_processes() -> None:
-    assert floor.measure([]) == []
+    assert floor.measure([]) == ([], [])
     assert floor.percentiles_us([])["count"] == 0
 
 
 def test_command_line(capsys) -> None:  # type: ignore[no-untyped-def]
     assert floor.main(["--gap-ms", "1", "--n", "20"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("empty pipeline, gap 1.0 ms: n 20 p50 ")
+    assert out.startswith("empty pipeline, gap 1.0 ms, wire to wire: n 20 p50 ")
+    assert "empty pipeline, gap 1.0 ms, hop (pipe wake): n 20 p50 " in out
     assert floor.main(["--n", "0"]) == 2

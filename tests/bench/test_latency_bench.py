@@ -147,4 +147,6 @@ def test_short_run_structure_ratios_and_cleanup(tmp_path: Path, capsys: pytest.C
     w10 = next(t for t in doc["targets"] if t["target"].startswith("wire-to-wire p99 <= 250 us at 10x"))
     assert w10["floor_p99_us"] == fl["p99_us"] and w10["below_floor"] == (fl["p99_us"] > 250.0)
     assert "floor (bench/floor.py" in text
+    assert 0 < fl["hop"]["p50_us"] <= fl["hop"]["p99_us"]
+    assert hop["floor_hop_p50_us"] == fl["hop"]["p50_us"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
