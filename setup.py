@@ -12,7 +12,8 @@ except ImportError:  # pragma: no cover - Cython is a build requirement; this on
     ext_modules = []
 else:
     ext_modules = cythonize(
-        [Extension("fastmm.venues.coinbase._l2fast", ["fastmm/venues/coinbase/_l2fast.pyx"], optional=True)],
+        [Extension("fastmm.venues.coinbase._l2fast", ["fastmm/venues/coinbase/_l2fast.pyx"], optional=True),
+         Extension("fastmm.core._plan_fast", ["fastmm/core/_plan_fast.pyx"], optional=True)],
         compiler_directives={"language_level": "3"}, quiet=True)
 
 setup(ext_modules=ext_modules)

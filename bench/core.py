@@ -5,6 +5,10 @@ Rows (each timed per call with perf_counter_ns, p50/p99 over ``--n`` events afte
 * ``baseline_call``: a bare Python function call that updates a dict (the floor of any Python step);
 * ``ladder``: LadderBuilder.build for 5 levels a side (default config);
 * ``reconcile_shift``: reconcile() of a live 5x5 ladder against the same ladder moved 3 ticks;
+* ``plan_compiled`` / ``plan_pure``: the plan alone, as the engine calls it (a prepared BookView), on the
+  same inputs as ``reconcile_shift``, through each twin of :func:`fastmm.core.reconcile.plan` (the
+  compiled row is left out when the build had no C compiler); the line after the table says which twin
+  the engine rows ran;
 * ``price_event``: one reference top of book through PriceAggregator.update (fair mid and confidence;
   Coinbase and Kraken take turns, both walking the same mid) and TradingCore.on_price (PnL mark, risk
   checks, volatility, model, ladder, reconcile, rate limiter, actions) on a random walk of the mid, every
@@ -36,10 +40,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from fastmm.config import Config
+from fastmm.core import reconcile as reconcile_mod
 from fastmm.core.ladder import LadderBuilder
 from fastmm.core.order_tracker import OrdState, TrackedOrder
 from fastmm.core.price_aggregator import E8, PriceAggregator
-from fastmm.core.reconcile import reconcile
+from fastmm.core.reconcile import book_view, plan_py, reconcile
 from fastmm.core.trading_core import TradingCore
 from fastmm.core.types import (
     CancelOrder,
@@ -52,6 +57,7 @@ from fastmm.core.types import (
 )
 from fastmm.instrument import Instrument
 from fastmm.procs.heap import freeze_startup_heap
+from fastmm.speedups import report as speedups_report
 
 MS = 1_000_000
 T0 = 1_700_000_000_000_000_000
@@ -96,7 +102,8 @@ def bench_ladder(n: int) -> list[int]:
     return out
 
 
-def bench_reconcile(n: int) -> list[int]:
+def _shift_case() -> tuple[tuple, tuple, list[TrackedOrder]]:
+    """A live 5x5 ladder and the same ladder moved 3 ticks (10 moves to plan)."""
     bids = tuple((199_500 - i, 1000) for i in range(5))
     asks = tuple((200_500 + i, 1000) for i in range(5))
     moved_b = tuple((p + 3, q) for p, q in bids)
@@ -107,11 +114,30 @@ def bench_reconcile(n: int) -> list[int]:
             o = TrackedOrder(f"x{p}", side, p, q, 0)
             o.state = OrdState.LIVE
             orders.append(o)
+    return moved_b, moved_a, orders
+
+
+def bench_reconcile(n: int) -> list[int]:
+    moved_b, moved_a, orders = _shift_case()
     clock = time.perf_counter_ns
     out = []
     for _ in range(n):
         t = clock()
         reconcile(moved_b, moved_a, orders, 1, 50, (190_000, 210_000))
+        out.append(clock() - t)
+    return out
+
+
+def bench_plan(n: int, twin: object) -> list[int]:
+    """One twin of ``plan`` on the prepared view of the ``reconcile_shift`` case."""
+    moved_b, moved_a, orders = _shift_case()
+    view = book_view(orders)
+    fn = twin
+    clock = time.perf_counter_ns
+    out = []
+    for _ in range(n):
+        t = clock()
+        fn(moved_b, moved_a, view, 1, 50, (190_000, 210_000))  # type: ignore[operator]
         out.append(clock() - t)
     return out
 
@@ -189,6 +215,12 @@ def main() -> int:
     best("ladder", [bench_ladder(args.n) for _ in range(args.repeat)])
     bench_reconcile(args.warmup)
     best("reconcile_shift", [bench_reconcile(args.n) for _ in range(args.repeat)])
+    twins = {"plan_pure": plan_py}
+    if reconcile_mod.COMPILED:
+        twins = {"plan_compiled": reconcile_mod.plan, **twins}
+    for name, fn in twins.items():
+        bench_plan(args.warmup, fn)
+        best(name, [bench_plan(args.n, fn) for _ in range(args.repeat)])
     runs = [bench_price_event(args.n, args.warmup, "ladder") for _ in range(args.repeat)]
     best("price_event", [r[0] for r in runs])
     best("price_event_acting", [r[1] for r in runs])
@@ -201,12 +233,18 @@ def main() -> int:
                         "p99_vs_baseline": round(r["p99_us"] / base["p99_us"], 2)}
         print(f"{name:<20} {r['n']:>7} {r['p50_us']:>9.2f} {r['p99_us']:>9.2f} {r['max_us']:>9.1f} "
               f"{ratios[name]['p50_vs_baseline']:>9.1f} {ratios[name]['p99_vs_baseline']:>9.1f}")
+    twin = "compiled" if reconcile_mod.COMPILED else "pure (no compiled build)"
+    if "plan_compiled" in rows:
+        twin += f", {rows['plan_pure']['p50_us'] / rows['plan_compiled']['p50_us']:.1f}x faster at p50"
+    speedups = speedups_report()
+    print(f"plan twin in the engine rows: {twin}; compiled twins: {speedups}")
     target_ok = rows["price_event"]["p99_us"] <= 20.0
     print(f"target price_event p99 <= 20 us: {'met' if target_ok else 'NOT met'}")
     if args.json:
         Path(args.json).write_text(json.dumps({
             "rows": rows, "ratios": ratios, "target_p99_us": 20.0, "target_met": target_ok,
             "python": sys.version.split()[0], "machine": platform.machine(),
+            "plan_twin": "compiled" if reconcile_mod.COMPILED else "pure", "speedups": speedups,
             "gc": "default" if args.default_gc else "frozen startup heap, gen0 threshold raised",
         }, indent=2))
     return 0

@@ -30,8 +30,8 @@ EMPTY: LadderSide = ()
 class LadderBuilder:
     """Precomputes sizes and limits once; :meth:`build` uses only ints and floats."""
 
-    __slots__ = ("_band_frac", "_depth", "_min_size", "_min_tl", "_steps", "_total", "levels", "sizes",
-                 "spacing", "tick_f")
+    __slots__ = ("_band_frac", "_depth", "_min_size", "_min_tl", "_steps", "_total", "last_band",
+                 "last_band_ref", "levels", "sizes", "spacing", "tick_f")
 
     def __init__(self, quoting: QuotingConfig, rules: VenueRulesConfig, instrument: Instrument) -> None:
         self.levels = quoting.levels
@@ -51,6 +51,10 @@ class LadderBuilder:
         per = instrument.tick_size * instrument.lot_size
         self._min_tl = int((rules.min_notional / per).to_integral_value(ROUND_CEILING))
         self._band_frac = float(rules.price_band_pct) / 100.0
+        # the band of the last build and the reference it was made for: the engine checks every order
+        # against the same band, so it takes it from here instead of computing it again
+        self.last_band = (0, 0)
+        self.last_band_ref = math.nan
 
     @property
     def min_tick_lots(self) -> int:
@@ -64,7 +68,11 @@ class LadderBuilder:
     def build(self, mid_ticks: float, bid_off: float, ask_off: float, best_bid: int = 0, best_ask: int = 0,
               bid_room: int = 1 << 62, ask_room: int = 1 << 62) -> tuple[LadderSide, LadderSide]:
         """Both sides of the ladder. ``best_bid``/``best_ask`` 0 = unknown (no post-only clamp)."""
-        lo, hi = self.band(mid_ticks)
+        width = mid_ticks * self._band_frac  # band(), inlined
+        lo = math.ceil(mid_ticks - width)
+        hi = math.floor(mid_ticks + width)
+        self.last_band = (lo, hi)
+        self.last_band_ref = mid_ticks
         bid0 = math.floor(mid_ticks - bid_off)
         ask0 = math.ceil(mid_ticks + ask_off)
         if best_ask > 0 and bid0 >= best_ask:

@@ -59,6 +59,17 @@ class OrdState(IntEnum):
         return self >= OrdState.FILLED
 
 
+# The members as plain globals (the request path runs for every order sent): on CPython 3.11 reading a
+# member off its enum class costs ~75 ns and ``.terminal`` ~120 ns, a global ~5 ns.
+_PENDING_NEW = OrdState.PENDING_NEW
+_LIVE = OrdState.LIVE
+_PENDING_CANCEL = OrdState.PENDING_CANCEL
+_PENDING_REPLACE = OrdState.PENDING_REPLACE
+_FILLED = OrdState.FILLED
+_CANCELED = OrdState.CANCELED
+_REJECTED = OrdState.REJECTED
+
+
 class TrackedOrder:
     """One order. ``price``/``qty`` are what the venue has; ``new_*`` what a pending replace asks for."""
 
@@ -71,7 +82,7 @@ class TrackedOrder:
         self.price = price
         self.qty = qty
         self.cum = 0
-        self.state = OrdState.PENDING_NEW
+        self.state = _PENDING_NEW
         self.order_id = ""
         self.pending_id = ""  # id of the cancel / replace request in flight
         self.new_price = 0
@@ -114,24 +125,24 @@ class OrderTracker:
 
     def on_cancel(self, a: CancelOrder, now_ns: int) -> None:
         o = self._by_id.get(a.orig_cl_ord_id)
-        if o is None or o.state.terminal:
+        if o is None or o.state >= _FILLED:  # terminal
             self._bad("tracker: cancel for an order that is not working", a.orig_cl_ord_id)
             return
         o.pending_id = a.cl_ord_id
-        o.state = OrdState.PENDING_CANCEL
+        o.state = _PENDING_CANCEL
         o.sent_ns = now_ns
         self._by_id[a.cl_ord_id] = o
         self.version += 1
 
     def on_replace(self, a: ReplaceOrder, now_ns: int) -> None:
         o = self._by_id.get(a.orig_cl_ord_id)
-        if o is None or o.state != OrdState.LIVE:
+        if o is None or o.state != _LIVE:
             self._bad("tracker: replace for an order that is not live", a.orig_cl_ord_id)
             return
         o.pending_id = a.cl_ord_id
         o.new_price = a.price_ticks
         o.new_qty = a.qty_lots
-        o.state = OrdState.PENDING_REPLACE
+        o.state = _PENDING_REPLACE
         o.sent_ns = now_ns
         self._by_id[a.cl_ord_id] = o
         self.version += 1
@@ -142,7 +153,7 @@ class OrderTracker:
         it is unknown ends it."""
         o = TrackedOrder(cl_ord_id, side, price, qty, now_ns)
         o.cum = cum
-        o.state = OrdState.LIVE
+        o.state = _LIVE
         self._by_id[cl_ord_id] = o
         self.working[cl_ord_id] = o
         self.version += 1
@@ -181,11 +192,11 @@ class OrderTracker:
             self._bad("tracker: fill for an order we do not know (booked all the same)", ev.cl_ord_id)
             return True
         o.cum += ev.last_qty_lots
-        if o.state == OrdState.PENDING_NEW:
-            o.state = OrdState.LIVE
+        if o.state == _PENDING_NEW:
+            o.state = _LIVE
         if ev.leaves_lots == 0:
-            self._finish(o, OrdState.FILLED)
-        elif o.cum + ev.leaves_lots != o.qty and o.state != OrdState.PENDING_REPLACE:
+            self._finish(o, _FILLED)
+        elif o.cum + ev.leaves_lots != o.qty and o.state != _PENDING_REPLACE:
             o.qty = o.cum + ev.leaves_lots  # the venue's view of the size wins
         self.version += 1
         return True
@@ -197,8 +208,8 @@ class OrderTracker:
             return False
         if ev.order_id:
             o.order_id = ev.order_id
-        if o.state == OrdState.PENDING_NEW:
-            o.state = OrdState.LIVE
+        if o.state == _PENDING_NEW:
+            o.state = _LIVE
             self.version += 1
             return True
         return False
@@ -208,13 +219,13 @@ class OrderTracker:
         if o is None:
             self._bad("tracker: cancel report for an unknown ClOrdID", ev.cl_ord_id)
             return False
-        if o.state.terminal:
+        if o.state >= _FILLED:  # terminal
             return False
-        if o.state != OrdState.PENDING_CANCEL:
+        if o.state != _PENDING_CANCEL:
             o.unsolicited = True
             self.counts["unsolicited_cancels"] += 1
             log.info("order %s canceled by the venue: %s", o.cl_ord_id, ev.text or "no reason given")
-        self._finish(o, OrdState.CANCELED)
+        self._finish(o, _CANCELED)
         return True
 
     def _replaced(self, ev: OrderReplaced) -> bool:
@@ -222,7 +233,7 @@ class OrderTracker:
         if o is None:
             self._bad("tracker: replace report for an unknown ClOrdID", ev.cl_ord_id)
             return False
-        if o.state.terminal:
+        if o.state >= _FILLED:  # terminal
             return False
         self.working.pop(o.cl_ord_id, None)
         self._by_id[ev.cl_ord_id] = o
@@ -231,13 +242,13 @@ class OrderTracker:
         o.cl_ord_id = ev.cl_ord_id
         o.price = ev.price_ticks
         o.qty = o.cum + ev.leaves_lots if ev.leaves_lots >= 0 else ev.qty_lots
-        if o.state == OrdState.PENDING_CANCEL and o.pending_id != ev.cl_ord_id:
+        if o.state == _PENDING_CANCEL and o.pending_id != ev.cl_ord_id:
             pass  # a cancel sent after the replace is still on its way
         else:
             o.pending_id = ""
-            o.state = OrdState.LIVE
+            o.state = _LIVE
         if ev.leaves_lots == 0:
-            self._finish(o, OrdState.FILLED)
+            self._finish(o, _FILLED)
         else:
             self.working[o.cl_ord_id] = o
         self.version += 1
@@ -249,11 +260,11 @@ class OrderTracker:
             self._bad("tracker: reject for an unknown ClOrdID", ref_id)
             return False
         self.counts["rejects"] += 1
-        if o.state == OrdState.PENDING_NEW and ref_id == o.cl_ord_id:
+        if o.state == _PENDING_NEW and ref_id == o.cl_ord_id:
             log.info("order %s rejected: %s", ref_id, text)
-            self._finish(o, OrdState.REJECTED)
+            self._finish(o, _REJECTED)
             return True
-        if ref_id == o.pending_id and o.state in (OrdState.PENDING_CANCEL, OrdState.PENDING_REPLACE):
+        if ref_id == o.pending_id and o.state in (_PENDING_CANCEL, _PENDING_REPLACE):
             self._back_to_live(o)
             return True
         return False
@@ -264,12 +275,12 @@ class OrderTracker:
             self._bad("tracker: cancel reject for an unknown ClOrdID", ev.cl_ord_id)
             return False
         self.counts["cancel_rejects"] += 1
-        if o.state.terminal:
+        if o.state >= _FILLED:  # terminal
             return False
         if ev.ord_status in _GONE_STATUS or ev.reason == _CXL_UNKNOWN_ORDER:
-            self._finish(o, OrdState.FILLED if ev.ord_status == "2" else OrdState.CANCELED)
+            self._finish(o, _FILLED if ev.ord_status == "2" else _CANCELED)
             return True
-        if o.state in (OrdState.PENDING_CANCEL, OrdState.PENDING_REPLACE):
+        if o.state in (_PENDING_CANCEL, _PENDING_REPLACE):
             self._back_to_live(o)
             return True
         return False
@@ -277,7 +288,7 @@ class OrderTracker:
     def _back_to_live(self, o: TrackedOrder) -> None:
         self._by_id.pop(o.pending_id, None)
         o.pending_id = ""
-        o.state = OrdState.LIVE
+        o.state = _LIVE
         self.version += 1
 
     def _finish(self, o: TrackedOrder, state: OrdState) -> None:
@@ -298,7 +309,7 @@ class OrderTracker:
                 del self._by_id[old]
 
     def _compact(self) -> None:
-        keep = {k: o for k, o in self._by_id.items() if not o.state.terminal}
+        keep = {k: o for k, o in self._by_id.items() if o.state < _FILLED}
         self._by_id = keep
 
     # -- reads ------------------------------------------------------------------------------------
@@ -308,7 +319,7 @@ class OrderTracker:
     def stale(self, now_ns: int, timeout_ns: int) -> list[TrackedOrder]:
         """Working orders whose last request has had no answer for ``timeout_ns``."""
         edge = now_ns - timeout_ns
-        return [o for o in self.working.values() if o.state != OrdState.LIVE and o.sent_ns <= edge]
+        return [o for o in self.working.values() if o.state != _LIVE and o.sent_ns <= edge]
 
     def open_lots(self, side: Side) -> int:
         return sum(o.leaves for o in self.working.values() if o.side == side)

@@ -61,15 +61,21 @@ class RateLimiter:
 
     def available(self, now_ns: int) -> int:
         """How many messages may go at ``now_ns``."""
-        now = self._now(now_ns)
-        sec, mn = self._sec, self._min
+        # runs on every price event: _now() and min() inlined
+        now = self._last_ns
+        if now_ns > now:
+            self._last_ns = now = now_ns
+        sec = self._sec
         edge = now - self._w_sec
         while sec and sec[0] <= edge:
             sec.popleft()
+        mn = self._min
         edge = now - self._w_min
         while mn and mn[0] <= edge:
             mn.popleft()
-        return min(self._per_sec - len(sec), self._per_min - len(mn))
+        a = self._per_sec - len(sec)
+        b = self._per_min - len(mn)
+        return a if a < b else b
 
     def try_acquire(self, now_ns: int) -> bool:
         """Take one message slot if one is free."""

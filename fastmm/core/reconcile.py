@@ -22,7 +22,11 @@ orders at one price or our bid at or above our ask (a property test simulates ev
 An intent is a plain tuple ``(kind, order, side, price_ticks, qty_lots)`` (cheap on the hot path);
 for a move ``qty_lots`` is the new total quantity (filled part included), as FIX 38 on a replace wants.
 :func:`reconcile` takes the orders themselves; the engine keeps a :class:`BookView` (orders split by
-side and sorted) that it rebuilds on the event path when order state changes, and calls :func:`plan`.
+side and sorted) that it rebuilds on the event path when order state changes, and calls :data:`plan`:
+the compiled twin (``fastmm/core/_plan_fast.pyx``) when the build had a C compiler (``COMPILED``), else
+:func:`plan_py`. The compiled one reads each order's price and leaves from the view's ``bid_levels`` /
+``ask_levels``, so a view must be used only while its orders are unchanged (the engine rebuilds it on
+every change of ``OrderTracker.version``).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ Intent = tuple[int, TrackedOrder | None, int, int, int]
 Levels = tuple[tuple[int, int], ...]
 
 _BUY, _SELL = int(Side.BUY), int(Side.SELL)
+_LIVE, _PENDING_REPLACE, _FILLED = OrdState.LIVE, OrdState.PENDING_REPLACE, OrdState.FILLED
 _INF = 1 << 62
 
 
@@ -63,15 +68,14 @@ def book_view(orders: Iterable[TrackedOrder]) -> BookView:
     asks: list[TrackedOrder] = []
     taken_b: set[int] = set()
     taken_a: set[int] = set()
-    live = OrdState.LIVE
     for o in orders:
         st = o.state
-        if st == live:
+        if st == _LIVE:
             (bids if o.side == _BUY else asks).append(o)
-        elif not st.terminal:
+        elif st < _FILLED:  # pending: not terminal
             t = taken_b if o.side == _BUY else taken_a
             t.add(o.price)
-            if st == OrdState.PENDING_REPLACE:
+            if st == _PENDING_REPLACE:
                 t.add(o.new_price)
     bids.sort(key=_PRICE, reverse=True)
     asks.sort(key=_PRICE)
@@ -165,9 +169,11 @@ def reconcile(bids: Levels, asks: Levels, orders: Iterable[TrackedOrder], thresh
     return plan(bids, asks, book_view(orders), threshold, size_tolerance_pct, band)
 
 
-def plan(bids: Levels, asks: Levels, view: BookView, threshold: int = 1, size_tolerance_pct: int = 50,
-         band: tuple[int, int] = (0, _INF)) -> list[Intent]:
-    """:func:`reconcile` on a prepared :class:`BookView` (the hot path)."""
+def plan_py(bids: Levels, asks: Levels, view: BookView, threshold: int = 1, size_tolerance_pct: int = 50,
+            band: tuple[int, int] = (0, _INF)) -> list[Intent]:
+    """:func:`reconcile` on a prepared :class:`BookView` (the hot path). The reference twin of the compiled
+    ``_plan_fast.plan``, which returns the very same list for every input; :data:`plan` is whichever is
+    built."""
     mov_b, mov_a, taken_b, taken_a, lv_b, lv_a = view
     if bids == lv_b and asks == lv_a and not taken_b and not taken_a:
         return []  # every order exactly where the ladder wants it
@@ -241,3 +247,12 @@ def _interleave(a: list[Intent], b: list[Intent]) -> list[Intent]:
         if i < len(b):
             out.append(b[i])
     return out
+
+
+try:
+    from fastmm.core._plan_fast import plan as _compiled
+except ImportError:  # built without a C compiler: the pure twin
+    _compiled = None
+
+plan = _compiled or plan_py
+COMPILED = _compiled is not None

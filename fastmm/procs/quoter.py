@@ -30,6 +30,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
+from fastmm import speedups
 from fastmm.config import Config
 from fastmm.core.ids import RecentIds
 from fastmm.core.price_aggregator import PriceAggregator
@@ -389,6 +390,7 @@ async def run_supervised(cfg: Config, name: str = "quoter") -> int:
     stop = stop_on_signals()
     loop = asyncio.get_running_loop()
     link = SupervisorLink(cfg, name)
+    log.info("%s", speedups.describe())   # a build without its compiled twins is slower: say which run
     inst = cfg.instance.name
     refs: dict[str, LatestValue] = {}
     for venue in ("coinbase", "kraken"):

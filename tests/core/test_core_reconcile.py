@@ -1,13 +1,32 @@
-"""reconcile(): minimal plans, reprice threshold, frozen orders, and the safety of every prefix."""
+"""reconcile(): minimal plans, reprice threshold, frozen orders, and the safety of every prefix.
+
+Every test runs against each twin of ``plan`` that exists: the pure one always, the compiled one when
+it was built (tests/core/test_reconcile_compiled.py requires it wherever a C compiler exists).
+"""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fastmm.core import reconcile as reconcile_mod
 from fastmm.core.order_tracker import OrdState, TrackedOrder
-from fastmm.core.reconcile import CANCEL, MOVE, NEW, Intent, reconcile
+from fastmm.core.reconcile import CANCEL, MOVE, NEW, Intent, plan_py, reconcile
 from fastmm.core.types import Side
+
+_TWINS = {"pure": plan_py}
+if reconcile_mod.COMPILED:
+    _TWINS["compiled"] = reconcile_mod.plan
+
+
+@pytest.fixture(autouse=True, params=sorted(_TWINS))
+def twin(request: pytest.FixtureRequest) -> object:
+    """``reconcile()`` calls the module's ``plan``: point it at one twin for the test."""
+    fn = _TWINS[request.param]
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(reconcile_mod, "plan", fn)
+        yield fn
 
 _n = 0
 

@@ -1,0 +1,26 @@
+"""fastmm.speedups.report() names every compiled twin and says truly whether it is in use."""
+
+from __future__ import annotations
+
+import shutil
+
+from fastmm import speedups
+from fastmm.core import reconcile
+from fastmm.venues.coinbase import codec
+
+
+def test_report_names_each_twin_with_the_flag_its_module_uses() -> None:
+    r = speedups.report()
+    assert r == {"coinbase_l2_updates": codec.COMPILED, "reconcile_plan": reconcile.COMPILED}
+    assert (reconcile.plan is not reconcile.plan_py) == r["reconcile_plan"]
+    assert (codec.apply_updates is not codec.apply_updates_py) == r["coinbase_l2_updates"]
+    line = speedups.describe()
+    for name, on in r.items():
+        assert f"{name}={'compiled' if on else 'pure'}" in line
+
+
+def test_every_twin_is_compiled_where_a_compiler_exists() -> None:
+    if shutil.which("cc"):
+        assert all(speedups.report().values()), speedups.report()
+    else:
+        assert set(speedups.report()) == {"coinbase_l2_updates", "reconcile_plan"}
