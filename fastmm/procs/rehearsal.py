@@ -13,8 +13,8 @@ two around the last real price, builds each order's FIX body and frames it with 
 answers its own orders as the venue would, so that it keeps a live ladder to reconcile against.
 
 Nothing here reaches the real core, the journal, the FIX session or a socket: the shadow's orders are
-bytes that are dropped. Cost: about 20-40 us of CPU per rehearsal (``shm.warm_every_ms`` = 1 spends 2-4 %
-of a CPU); it is off (0) where the CPU is better spent elsewhere.
+bytes that are dropped. Cost: about 35 us of CPU per rehearsal (the default ``shm.warm_every_ms`` = 1 spends about 3.5 % of a
+CPU, and only while no price arrives for a millisecond); 0 turns it off.
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ from fastmm.venues.truex.codec import TruexCodec
 # every rehearsal moves the ladder (reconcile, admit, emit, encode all run)
 _WALK = (0, 2, 0, -2)
 _FALLBACK_MID_E8 = 100_000 * E8
+# the shadow's own clock advances this much per rehearsal: its rate-limit, risk and volatility windows
+# (1 s and 60 s) then hold a few dozen entries, not a minute of rehearsals (tens of thousands)
+_SHADOW_STEP_NS = 1_100_000_000
 
 
 class Rehearsal:
@@ -66,12 +69,14 @@ class Rehearsal:
         self._names = self.aggregator.source_names
         self._step = 0
         self._seq = 0
+        self._now = 0
         self.runs = 0
         self.orders = 0
 
     def run(self, now_ns: int, wall_ns: int) -> int:
-        """One rehearsed price event at ``now_ns`` (monotonic; ``wall_ns`` for the FIX timestamp);
-        returns how many shadow order messages it built."""
+        """One rehearsed price event (``now_ns`` monotonic, only to start the shadow's own clock; ``wall_ns``
+        for the FIX timestamp); returns how many shadow order actions it decided."""
+        self._now = now = max(now_ns, self._now + _SHADOW_STEP_NS)
         mid_e8 = 0
         for ch in self.refs.values():
             top = read_top(ch)
@@ -87,20 +92,27 @@ class Rehearsal:
         mid_e8 += _WALK[step] * tick
         fair = None
         for name in self._names:      # every source at the walked price: the fair mid moves a whole step
-            fair = self.aggregator.update(name, mid_e8 - tick, mid_e8 + tick, now_ns, now_ns) or fair
+            fair = self.aggregator.update(name, mid_e8 - tick, mid_e8 + tick, now, now) or fair
         if fair is None:
             return 0
-        actions = self.core.on_price(now_ns, fair.mid, fair.confidence, not fair.has_price, 0, 0)
-        self._build(actions, now_ns, wall_ns)
+        core = self.core
+        actions = core.on_price(now, fair.mid, fair.confidence, not fair.has_price, 0, 0)
+        self._build(actions, now, wall_ns)
         self.runs += 1
         self.orders += len(actions)
-        self._answer(actions, now_ns)
+        self._answer(actions, now)
+        core.events()       # PnL and risk events of the shadow: nobody reads them, none may pile up
         return len(actions)
 
     def _build(self, actions: list[Action], now_ns: int, wall_ns: int) -> None:
-        """What the quoter does with an action, up to the bytes: journal line and FIX message."""
+        """What the quoter does with an action, up to the bytes: journal line and FIX message (for the
+        first action of each kind: one of each warms the code, more would only cost CPU)."""
         codec, enc, ts = self.codec, self._enc, format_timestamp(wall_ns)
+        seen: set[type] = set()
         for a in actions:
+            if type(a) in seen:
+                continue
+            seen.add(type(a))
             side = "1" if a.side == Side.BUY else "2"
             self._seq += 1
             if isinstance(a, NewOrder):

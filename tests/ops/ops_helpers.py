@@ -113,6 +113,14 @@ def host_tree(root: Path, *, cpus: int = 16, tuned: bool = False, isolated: str 
     return root
 
 
+def set_clock_synced(root: Path, synced: bool) -> None:
+    """Flip the fake host's clock state atomically: a reader polling the file must never find it empty
+    (write_text truncates first), which ``fastmm ops wait --clock-synced`` rightly reads as 'cannot tell'."""
+    tmp = root / ".clock_synced.tmp"
+    tmp.write_text("1\n" if synced else "0\n")
+    os.replace(tmp, root / "clock_synced")
+
+
 def free_port() -> int:
     import socket
 

@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from ops_helpers import BIN, OPS, host_tree
+from ops_helpers import BIN, OPS, host_tree, set_clock_synced
 
 from fastmm.config import Config, ProcessesConfig, load_config
 from fastmm.ops_cli import (
@@ -119,7 +119,7 @@ def test_wait_for_the_clock(tmp_path: Path) -> None:
     root = host_tree(tmp_path / "h")
     p = _fastmm("ops", "wait", "--clock-synced", "--timeout", "0.3", "--root", str(root), cwd=tmp_path)
     assert p.returncode == 1 and "NOT synchronized" in p.stderr
-    timer = threading.Timer(0.5, lambda: (root / "clock_synced").write_text("1\n"))
+    timer = threading.Timer(0.5, set_clock_synced, (root, True))
     timer.start()
     t0 = time.monotonic()
     try:

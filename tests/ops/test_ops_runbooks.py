@@ -19,7 +19,16 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ops_helpers import BIN, OPS, Paper, host_tree, paper_secrets, runbook_blocks, write_secrets
+from ops_helpers import (
+    BIN,
+    OPS,
+    Paper,
+    host_tree,
+    paper_secrets,
+    runbook_blocks,
+    set_clock_synced,
+    write_secrets,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from fastmm.config import load_config
@@ -292,7 +301,7 @@ def _reboot(root: Path, cmdline_args: str) -> None:
                 *(f"sys/devices/system/cpu/cpu{c}/cpufreq/scaling_governor" for c in range(16))):
         (root / rel).write_text((fresh / rel).read_text())
     (root / "clock_synced").write_text("0\n")
-    threading.Timer(1.0, lambda: (root / "clock_synced").write_text("1\n")).start()
+    threading.Timer(1.0, set_clock_synced, (root, True)).start()
 
 
 def test_host_tuning_on_a_fake_host(paper: Paper, tmp_path: Path) -> None:
