@@ -14,7 +14,9 @@ Rows (each timed per call with perf_counter_ns, p50/p99 over ``--n`` events afte
   checks, volatility, model, ladder, reconcile, rate limiter, actions) on a random walk of the mid, every
   action answered by the venue at once outside the timed region, so each event sees a live ladder;
   ``price_event_acting`` is the subset of those events that produced at least one action, and
-  ``price_event_glft`` the same with the GLFT model.
+  ``price_event_glft`` the same with the GLFT model;
+* ``price_event_after_10ms_idle``: the same events with the process asleep for 10 ms before each (as the
+  engine's processes sleep between ticks): what a cold CPU cache costs the same code on this machine.
 
 The collector runs as in the engine's processes (:func:`fastmm.procs.heap.freeze_startup_heap`: startup
 heap frozen, young passes rarer); ``--default-gc`` measures with CPython's defaults instead.
@@ -160,7 +162,7 @@ def _answer(c: TradingCore, actions: list, now: int) -> None:
         follow = nxt
 
 
-def bench_price_event(n: int, warmup: int, model: str) -> tuple[list[int], list[int]]:
+def bench_price_event(n: int, warmup: int, model: str, idle_s: float = 0.0) -> tuple[list[int], list[int]]:
     cfg = Config()
     cfg = replace(cfg, quoting=replace(cfg.quoting, model=model))  # type: ignore[arg-type]
     c = TradingCore(cfg, cl_ord_prefix="b")
@@ -177,6 +179,8 @@ def bench_price_event(n: int, warmup: int, model: str) -> tuple[list[int], list[
         mid += rng.gauss(0.0, 0.6)  # about one tick per event
         half = round(0.25 * E8)
         bid, ask = round(mid * E8) - half, round(mid * E8) + half
+        if idle_s and i >= warmup:
+            time.sleep(idle_s)      # the process sleeps between ticks, as the engine's do
         t = clock()
         fair = agg.update(names[i % len(names)], bid, ask, now, now)
         actions = c.on_price(now, fair.mid, fair.confidence, not fair.has_price, 0, 0) if fair else []
@@ -198,6 +202,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=2_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", metavar="PATH")
+    ap.add_argument("--idle-n", type=int, default=300,
+                    help="events for the price_event_after_10ms_idle row (0 = skip it)")
     ap.add_argument("--default-gc", action="store_true", help="CPython's collector thresholds, no freeze")
     args = ap.parse_args()
     if args.default_gc:
@@ -225,13 +231,15 @@ def main() -> int:
     best("price_event", [r[0] for r in runs])
     best("price_event_acting", [r[1] for r in runs])
     best("price_event_glft", [bench_price_event(args.n, args.warmup, "glft")[0] for _ in range(args.repeat)])
+    if args.idle_n:
+        best("price_event_after_10ms_idle", [bench_price_event(args.idle_n, args.warmup, "ladder", 0.010)[0]])
     base = rows["baseline_call"]
-    print(f"{'row':<20} {'n':>7} {'p50_us':>9} {'p99_us':>9} {'max_us':>9} {'p50/base':>9} {'p99/base':>9}")
+    print(f"{'row':<28} {'n':>7} {'p50_us':>9} {'p99_us':>9} {'max_us':>9} {'p50/base':>9} {'p99/base':>9}")
     ratios = {}
     for name, r in rows.items():
         ratios[name] = {"p50_vs_baseline": round(r["p50_us"] / base["p50_us"], 2),
                         "p99_vs_baseline": round(r["p99_us"] / base["p99_us"], 2)}
-        print(f"{name:<20} {r['n']:>7} {r['p50_us']:>9.2f} {r['p99_us']:>9.2f} {r['max_us']:>9.1f} "
+        print(f"{name:<28} {r['n']:>7} {r['p50_us']:>9.2f} {r['p99_us']:>9.2f} {r['max_us']:>9.1f} "
               f"{ratios[name]['p50_vs_baseline']:>9.1f} {ratios[name]['p99_vs_baseline']:>9.1f}")
     twin = "compiled" if reconcile_mod.COMPILED else "pure (no compiled build)"
     if "plan_compiled" in rows:

@@ -12,7 +12,7 @@ The writer is paced by the gaps the caller gives (``bench/latency.py`` passes th
 Coinbase frames of the run it just measured, so the floor sees the same idleness); every message goes
 the whole way.
 
-    python bench/floor.py [--gap-ms 10] [--n 1000]      # a fixed gap, prints p50/p99/p99.9/max in us
+    python bench/floor.py [--gap-ms 10] [--n 1000] [--cpu-dma-latency]    # p50/p99/p99.9/max, us
 """
 
 from __future__ import annotations
@@ -259,11 +259,26 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python bench/floor.py", description=__doc__.split("\n\n")[0])
     ap.add_argument("--gap-ms", type=float, default=10.0, help="time between messages")
     ap.add_argument("--n", type=int, default=1000, help="messages")
+    ap.add_argument("--cpu-dma-latency", action="store_true",
+                    help="hold /dev/cpu_dma_latency at 0 meanwhile (root): CPUs stay out of deep idle states")
     args = ap.parse_args(argv)
     if not (args.gap_ms >= 0 and 0 < args.n <= 1_000_000):
         print("floor: --gap-ms must be >= 0 and --n in 1..1000000", file=sys.stderr)
         return 2
-    wire, hop = measure([int(args.gap_ms * 1e6)] * args.n)
+    dma_fd = None
+    if args.cpu_dma_latency:
+        from fastmm.shm.wait import hold_cpu_dma_latency
+
+        dma_fd = hold_cpu_dma_latency(0)
+        if dma_fd is None:
+            print("floor: /dev/cpu_dma_latency not writable; running with the host's idle states",
+                  file=sys.stderr)
+    try:
+        wire, hop = measure([int(args.gap_ms * 1e6)] * args.n)
+    finally:
+        if dma_fd is not None:
+            os.close(dma_fd)
+    print(f"cpu_dma_latency held: {dma_fd is not None}")
     for name, values in (("wire to wire", wire), ("hop (pipe wake)", hop)):
         r = percentiles_us(values)
         print(f"empty pipeline, gap {args.gap_ms} ms, {name}: n {r['count']} p50 {r['p50_us']} "

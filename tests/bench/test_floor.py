@@ -48,6 +48,6 @@ def test_no_gaps_no_processes() -> None:
 def test_command_line(capsys) -> None:  # type: ignore[no-untyped-def]
     assert floor.main(["--gap-ms", "1", "--n", "20"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("empty pipeline, gap 1.0 ms, wire to wire: n 20 p50 ")
+    assert out.startswith("cpu_dma_latency held: False\nempty pipeline, gap 1.0 ms, wire to wire: n 20 p50 ")
     assert "empty pipeline, gap 1.0 ms, hop (pipe wake): n 20 p50 " in out
     assert floor.main(["--n", "0"]) == 2
