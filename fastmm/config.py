@@ -220,7 +220,7 @@ class PricingConfig:
 class ShmConfig:
     wait: Literal["block", "spin"] = _f("block", doc="spin only on isolated cores")
     ring_slots: int = _f(4096, 2, 1 << 24, doc="event ring capacity, a power of two")
-    warm_every_ms: int = _f(1, 0, 1000, doc="rehearse the quoter's price path on a shadow core after this "
+    warm_every_ms: int = _f(2, 0, 1000, doc="rehearse the quoter's price path on a shadow core after this "
                             "long without a price, to keep it in the CPU caches (0 = off)")
 
 
