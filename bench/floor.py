@@ -265,14 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.gap_ms >= 0 and 0 < args.n <= 1_000_000):
         print("floor: --gap-ms must be >= 0 and --n in 1..1000000", file=sys.stderr)
         return 2
-    dma_fd = None
-    if args.cpu_dma_latency:
-        from fastmm.shm.wait import hold_cpu_dma_latency
+    from fastmm.shm.wait import hold_cpu_dma_latency_or_say
 
-        dma_fd = hold_cpu_dma_latency(0)
-        if dma_fd is None:
-            print("floor: /dev/cpu_dma_latency not writable; running with the host's idle states",
-                  file=sys.stderr)
+    dma_fd = hold_cpu_dma_latency_or_say("floor") if args.cpu_dma_latency else None
     try:
         wire, hop = measure([int(args.gap_ms * 1e6)] * args.n)
     finally:

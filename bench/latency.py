@@ -1199,14 +1199,9 @@ def run(args: argparse.Namespace, out: Any = None) -> int:
         return 2
     import uvloop
 
-    dma_fd = None
-    if args.cpu_dma_latency:
-        from fastmm.shm.wait import hold_cpu_dma_latency
+    from fastmm.shm.wait import hold_cpu_dma_latency_or_say
 
-        dma_fd = hold_cpu_dma_latency(0)
-        if dma_fd is None:
-            print("bench latency: /dev/cpu_dma_latency not writable; running with the host's idle states",
-                  file=sys.stderr)
+    dma_fd = hold_cpu_dma_latency_or_say("bench latency") if args.cpu_dma_latency else None
     if sim_cpus is not None:
         # The engine's processes start from every CPU this process may use (the supervisor then pins the
         # ones [processes] names); this process and the TrueX simulator it starts keep to --sim-cpus.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import select
+import sys
 from typing import Literal
 
 WaitKind = Literal["spin", "block"]
@@ -92,4 +93,13 @@ def hold_cpu_dma_latency(max_us: int = 0) -> int | None:
     except OSError:
         os.close(fd)
         return None
+    return fd
+
+
+def hold_cpu_dma_latency_or_say(who: str, max_us: int = 0) -> int | None:
+    """:func:`hold_cpu_dma_latency` for a command that was asked to hold it: one line on stderr when it
+    cannot, so that figures measured on an untuned host are not taken for tuned ones."""
+    fd = hold_cpu_dma_latency(max_us)
+    if fd is None:
+        print(f"{who}: {CPU_DMA_LATENCY} not writable; running with the host's idle states", file=sys.stderr)
     return fd
