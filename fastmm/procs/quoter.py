@@ -369,7 +369,8 @@ class Quoter:
 
 
 async def keep_warm(q: Quoter, rehearsal: Rehearsal, every_ms: int, stop: asyncio.Event) -> None:
-    """Rehearse the price path after ``every_ms`` without a price event (see fastmm.procs.rehearsal)."""
+    """Rehearse the price path after ``every_ms`` without a price event, while quoting (before, a late
+    tick costs nothing; see fastmm.procs.rehearsal)."""
     period_ns = every_ms * 1_000_000
     period_s = every_ms / 1000.0
     log.info("rehearsal on: the price path runs on a shadow core after %d ms without a price", every_ms)
@@ -377,7 +378,7 @@ async def keep_warm(q: Quoter, rehearsal: Rehearsal, every_ms: int, stop: asynci
         while not stop.is_set():
             await asyncio.sleep(period_s)
             now = time.monotonic_ns()
-            if now - q._wake_ns >= period_ns:
+            if q.quoting and now - q._wake_ns >= period_ns:
                 rehearsal.run(now, time.time_ns())
     except Exception:   # a rehearsal must never take the quoter down: it stops, quoting goes on
         log.exception("rehearsal failed; it is off for the rest of this run")

@@ -71,3 +71,63 @@ def test_memory_stays_bounded_over_a_long_rehearsal() -> None:
     # the order tracker keeps up to RETIRED_IDS replaced ids (~0.5 MB, up and down as it compacts); keeping
     # every id, or every window entry, would be several MB over 40,000 rehearsals
     assert grown < 1024 * 1024, f"{grown} bytes more after 40,000 more rehearsals"
+
+
+class _Quoter:
+    """What keep_warm reads of the quoter: whether it quotes and when it last woke for a price."""
+
+    def __init__(self, quoting: bool) -> None:
+        self.quoting = quoting
+        self._wake_ns = 0
+
+
+def _keep_warm_for(q: _Quoter, seconds: float, *, ticking: bool = False) -> Rehearsal:
+    import asyncio
+    import time
+
+    from fastmm.procs.quoter import keep_warm
+
+    r = _rehearsal(Config())
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(keep_warm(q, r, 2, stop))  # type: ignore[arg-type]
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if ticking:
+                # a price woke the quoter "just now", as far as keep_warm can tell: never idle long enough
+                q._wake_ns = time.monotonic_ns() + 10_000_000_000
+            await asyncio.sleep(0.0005)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
+    return r
+
+
+def test_keep_warm_rehearses_only_while_quoting_and_idle() -> None:
+    assert _keep_warm_for(_Quoter(quoting=True), 0.3).runs >= 10
+    assert _keep_warm_for(_Quoter(quoting=False), 0.2).runs == 0
+    assert _keep_warm_for(_Quoter(quoting=True), 0.2, ticking=True).runs == 0
+
+
+def test_a_failing_rehearsal_stops_rehearsing_not_the_quoter(caplog) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from fastmm.procs.quoter import keep_warm
+
+    r = _rehearsal(Config())
+
+    def broken(now_ns: int, wall_ns: int) -> int:
+        raise RuntimeError("rehearsal broke")
+
+    r.run = broken  # type: ignore[method-assign]
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        await asyncio.wait_for(keep_warm(_Quoter(quoting=True), r, 1, stop), 5)   # type: ignore[arg-type]
+
+    with caplog.at_level("INFO", logger="fastmm.procs.quoter"):
+        asyncio.run(main())        # returns by itself: the task ends, nothing propagates
+    assert [m for m in caplog.messages if m.startswith("rehearsal failed")] == [
+        "rehearsal failed; it is off for the rest of this run"]
