@@ -5,7 +5,7 @@ same decision run back to back (measured on the 2-vCPU VM: 7.7 us hot, about 100
 sleep): while the process sleeps, other processes and the host reuse the CPU and its caches, and the
 interpreter's code, the core's objects and the branch history are gone when the next tick comes. HFT
 systems written in C++ answer this by running the hot path on dummy data between events without
-sending; this is the same for the quoter. Every ``interval`` of silence the shell calls
+sending; this is the same for the quoter. While quoting, every ``interval`` of silence the shell calls
 :meth:`Rehearsal.run`, which reads the reference channels as a wake does, moves a shadow
 :class:`~fastmm.core.price_aggregator.PriceAggregator` and :class:`~fastmm.core.trading_core.TradingCore`
 (same config, TrueX's message limits lifted so that it plans, admits and emits every time) by a tick or
