@@ -97,6 +97,11 @@ def _repair_tail(path: Path) -> int:
         raise JournalError(f"{path}: last record has no sequence number: {lines[-1][:80]!r}") from None
 
 
+def encode_line(seq: int, t_ns: int, kind: str, fields: dict[str, Any]) -> bytes:
+    """One record as the journal writes it (a JSON line)."""
+    return orjson.dumps({"seq": seq, "t_ns": t_ns, "kind": kind, **fields}, default=_default) + b"\n"
+
+
 class Journal:
     """The writer. One process writes a journal (the quoter); any process may read it."""
 
@@ -131,8 +136,7 @@ class Journal:
         if kind not in KINDS:
             raise ValueError(f"journal: unknown record kind {kind!r}")
         self.seq += 1
-        line = orjson.dumps({"seq": self.seq, "t_ns": t_ns, "kind": kind, **fields},
-                            default=_default) + b"\n"
+        line = encode_line(self.seq, t_ns, kind, fields)
         if self.durability == "none":
             self._buf.append(line)
             self._buf_bytes += len(line)

@@ -266,7 +266,8 @@ async def cancel_orders(cfg: Config, timeout_s: float, out: TextIO) -> int:
     from fastmm.fix.store import FileSeqStore
     from fastmm.fix.transport import FixInitiator
     from fastmm.journal import Journal
-    from fastmm.procs.order_journal import journal_report
+    from fastmm.core.types import CancelOrder
+    from fastmm.procs.order_journal import journal_report, order_message
     from fastmm.procs.recovery import recover
     from fastmm.venues.truex.auth import LogonCredentials
     from fastmm.venues.truex.codec import ORDER_ENTRY_TYPES, TruexCodec
@@ -325,9 +326,9 @@ async def cancel_orders(cfg: Config, timeout_s: float, out: TextIO) -> int:
                 await asyncio.sleep(0.02)
             cl = core.engine.ids.next()
             canceler.orig_by_cancel[cl] = orig
-            journal.append("cancel", time.time_ns(), cl_ord_id=cl, orig_cl_ord_id=orig,
-                           side="1" if side_of[orig].name == "BUY" else "2", source="cancel-orders")
-            initiator.send(b"F", codec.order_cancel_request(cl, orig))
+            kind, fields, msg_type, body = order_message(codec, CancelOrder(cl, orig, side_of[orig]))
+            journal.append(kind, time.time_ns(), **fields, source="cancel-orders")
+            initiator.send(msg_type, body)
 
         for orig in list(side_of):
             if orig in canceler.waiting and loop.time() < deadline:

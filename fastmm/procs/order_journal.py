@@ -1,4 +1,7 @@
-"""TrueX's answers to our orders, journalled and turned into the trading core's events, in one place.
+"""Our orders and TrueX's answers to them, journalled (and the orders encoded), in one place.
+
+:func:`order_message` is what the quoter journals and sends for each action of the core (its shadow
+rehearsal builds the same, see fastmm.procs.rehearsal).
 
 The quoter does this for every ExecutionReport, OrderCancelReject and BusinessMessageReject it receives,
 and ``fastmm ops cancel-orders`` for the answers to its cancels, so the journal the next start's recovery
@@ -14,19 +17,41 @@ from typing import Any
 
 from fastmm.core.ids import RecentIds
 from fastmm.core.types import (
+    Action,
+    CancelOrder,
     CancelRejected,
     Liquidity,
     MessageRejected,
+    NewOrder,
     OrderAccepted,
     OrderCanceled,
     OrderEvent,
     OrderFilled,
     OrderRejected,
     OrderReplaced,
+    ReplaceOrder,
     Side,
 )
 from fastmm.journal import Journal
-from fastmm.venues.truex.codec import BusinessMessageReject, ExecutionReport, OrderCancelReject
+from fastmm.venues.truex.codec import BusinessMessageReject, ExecutionReport, OrderCancelReject, TruexCodec
+
+
+def order_message(codec: TruexCodec, a: Action) -> tuple[str, dict[str, Any], bytes, bytes]:
+    """(journal kind, journal fields, FIX MsgType, FIX body) of one order action."""
+    if not isinstance(a, NewOrder | CancelOrder | ReplaceOrder):
+        raise TypeError(f"not an order action: {a!r}")
+    side = "1" if a.side == Side.BUY else "2"
+    if isinstance(a, NewOrder):
+        return ("order", {"cl_ord_id": a.cl_ord_id, "side": side, "price_ticks": a.price_ticks,
+                          "qty_lots": a.qty_lots},
+                b"D", codec.new_order_single(a.cl_ord_id, side, a.qty_lots, a.price_ticks))
+    if isinstance(a, CancelOrder):
+        return ("cancel", {"cl_ord_id": a.cl_ord_id, "orig_cl_ord_id": a.orig_cl_ord_id, "side": side},
+                b"F", codec.order_cancel_request(a.cl_ord_id, a.orig_cl_ord_id))
+    return ("replace", {"cl_ord_id": a.cl_ord_id, "orig_cl_ord_id": a.orig_cl_ord_id, "side": side,
+                        "price_ticks": a.price_ticks, "qty_lots": a.qty_lots},
+            b"G", codec.order_cancel_replace_request(a.cl_ord_id, a.orig_cl_ord_id, a.qty_lots,
+                                                     a.price_ticks))
 
 
 def journal_report(j: Journal, rec: object, fill_ids: RecentIds, **extra: Any) -> OrderEvent | None:

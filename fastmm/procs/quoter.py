@@ -37,13 +37,10 @@ from fastmm.core.price_aggregator import PriceAggregator
 from fastmm.core.trading_core import TradingCore
 from fastmm.core.types import (
     Action,
-    CancelOrder,
     HedgeFilled,
     Liquidity,
-    NewOrder,
     OrderEvent,
     OrderFilled,
-    ReplaceOrder,
     Side,
 )
 from fastmm.fix.session import AppMessage, DisconnectWanted, FixSession, LoggedOn, LoggedOut, SessionSettings
@@ -54,7 +51,7 @@ from fastmm.latency import LatencyRecorder
 from fastmm.procs.book_channel import read_top
 from fastmm.procs.child import SupervisorLink, serve_supervisor, stop_on_signals
 from fastmm.procs.latency_channel import LatencyPublisher, StageLatencyView
-from fastmm.procs.order_journal import journal_report
+from fastmm.procs.order_journal import journal_report, order_message
 from fastmm.procs.plan import QUOTER_LATENCY
 from fastmm.procs.recovery import recover
 from fastmm.procs.rehearsal import Rehearsal
@@ -173,21 +170,11 @@ class Quoter:
             log.warning("order entry not logged on: %d action(s) not sent", len(actions))
             return
         codec, send, wall = self.codec, self.initiator.send, time.time_ns()  # type: ignore[union-attr]
+        append = self.journal.append
         for a in actions:
-            side = "1" if a.side == Side.BUY else "2"
-            if isinstance(a, NewOrder):
-                self.journal.append("order", wall, cl_ord_id=a.cl_ord_id, side=side,
-                                    price_ticks=a.price_ticks, qty_lots=a.qty_lots)
-                send(b"D", codec.new_order_single(a.cl_ord_id, side, a.qty_lots, a.price_ticks))
-            elif isinstance(a, CancelOrder):
-                self.journal.append("cancel", wall, cl_ord_id=a.cl_ord_id, orig_cl_ord_id=a.orig_cl_ord_id,
-                                    side=side)
-                send(b"F", codec.order_cancel_request(a.cl_ord_id, a.orig_cl_ord_id))
-            elif isinstance(a, ReplaceOrder):
-                self.journal.append("replace", wall, cl_ord_id=a.cl_ord_id, orig_cl_ord_id=a.orig_cl_ord_id,
-                                    side=side, price_ticks=a.price_ticks, qty_lots=a.qty_lots)
-                send(b"G", codec.order_cancel_replace_request(a.cl_ord_id, a.orig_cl_ord_id, a.qty_lots,
-                                                              a.price_ticks))
+            kind, fields, msg_type, body = order_message(codec, a)
+            append(kind, wall, **fields)     # write-ahead: journalled before its bytes are written
+            send(msg_type, body)
         self.sent += len(actions)
         if self._wake_ns == now_ns:
             self.latency["decide_to_sent"].record(time.monotonic_ns() - self._t_decide)

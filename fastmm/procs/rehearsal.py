@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import orjson
-
 from fastmm.config import Config
 from fastmm.core.price_aggregator import E8, PriceAggregator
 from fastmm.core.trading_core import TradingCore
@@ -36,10 +34,11 @@ from fastmm.core.types import (
     OrderCanceled,
     OrderReplaced,
     ReplaceOrder,
-    Side,
 )
 from fastmm.fix.codec import Encoder, format_timestamp
+from fastmm.journal import encode_line
 from fastmm.procs.book_channel import read_top
+from fastmm.procs.order_journal import order_message
 from fastmm.shm import LatestValue
 from fastmm.venues.truex.codec import TruexCodec
 
@@ -99,39 +98,26 @@ class Rehearsal:
             return 0
         core = self.core
         actions = core.on_price(now, fair.mid, fair.confidence, not fair.has_price, 0, 0)
-        self._build(actions, now, wall_ns)
+        self._build(actions, wall_ns)
         self.runs += 1
         self.orders += len(actions)
         self._answer(actions, now)
         core.events()       # PnL and risk events of the shadow: nobody reads them, none may pile up
         return len(actions)
 
-    def _build(self, actions: list[Action], now_ns: int, wall_ns: int) -> None:
-        """What the quoter does with an action, up to the bytes: journal line and FIX message (for the
-        first action of each kind: one of each warms the code, more would only cost CPU)."""
+    def _build(self, actions: list[Action], wall_ns: int) -> None:
+        """What the quoter does with an action, up to the bytes (journal line, FIX message), for the first
+        action of each kind: one of each warms the code, more would only cost CPU."""
         codec, enc, ts = self.codec, self._enc, format_timestamp(wall_ns)
         seen: set[type] = set()
         for a in actions:
             if type(a) in seen:
                 continue
             seen.add(type(a))
-            side = "1" if a.side == Side.BUY else "2"
             self._seq += 1
-            if isinstance(a, NewOrder):
-                orjson.dumps({"seq": self._seq, "t_ns": wall_ns, "kind": "order", "cl_ord_id": a.cl_ord_id,
-                              "side": side, "price_ticks": a.price_ticks, "qty_lots": a.qty_lots})
-                enc.encode(b"D", self._seq, ts, codec.new_order_single(a.cl_ord_id, side, a.qty_lots,
-                                                                       a.price_ticks))
-            elif isinstance(a, CancelOrder):
-                orjson.dumps({"seq": self._seq, "t_ns": wall_ns, "kind": "cancel", "cl_ord_id": a.cl_ord_id,
-                              "orig_cl_ord_id": a.orig_cl_ord_id, "side": side})
-                enc.encode(b"F", self._seq, ts, codec.order_cancel_request(a.cl_ord_id, a.orig_cl_ord_id))
-            elif isinstance(a, ReplaceOrder):
-                orjson.dumps({"seq": self._seq, "t_ns": wall_ns, "kind": "replace", "cl_ord_id": a.cl_ord_id,
-                              "orig_cl_ord_id": a.orig_cl_ord_id, "side": side, "price_ticks": a.price_ticks,
-                              "qty_lots": a.qty_lots})
-                enc.encode(b"G", self._seq, ts, codec.order_cancel_replace_request(
-                    a.cl_ord_id, a.orig_cl_ord_id, a.qty_lots, a.price_ticks))
+            kind, fields, msg_type, body = order_message(codec, a)
+            encode_line(self._seq, wall_ns, kind, fields)
+            enc.encode(msg_type, self._seq, ts, body)
 
     def _answer(self, actions: list[Action], now_ns: int) -> None:
         """The shadow venue accepts everything at once, so the next rehearsal finds live orders (straight
