@@ -262,11 +262,11 @@ async def cancel_orders(cfg: Config, timeout_s: float, out: TextIO) -> int:
     """Cancel every possibly-live order of the journal over the engine's own order-entry session."""
     from fastmm.core.ids import RecentIds
     from fastmm.core.trading_core import TradingCore
+    from fastmm.core.types import CancelOrder
     from fastmm.fix.session import AppMessage, FixSession, LoggedOn, SessionSettings
     from fastmm.fix.store import FileSeqStore
     from fastmm.fix.transport import FixInitiator
     from fastmm.journal import Journal
-    from fastmm.core.types import CancelOrder
     from fastmm.procs.order_journal import journal_report, order_message
     from fastmm.procs.recovery import recover
     from fastmm.venues.truex.auth import LogonCredentials
