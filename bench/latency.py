@@ -1130,15 +1130,9 @@ def draw(runs: list[dict[str, Any]], path: str) -> None:
 # Entry points
 # ==================================================================================================
 def _floor_module() -> Any:
-    """bench/floor.py (bench/ is not a package; the harness itself is loaded by path too)."""
-    name = "fastmm_bench_floor"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, HERE.parent / "floor.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    from fastmm.bench_cli import load_bench
+
+    return load_bench("floor")
 
 
 def parse_speeds(text: str) -> list[float]:

@@ -53,21 +53,25 @@ def add_latency_arguments(p: argparse.ArgumentParser) -> None:
                         "folder removed at the end")
 
 
-def _load_harness() -> ModuleType:
-    path = bench_dir() / "latency.py"
+def load_bench(name: str) -> ModuleType:
+    """``bench/<name>.py`` of the source checkout as a module (``bench/`` is not a package), loaded once."""
+    key = f"fastmm_bench_{name}"
+    if key in sys.modules:
+        return sys.modules[key]
+    path = bench_dir() / f"{name}.py"
     if not path.is_file():
         raise FileNotFoundError(f"fastmm bench needs the source checkout: {path} not found")
-    spec = importlib.util.spec_from_file_location("fastmm_bench_latency", path)
+    spec = importlib.util.spec_from_file_location(key, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
+    sys.modules[key] = module
     spec.loader.exec_module(module)
     return module
 
 
 def _latency(args: argparse.Namespace) -> int:
     try:
-        harness = _load_harness()
+        harness = load_bench("latency")
     except FileNotFoundError as e:
         print(f"fastmm bench: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 
-from fastmm.bench_cli import bench_dir
+from fastmm.bench_cli import load_bench
 
-spec = importlib.util.spec_from_file_location("bench_floor_under_test", bench_dir() / "floor.py")
-assert spec is not None and spec.loader is not None
-floor = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = floor
-spec.loader.exec_module(floor)
+floor = load_bench("floor")
 
 
 def _children() -> set[int]:
-    me = str(os.getpid())
-    out = set()
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    if f.read().rsplit(")", 1)[1].split()[1] == me:
-                        out.add(int(d))
-            except OSError:
-                continue
-    return out
+    return set(load_bench("latency").process_tree(os.getpid())) - {os.getpid()}
 
 
 def test_every_message_crosses_the_four_processes_and_nothing_is_left_running() -> None:

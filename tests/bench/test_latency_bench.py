@@ -7,23 +7,17 @@ wire, the ring check, memory, the PNG, nothing left behind), never how fast anyt
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-from fastmm.bench_cli import bench_dir
+from fastmm.bench_cli import load_bench
 from fastmm.cli import main
 from fastmm.shm import list_segments
 
-spec = importlib.util.spec_from_file_location("bench_latency_under_test", bench_dir() / "latency.py")
-assert spec is not None and spec.loader is not None
-latency = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = latency
-spec.loader.exec_module(latency)
+latency = load_bench("latency")
 
 
 def _frame(seq: int, channel: str = "l2_data") -> str:
