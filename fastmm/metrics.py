@@ -20,6 +20,7 @@ only reads files the engine appends to. Nothing here writes anything the engine 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -312,19 +313,15 @@ def families(status: dict[str, Any], stats: JournalStats, latency: dict[str, Any
 
     out: list[Any] = []
 
-    def gauge(name: str, doc: str, value: float | None = None, labels: list[str] | None = None,
-              rows: Iterable[tuple[list[str], float]] = ()) -> None:
-        g = GaugeMetricFamily(name, doc, value=value, labels=labels)
+    def family(cls: Any, name: str, doc: str, value: float | None = None, labels: list[str] | None = None,
+               rows: Iterable[tuple[list[str], float]] = ()) -> None:
+        f = cls(name, doc, value=value, labels=labels)
         for lv, v in rows:
-            g.add_metric(lv, v)
-        out.append(g)
+            f.add_metric(lv, v)
+        out.append(f)
 
-    def counter(name: str, doc: str, value: float | None = None, labels: list[str] | None = None,
-                rows: Iterable[tuple[list[str], float]] = ()) -> None:
-        c = CounterMetricFamily(name, doc, value=value, labels=labels)
-        for lv, v in rows:
-            c.add_metric(lv, v)
-        out.append(c)
+    gauge = functools.partial(family, GaugeMetricFamily)
+    counter = functools.partial(family, CounterMetricFamily)
 
     running = bool(status.get("running"))
     gauge("fastmm_up", "1 when the instance's supervisor is running", 1.0 if running else 0.0)
