@@ -7,18 +7,22 @@ output), so a missing build shows up as a fact, not as a mystery in the latency 
 
 from __future__ import annotations
 
+import importlib
 
-def report() -> dict[str, bool]:
-    """Twin name -> whether the compiled one is in use."""
-    from fastmm.core import reconcile
-    from fastmm.venues.coinbase import codec
-
-    return {
-        "coinbase_l2_updates": codec.COMPILED,   # fastmm/venues/coinbase/_l2fast.pyx: apply_updates
-        "reconcile_plan": reconcile.COMPILED,    # fastmm/core/_plan_fast.pyx: plan
-    }
+# twin name -> the module whose COMPILED flag says which twin runs
+TWINS = {
+    "coinbase_l2_updates": "fastmm.venues.coinbase.codec",   # _l2fast.pyx: apply_updates
+    "reconcile_plan": "fastmm.core.reconcile",               # _plan_fast.pyx: plan
+}
 
 
-def describe() -> str:
+def report(*names: str) -> dict[str, bool]:
+    """Twin name -> whether the compiled one is in use; all twins, or only ``names`` (a process asks only
+    for its own: importing the others would cost it their modules' memory)."""
+    return {n: bool(importlib.import_module(TWINS[n]).COMPILED) for n in (names or TWINS)}
+
+
+def describe(*names: str) -> str:
     """One line for a log: ``compiled twins: coinbase_l2_updates=compiled reconcile_plan=pure``."""
-    return "compiled twins: " + " ".join(f"{k}={'compiled' if v else 'pure'}" for k, v in report().items())
+    twins = report(*names)
+    return "compiled twins: " + " ".join(f"{k}={'compiled' if v else 'pure'}" for k, v in twins.items())

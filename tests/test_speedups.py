@@ -17,6 +17,19 @@ def test_report_names_each_twin_with_the_flag_its_module_uses() -> None:
     line = speedups.describe()
     for name, on in r.items():
         assert f"{name}={'compiled' if on else 'pure'}" in line
+    assert speedups.report("reconcile_plan") == {"reconcile_plan": reconcile.COMPILED}
+    word = "compiled" if reconcile.COMPILED else "pure"
+    assert speedups.describe("reconcile_plan") == f"compiled twins: reconcile_plan={word}"
+
+
+def test_asking_for_one_twin_imports_only_its_module() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from fastmm import speedups; speedups.report('reconcile_plan'); "
+            "print('fastmm.venues.coinbase.codec' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_every_twin_is_compiled_where_a_compiler_exists() -> None:

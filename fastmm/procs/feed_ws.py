@@ -8,10 +8,12 @@ simulator or the real endpoint.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 from typing import TextIO
 
+from fastmm import speedups
 from fastmm.config import Config
 from fastmm.data.units import format_e8
 from fastmm.procs.book_channel import BookPublisher
@@ -21,6 +23,8 @@ from fastmm.shm.records import STATE_CONNECTED, STATE_FRESH, TOP_OF_BOOK, VENUE_
 from fastmm.venues.coinbase.codec import CoinbaseFeed
 from fastmm.venues.kraken.ws_codec import KrakenBookFeed
 from fastmm.venues.ws_feed import Backoff, BookCodec, TopChanged, WsFeedClient
+
+log = logging.getLogger(__name__)
 
 VENUES = ("coinbase", "kraken")
 
@@ -43,6 +47,8 @@ async def run_supervised(cfg: Config, name: str) -> int:
     feed, url, stale_after_s, venue_code = make_codec(cfg, venue)
     stop = stop_on_signals()
     link = SupervisorLink(cfg, name)
+    if venue == "coinbase":
+        log.info("%s", speedups.describe("coinbase_l2_updates"))   # the pure twin is slower: say which runs
     channel = LatestValue.attach(cfg.instance.name, f"ref.{venue}", TOP_OF_BOOK)
     channel.claim_writer()
     publisher = BookPublisher(channel, venue_code)

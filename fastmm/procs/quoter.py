@@ -378,7 +378,7 @@ async def run_supervised(cfg: Config, name: str = "quoter") -> int:
     stop = stop_on_signals()
     loop = asyncio.get_running_loop()
     link = SupervisorLink(cfg, name)
-    log.info("%s", speedups.describe())   # a build without its compiled twins is slower: say which run
+    log.info("%s", speedups.describe("reconcile_plan"))   # a build without it is slower: say which runs
     inst = cfg.instance.name
     refs: dict[str, LatestValue] = {}
     for venue in ("coinbase", "kraken"):
