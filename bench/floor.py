@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from fastmm.latency import summarize
+
 HERE = Path(__file__).resolve()
 IN_SIZE = 1000     # bytes per message into the pipeline (a typical l2_data frame)
 OUT_SIZE = 100     # bytes per message out of it (about one order message)
@@ -239,19 +241,6 @@ def _read_line(proc: subprocess.Popen[bytes], timeout_s: float) -> bytes:
     return line
 
 
-def percentiles_us(values: list[int]) -> dict[str, float | int]:
-    """count, p50, p99, p99.9 and max in microseconds (nearest rank)."""
-    if not values:
-        return {"count": 0, "p50_us": 0.0, "p99_us": 0.0, "p999_us": 0.0, "max_us": 0.0}
-    s = sorted(values)
-    n = len(s)
-
-    def q(p: float) -> float:
-        return round(s[min(n - 1, int(p * n))] / 1000.0, 1)
-
-    return {"count": n, "p50_us": q(0.50), "p99_us": q(0.99), "p999_us": q(0.999), "max_us": q(1.0)}
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0].startswith("_"):
@@ -275,9 +264,9 @@ def main(argv: list[str] | None = None) -> int:
             os.close(dma_fd)
     print(f"cpu_dma_latency held: {dma_fd is not None}")
     for name, values in (("wire to wire", wire), ("hop (pipe wake)", hop)):
-        r = percentiles_us(values)
-        print(f"empty pipeline, gap {args.gap_ms} ms, {name}: n {r['count']} p50 {r['p50_us']} "
-              f"p99 {r['p99_us']} p99.9 {r['p999_us']} max {r['max_us']} us")
+        r = summarize(values)
+        print(f"empty pipeline, gap {args.gap_ms} ms, {name}: n {r['count']} p50 {r['p50_us']:.1f} "
+              f"p99 {r['p99_us']:.1f} p99.9 {r['p999_us']:.1f} max {r['max_us']:.1f} us")
     return 0
 
 

@@ -84,7 +84,7 @@ import numpy as np
 
 from fastmm.config import Config, ConfigError, load_config
 from fastmm.core.types import CancelOrder, NewOrder, ReplaceOrder
-from fastmm.latency import StageHistogram
+from fastmm.latency import summarize
 from fastmm.procs.quoter import Quoter
 
 log = logging.getLogger("fastmm.bench.latency")
@@ -493,13 +493,6 @@ def join(trace: dict[str, Any], stamps: FrameStamps,
                                           t_decide - tw), strict=True):
             events[name].append(v)
     return {"orders": rows, "unmatched_orders": unmatched, "events": events, "unmatched_events": ev_unmatched}
-
-
-def summarize(values: Sequence[int]) -> dict[str, float | int]:
-    h = StageHistogram(buffer_size=max(1, min(len(values), 1 << 16)))
-    for v in values:
-        h.record(int(v))
-    return h.summary().as_dict()
 
 
 def stage_summaries(joined: dict[str, Any]) -> dict[str, dict[str, dict[str, float | int]]]:
@@ -955,9 +948,8 @@ def compare(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def targets(runs: list[dict[str, Any]], ratios: dict[str, Any],
-            floors: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+            floors: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
-    floors = floors or {}
     by = {(r["speed"], r["mode"]): r for r in runs if "stages" in r}
     for speed in ("1x", "10x"):
         mp = by.get((speed, "multiprocess"))
@@ -1002,9 +994,8 @@ def targets(runs: list[dict[str, Any]], ratios: dict[str, Any],
 
 
 def render(runs: list[dict[str, Any]], ratios: dict[str, Any], goals: list[dict[str, Any]],
-           floors: dict[str, dict[str, Any]] | None = None) -> str:
+           floors: dict[str, dict[str, Any]]) -> str:
     lines = []
-    floors = floors or {}
     by = {(r["speed"], r["mode"]): r for r in runs if "stages" in r}
     for speed in dict.fromkeys(r["speed"] for r in runs):
         mp, sp = by.get((speed, "multiprocess")), by.get((speed, "single"))
@@ -1230,7 +1221,7 @@ def run(args: argparse.Namespace, out: Any = None) -> int:
                 try:
                     fm = _floor_module()
                     wire, hop = fm.measure(gaps)
-                    floors[speed_label(speed)] = {**fm.percentiles_us(wire), "hop": fm.percentiles_us(hop)}
+                    floors[speed_label(speed)] = {**summarize(wire), "hop": summarize(hop)}
                 except (OSError, RuntimeError, TimeoutError, ValueError) as e:
                     print(f"bench latency: floor at {speed_label(speed)} failed: {e}", file=sys.stderr)
     finally:

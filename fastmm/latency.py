@@ -12,6 +12,7 @@ Stages follow DESIGN.md: ``recv_to_pub`` (feed: frame read -> record published),
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,6 +81,14 @@ class StageHistogram:
 
     def merge_encoded(self, payload: bytes) -> None:
         self.hist.decode_and_add(payload)
+
+
+def summarize(values: Sequence[int]) -> dict[str, float | int]:
+    """count, p50, p99, p99.9 and max (us) of raw nanosecond values, through an HDR histogram."""
+    h = StageHistogram(buffer_size=max(1, min(len(values), 1 << 16)))
+    for v in values:
+        h.record(int(v))
+    return h.summary().as_dict()
 
 
 class LatencyRecorder:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastmm.latency import LatencyRecorder, StageHistogram
+from fastmm.latency import LatencyRecorder, StageHistogram, summarize
 
 
 def test_percentiles_of_known_values() -> None:
@@ -41,3 +41,10 @@ def test_encode_merge_and_table() -> None:
     table = rec.table()
     assert "wake_to_decide" in table and "12.0" in table
     assert rec.summaries()["recv_to_pub"].count == 0
+
+
+def test_summarize_raw_values() -> None:
+    s = summarize([1_000 * i for i in range(1, 1001)])        # 1 .. 1000 us
+    assert s["count"] == 1000
+    assert 499 <= s["p50_us"] <= 501 and 989 <= s["p99_us"] <= 991 and 999 <= s["max_us"] <= 1001
+    assert summarize([])["count"] == 0

@@ -23,11 +23,11 @@ from websockets.exceptions import ConnectionClosed
 
 log = logging.getLogger(__name__)
 
+_BUDGET = 500
+
 
 def _stamp(hook: Callable[[int, str, int], None], cid: int, frame: str) -> None:
     hook(cid, frame, time.monotonic_ns())
-
-_BUDGET = 500
 
 
 class WsCore(Protocol):
