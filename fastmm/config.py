@@ -16,6 +16,8 @@ integer ticks and lots in :mod:`fastmm.instrument`.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import os
 import tomllib
 import typing
@@ -335,6 +337,8 @@ def _convert(key: str, tp: Any, value: Any) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise bad()
+        if not math.isfinite(value):    # nan passes every range check and poisons every signal
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is Decimal:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -400,7 +404,46 @@ def _parse_env_value(text: str) -> Any:
         return text
 
 
+# FASTMM_* variables that are not setting overrides: secrets, the supervisor's word to a child, paths
+# the tools read, and the runbooks' and tests' own shell variables.
+OTHER_ENV = frozenset({"FASTMM_PROCESS", "FASTMM_DATA_DIR", "FASTMM_HOST_ROOT", "FASTMM_PURE",
+                       "FASTMM_CONFIG", "FASTMM_SECRETS", "FASTMM_SECRETS_NEW", "FASTMM_STATE", "FASTMM_LOG",
+                       "FASTMM_METRICS_PORT", "FASTMM_OE", "FASTMM_MD", "FASTMM_PROD"})
+OTHER_ENV_PREFIXES = ("FASTMM_TEST_", "FASTMM_BENCH_")
+_warned_env: set[str] = set()
+
+
+def unknown_env(environ: typing.Mapping[str, str]) -> list[str]:
+    """One line for each FASTMM_ variable that looks meant for fastmm but is no override or secret
+    (a single underscore between section and key, lower case): such a variable is otherwise ignored."""
+    sections = {f.name for f in dataclasses.fields(Config)}
+    out = []
+    for name in sorted(environ):
+        up = name.upper()
+        if not up.startswith(ENV_PREFIX) or name in SECRET_ENV or name in OTHER_ENV:
+            continue
+        if up.startswith(OTHER_ENV_PREFIXES) or (name == up and "__" in name):
+            continue
+        if name != up:
+            out.append(f"{name}: ignored: environment overrides are upper case ({up})")
+            continue
+        rest = name[len(ENV_PREFIX):].lower()
+        guess = next((f"{ENV_PREFIX}{s.upper()}__{rest[len(s) + 1:].upper()}" for s in sorted(sections)
+                      if rest.startswith(s + "_")), "")
+        out.append(f"{name}: ignored: not a setting override (FASTMM_<SECTION>__<KEY>)"
+                   + (f"; did you mean {guess}?" if guess else ""))
+    return out
+
+
+def _warn_unknown_env(environ: typing.Mapping[str, str]) -> None:
+    for line in unknown_env(environ):
+        if line not in _warned_env:
+            _warned_env.add(line)
+            logging.getLogger("fastmm.config").warning("%s", line)
+
+
 def _apply_env_overrides(raw: dict[str, Any], environ: typing.Mapping[str, str]) -> None:
+    _warn_unknown_env(environ)
     for name, text in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name or name in SECRET_ENV:
             continue

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 
-from fastmm.config import describe, example_toml, load_config
+from fastmm.config import describe, example_toml, load_config, unknown_env
 
 
 def _check(args: argparse.Namespace) -> int:
-    load_config(args.config)
-    print(f"{args.config or '(defaults)'}: ok")
+    load_config(args.config)     # logs one warning for each ignored FASTMM_ variable
+    ignored = unknown_env(os.environ)
+    print(f"{args.config or '(defaults)'}: ok" + (f" ({len(ignored)} environment variable(s) ignored)"
+                                                  if ignored else ""))
     return 0
 
 

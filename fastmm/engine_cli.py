@@ -13,6 +13,7 @@ from fastmm.config import load_config
 from fastmm.logs import setup_logging
 from fastmm.procs.plan import PROCESSES
 from fastmm.procs.supervisor import Supervisor, default_children
+from fastmm.shm.segment import InstanceRunning
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,7 +49,11 @@ def _supervise(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, os.environ)
     setup_logging(cfg.instance.log_level)
     sup = Supervisor(cfg, default_children(cfg, args.config, PROCESSES))
-    return sup.run()
+    try:
+        return sup.run()
+    except InstanceRunning as e:
+        print(f"fastmm supervise: {e}", file=sys.stderr)
+        return 1
 
 
 def _paper(args: argparse.Namespace) -> int:
@@ -58,36 +63,34 @@ def _paper(args: argparse.Namespace) -> int:
         os.environ["FASTMM_SIM__SPEED"] = repr(args.speed)
     cfg = load_config(args.config, os.environ)
     setup_logging(cfg.instance.log_level if not args.quiet else "WARNING")
-    return run_paper(PaperOptions(args.config, args.duration, 0.0 if args.quiet else 1.0))
-
-
-def _supervisor_pid(instance: str) -> int:
-    from fastmm.shm import segment as sg
-    from fastmm.shm.records import CONTROL
-
-    seg = sg.attach_segment(instance, "control", kind=sg.KIND_LATEST, dtype=CONTROL)
     try:
-        return seg.owner_pid
-    finally:
-        seg.close()
+        return run_paper(PaperOptions(args.config, args.duration, 0.0 if args.quiet else 1.0))
+    except InstanceRunning as e:
+        print(f"fastmm paper: {e}", file=sys.stderr)
+        return 1
 
 
 def _stop(args: argparse.Namespace) -> int:
-    from fastmm.shm import ShmError
+    from fastmm.shm import list_segments
+    from fastmm.shm.instance_lock import holder_pid
 
     cfg = load_config(args.config, os.environ)
-    try:
-        pid = _supervisor_pid(cfg.instance.name)
-    except ShmError as e:
-        print(f"fastmm stop: {e}", file=sys.stderr)
+    name = cfg.instance.name
+    pid = holder_pid(name)
+    if pid is None:
+        left = (" (segments of a dead supervisor remain; the next start removes them)"
+                if list_segments(name) else "")
+        print(f"fastmm stop: instance {name!r} is not running{left}", file=sys.stderr)
+        return 1
+    if pid == 0:
+        print(f"fastmm stop: the supervisor of {name!r} holds the instance but does not answer",
+              file=sys.stderr)
         return 1
     os.kill(pid, signal.SIGTERM)
-    print(f"fastmm stop: sent SIGTERM to the supervisor of {cfg.instance.name!r} (pid {pid})")
-    from fastmm.shm.segment import pid_alive
-
+    print(f"fastmm stop: sent SIGTERM to the supervisor of {name!r} (pid {pid})")
     deadline = time.monotonic() + args.wait
     while time.monotonic() < deadline:
-        if not pid_alive(pid):          # gone, or exited and not yet reaped by its parent
+        if holder_pid(name) != pid:     # the kernel released the instance: the supervisor has exited
             print("fastmm stop: the supervisor has stopped")
             return 0
         time.sleep(0.1)

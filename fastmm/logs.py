@@ -13,6 +13,13 @@ from collections import Counter
 _FORMAT = "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s[%(process)d] %(message)s"
 
 
+def reason(e: BaseException) -> str:
+    """What went wrong, never empty: ``TimeoutError()`` prints as "" and used to log as ``failed ()``."""
+    if text := str(e):
+        return text
+    return "timed out" if isinstance(e, TimeoutError) else f"{type(e).__name__} (no detail given)"
+
+
 def setup_logging(level: str = "INFO", stream: object = None) -> None:
     """Configure the root logger once for this process (stderr by default)."""
     handler = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from fastmm.config import Config, load_config
 from fastmm.procs import lifecycle as lc
 from fastmm.procs.plan import PROCESSES
 from fastmm.procs.supervisor import Supervisor, default_children
+from fastmm.shm.instance_lock import InstanceLock
 from fastmm.sim import venues as sim_venues
 from fastmm.sim.background import SimThread
 from fastmm.status import read_status, render
@@ -56,11 +57,13 @@ def run_paper(opts: PaperOptions, out: TextIO = sys.stdout) -> int:
     if made:
         print(f"paper: throw-away simulator credentials set for {', '.join(made)}", file=out)
     cfg = load_config(opts.config_path, os.environ)
-    # A new simulated venue is a new FIX session day: sequence numbers start again on both sides.
-    for stale in cfg.state_path.glob("fix.*.seq"):
-        stale.unlink()
+    # Take the instance first: a live engine of it keeps its sequence files and segments untouched.
+    instance = InstanceLock.acquire(cfg.instance.name)
     sims = SimThread()
     try:
+        # A new simulated venue is a new FIX session day: sequence numbers start again on both sides.
+        for stale in cfg.state_path.glob("fix.*.seq"):
+            stale.unlink()
         handle, _ = sims.start(lambda: _VenueHandle(cfg), timeout=120)
         venues = handle.venues
         assert venues is not None
@@ -69,9 +72,12 @@ def run_paper(opts: PaperOptions, out: TextIO = sys.stdout) -> int:
         os.environ.update(sim_venues.config_for(cfg, venues))
         cfg = load_config(opts.config_path, os.environ)
         sup = Supervisor(cfg, default_children(cfg, opts.config_path, opts.processes))
+        sup.instance_lock, instance = instance, None
         return _watch(sup, venues, opts, out)
     finally:
         sims.close()
+        if instance is not None:
+            instance.close()
 
 
 def _watch(sup: Supervisor, venues: sim_venues.VenueSet, opts: PaperOptions, out: TextIO) -> int:

@@ -28,6 +28,7 @@ from fastmm.procs.latency_channel import read_latency
 from fastmm.procs.lifecycle import Phase
 from fastmm.procs.plan import PROCESSES, QUOTER_LATENCY, health_channel
 from fastmm.shm import LatestValue, ShmError
+from fastmm.shm.instance_lock import holder_pid
 from fastmm.shm.records import (
     CONTROL,
     HEALTH,
@@ -40,7 +41,6 @@ from fastmm.shm.records import (
     STATE_SUBSCRIBED,
     TOP_OF_BOOK,
 )
-from fastmm.shm.segment import pid_alive
 
 E8 = 100_000_000
 TICK = 0.5
@@ -83,7 +83,8 @@ def _read_shm(instance: str, channels: dict[str, LatestValue] | None) -> dict[st
             return out
         owner = ctl.segment.owner_pid
         out["supervisor_pid"] = owner
-        if not pid_alive(owner):
+        holder = holder_pid(instance)   # the kernel's word, not a pid that may have been reused
+        if holder is None or holder not in (0, owner):
             out["stale"] = True     # segments of a supervisor that died: nothing is running
             out["phase"] = Phase(int(ctl.rx["phase"][0])).name
             return out

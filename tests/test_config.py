@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import sys
@@ -161,3 +162,29 @@ def test_cli_help_lists_commands() -> None:
     out = run_cli("--help")
     assert out.returncode == 0
     assert "config" in out.stdout
+
+
+@pytest.mark.parametrize("key, section", [("size_decay", "quoting"), ("coinbase_weight", "pricing"),
+                                          ("confidence_threshold", "quoting")])
+@pytest.mark.parametrize("literal", ["nan", "inf", "-inf"])
+def test_non_finite_numbers_are_refused_from_file_and_environment(tmp_path: Path, key: str, section: str,
+                                                                   literal: str) -> None:
+    """nan passed every range check and then crash-looped the quoter or quoted nothing (issue 16.9)."""
+    with pytest.raises(ConfigError, match=f"^{section}.{key}: expected a finite number"):
+        load_config(write(tmp_path, f"[{section}]\n{key} = {literal}\n"), environ={})
+    with pytest.raises(ConfigError, match=f"^{section}.{key}: expected a finite number"):
+        load_config(None, {f"FASTMM_{section.upper()}__{key.upper()}": literal})
+
+
+def test_misspelt_environment_overrides_are_named_not_silently_ignored(tmp_path: Path) -> None:
+    env = {**os.environ, "FASTMM_QUOTING_BASE_SPREAD_BPS": "7", "fastmm_quoting__levels": "2",
+           "FASTMM_NOT_A_THING": "1", "FASTMM_QUOTING__LEVELS": "3", "FASTMM_DATA_DIR": "/x"}
+    r = run_cli("config", "check", env=env)
+    assert r.returncode == 0 and "(3 environment variable(s) ignored)" in r.stdout, r.stdout + r.stderr
+    err = r.stderr.splitlines()
+    assert any("FASTMM_QUOTING_BASE_SPREAD_BPS: ignored" in ln and "FASTMM_QUOTING__BASE_SPREAD_BPS" in ln
+               for ln in err), err
+    assert any("fastmm_quoting__levels: ignored: environment overrides are upper case" in ln for ln in err)
+    assert any(ln.startswith("FASTMM_NOT_A_THING: ignored") for ln in err)
+    assert not any(ln.startswith(("FASTMM_QUOTING__LEVELS", "FASTMM_DATA_DIR")) for ln in err)
+    assert len(err) == 3, err

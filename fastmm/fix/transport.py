@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from fastmm.fix._state import InvalidState, State
 from fastmm.fix.session import DisconnectWanted, Event, FixSession, LoggedOn
+from fastmm.logs import reason
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +245,7 @@ class FixInitiator:
                 conn = proto
             except (OSError, TimeoutError) as e:
                 log.warning("FIX %s:%d connect failed: %s", self.host, self.port,
-                            type(e).__name__ if isinstance(e, TimeoutError) else e)
+                            reason(e))
             if conn is not None:
                 self.connects += 1
                 self.conn = conn

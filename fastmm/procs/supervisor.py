@@ -37,6 +37,7 @@ from fastmm.procs.plan import (
 )
 from fastmm.procs.restart import RestartPolicy
 from fastmm.shm import EventRing, LatestValue, remove_stale_segments, unlink_instance
+from fastmm.shm.instance_lock import InstanceLock
 from fastmm.shm.records import (
     COMMAND_CODES,
     STATE_FRESH,
@@ -113,10 +114,18 @@ class Supervisor:
         self.history: list[tuple[int, str]] = []
         self.report_path = cfg.state_path / "report.json"
         self.exit_code = 0
+        self.instance_lock: InstanceLock | None = None
 
     # -- start ----------------------------------------------------------------------------------
+    def acquire_instance(self) -> None:
+        """Take the instance before touching anything of it (segments, journal, sequence files); a
+        live engine of the same instance raises InstanceRunning and nothing is changed."""
+        if self.instance_lock is None:
+            self.instance_lock = InstanceLock.acquire(self.cfg.instance.name)
+
     def start(self) -> None:
         cfg = self.cfg
+        self.acquire_instance()
         cfg.state_path.mkdir(parents=True, exist_ok=True)
         removed = remove_stale_segments(cfg.instance.name)
         if removed:
@@ -156,6 +165,8 @@ class Supervisor:
     # -- one step of the watch loop ---------------------------------------------------------------
     def step(self) -> None:
         now = self.clock()
+        if self.instance_lock is not None:
+            self.instance_lock.drain()
         stopping = self.lifecycle.phase >= lc.Phase.STOPPING
         for child in self.children.values():
             proc = child.proc
@@ -377,16 +388,21 @@ class Supervisor:
                 c.proc = None
 
     def close(self) -> None:
-        """Release everything, whatever state the run ended in (also after an exception)."""
+        """Release everything, whatever state the run ended in (also after an exception). A supervisor
+        that never took the instance (another engine holds it) touches nothing of it."""
         self._end_children()
         for ch in self.channels.values():
             ch.close()
         self.channels.clear()
         self.control = None
-        unlink_instance(self.cfg.instance.name)
+        if self.instance_lock is not None:
+            unlink_instance(self.cfg.instance.name)
         if self.journal is not None:
             self.journal.close()
             self.journal = None
+        if self.instance_lock is not None:
+            self.instance_lock.close()
+            self.instance_lock = None
 
     def run(self, poll_s: float = 0.005) -> int:
         """Start, watch until STOPPED (SIGINT/SIGTERM request the stop), clean up; the exit status."""

@@ -45,6 +45,7 @@ W_CAPACITY = 5
 W_CREATED_NS = 6
 W_NOTIFY_FD = 7          # eventfd of the blocking consumer, -1 for none
 W_PRODUCER_PID = 8
+W_OWNER_START = 9        # the creator's start time (/proc/<pid>/stat field 22): a reused pid is not it
 W_WRITE = 16             # byte 128: seqlock counter / ring write cursor (written by the producer only)
 W_READ = 32              # byte 256: ring read cursor (written by the consumer only)
 W_CONSUMER_PID = 33
@@ -74,8 +75,21 @@ def segment_name(instance: str, channel: str) -> str:
     return f"/fastmm.{instance}.{channel}"
 
 
-def pid_alive(pid: int) -> bool:
+def process_start_ticks(pid: int) -> int:
+    """When ``pid`` started, in clock ticks since boot (0 if it cannot be read): with the pid, the
+    identity of a process that survives pid reuse."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b") ", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def pid_alive(pid: int, start_ticks: int = 0) -> bool:
+    """Is ``pid`` a live (not zombie) process; with ``start_ticks``, the same process that had them."""
     if pid <= 0:
+        return False
+    if start_ticks and process_start_ticks(pid) not in (0, start_ticks):
         return False
     try:
         os.kill(pid, 0)
@@ -86,7 +100,7 @@ def pid_alive(pid: int) -> bool:
     # A zombie (exited, not yet reaped) is dead for our purposes.
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().split(b") ", 1)[1][:1] != b"Z"
+            return f.read().rsplit(b") ", 1)[1][:1] != b"Z"
     except (OSError, IndexError):
         return True
 
@@ -115,6 +129,14 @@ class Segment:
     @property
     def owner_pid(self) -> int:
         return int(self.words[W_OWNER_PID])
+
+    @property
+    def owner_start(self) -> int:
+        return int(self.words[W_OWNER_START])
+
+    def owner_alive(self) -> bool:
+        """The creating process still runs (a reused pid with another start time does not count)."""
+        return pid_alive(self.owner_pid, self.owner_start)
 
     def records(self, dtype: np.dtype, count: int) -> np.ndarray:
         return np.frombuffer(self.mm, dtype=dtype, count=count, offset=HEADER_BYTES)
@@ -154,6 +176,7 @@ def create_segment(instance: str, channel: str, *, kind: int, dtype: np.dtype, c
     words[:] = 0
     words[W_VERSION_KIND] = (kind << 32) | LAYOUT_VERSION
     words[W_OWNER_PID] = os.getpid()
+    words[W_OWNER_START] = process_start_ticks(os.getpid())
     words[W_FINGERPRINT] = dtype_fingerprint(dtype)
     words[W_ITEMSIZE] = dtype.itemsize
     words[W_CAPACITY] = capacity
@@ -211,13 +234,13 @@ def _remove_if_stale(name: str) -> bool:
         shm = posix_ipc.SharedMemory(name)
     except posix_ipc.ExistentialError:
         return False
-    owner = 0
+    owner = started = 0
     if shm.size >= HEADER_BYTES:
         mm = _map(name, shm)
         try:
             header = np.frombuffer(mm, dtype="<u8", count=HEADER_BYTES // 8)
             if int(header[W_MAGIC]) == MAGIC:
-                owner = int(header[W_OWNER_PID])
+                owner, started = int(header[W_OWNER_PID]), int(header[W_OWNER_START])
             del header
         finally:
             mm.close()
@@ -225,7 +248,7 @@ def _remove_if_stale(name: str) -> bool:
         shm.close_fd()
     if owner == os.getpid():
         return False
-    if owner and pid_alive(owner):
+    if owner and pid_alive(owner, started):
         raise InstanceRunning(f"segment {name} belongs to running process {owner}: another engine of this "
                               "instance is up; stop it or use another instance name")
     with contextlib.suppress(posix_ipc.ExistentialError):

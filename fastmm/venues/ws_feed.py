@@ -22,7 +22,7 @@ import orjson
 import websockets
 
 from fastmm.data.units import DataError
-from fastmm.logs import OnceLogger
+from fastmm.logs import OnceLogger, reason
 from fastmm.sim.wire_time import parse_rfc3339_ns
 
 log = logging.getLogger("fastmm.feed")
@@ -137,7 +137,7 @@ class WsFeedClient:
                 await self._session(stop)
             except (TimeoutError, OSError, websockets.WebSocketException) as e:
                 log.warning("%s: connection to %s failed or lost: %s", self.feed.venue, self.url,
-                            e or type(e).__name__)
+                            reason(e))
             finally:
                 self.connected = False
                 self._ws = None

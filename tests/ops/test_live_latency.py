@@ -25,6 +25,7 @@ from fastmm.procs.latency_channel import (
 from fastmm.procs.lifecycle import Phase
 from fastmm.procs.plan import QUOTER, QUOTER_LATENCY, channel_specs, create_channels
 from fastmm.shm import LatestValue, list_segments, unlink_instance
+from fastmm.shm.instance_lock import InstanceLock
 from fastmm.shm.records import LATENCY_STAGES, STAGE_LATENCY
 from fastmm.status import read_status, render
 
@@ -97,6 +98,7 @@ def test_published_about_once_a_second_and_read_by_status_and_metrics(instance: 
     cfg = load_config(None, {"FASTMM_INSTANCE__NAME": instance})
     specs = channel_specs(cfg, (QUOTER,))
     assert any(s.name == QUOTER_LATENCY and s.dtype == STAGE_LATENCY for s in specs)
+    lock = InstanceLock.acquire(instance)        # this test plays the supervisor: it holds the instance
     channels = create_channels(cfg, specs)
     try:
         ctl = channels["control"]
@@ -138,6 +140,7 @@ def test_published_about_once_a_second_and_read_by_status_and_metrics(instance: 
         for ch in channels.values():
             ch.close()
             ch.unlink()
+        lock.close()
 
 
 def _exposition(st: dict) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 
 from fastmm.config import Secret
+from fastmm.logs import reason
 from fastmm.venues.kraken.rest_codec import (
     API_PREFIX,
     RETRYABLE,
@@ -137,8 +138,9 @@ class KrakenRest:
             except (*RETRYABLE, InvalidNonce, aiohttp.ClientError, TimeoutError) as e:
                 self._count(e)
                 if attempt == self.retries:
-                    raise ServiceUnavailable(f"{what}: gave up after {attempt + 1} attempts: {e}") from e
-                log.warning("kraken: %s failed (%s); retry %d in %.2f s", what, e or type(e).__name__,
+                    raise ServiceUnavailable(
+                        f"{what}: gave up after {attempt + 1} attempts: {reason(e)}") from e
+                log.warning("kraken: %s failed (%s); retry %d in %.2f s", what, reason(e),
                             attempt + 1, delay)
                 await asyncio.sleep(delay * (0.5 + self._rng.random() / 2))
                 delay = min(delay * 2, 5.0)

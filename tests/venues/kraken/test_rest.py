@@ -176,7 +176,7 @@ def test_bad_answers_from_a_broken_server(tmp_path: Path) -> None:
     assert asyncio.run(asyncio.wait_for(go(), 30)) == {"ZUSD": "1.0"}
 
 
-def test_stalled_server_times_out(tmp_path: Path) -> None:
+def test_stalled_server_times_out(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     release = asyncio.Event()
 
     async def handler(request: web.Request) -> web.Response:
@@ -187,11 +187,13 @@ def test_stalled_server_times_out(tmp_path: Path) -> None:
         async with http_server(handler) as port:
             try:
                 async with client(f"http://127.0.0.1:{port}", tmp_path, timeout_s=0.3, retries=1) as k:
-                    with pytest.raises(ServiceUnavailable, match="gave up"):
+                    with pytest.raises(ServiceUnavailable, match="gave up after 2 attempts: timed out"):
                         await k.balance()
             finally:
                 release.set()         # before the server's cleanup, which waits for the handler
     asyncio.run(asyncio.wait_for(go(), 30))
+    # The retry says why (a TimeoutError has no text: it used to log as "failed ()").
+    assert any("Balance failed (timed out); retry 1" in r.getMessage() for r in caplog.records), caplog.text
 
 
 def test_order_rate_limited_type() -> None:
