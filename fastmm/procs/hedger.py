@@ -139,8 +139,8 @@ class Hedger:
                 self._final(cl, "never placed")
                 continue
             txid, info = found
-            log.warning("hedger: hedge order %s (%s) left by the previous run is %s", cl, txid,
-                        info.get("status"))
+            log.warning("hedger: %s: hedge order %s (%s) is %s", "winding down" if let_market_finish
+                        else "left by the previous run", cl, txid, info.get("status"))
             self.txid_of[cl] = txid
             self.side_of[cl] = rec["side"]
             await self._absorb(cl, info)
