@@ -478,7 +478,8 @@ class Supervisor:
                 c.proc.wait(timeout=10)
                 c.exits.append(c.proc.returncode)
                 c.proc = None
-                if c.exits[-1] == -signal.SIGKILL:     # it could not wind down: clean up after it
+                # It could not wind down, or the venue never confirmed the stop's cancels: clean up after it.
+                if c.exits[-1] != 0 or lc.StopStep.CANCEL_QUOTES in self.lifecycle.timed_out:
                     self._after_death(c)
         self._reap_after_death(wait_s=CANCEL_LEFT_TIMEOUT_S + 5.0)
 
