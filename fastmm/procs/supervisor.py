@@ -374,6 +374,10 @@ class Supervisor:
             h = self._health(proc)
             if h is not None and h[2] >= cid:
                 del self._awaiting[proc]
+            elif proc == HEDGER and self.command_name == "logout" and self.children[proc].proc is None:
+                # A dead hedger has no order it could still finish; its journal lists any it left open,
+                # and its next start follows that order on Kraken and publishes the fills.
+                del self._awaiting[proc]
         if self.command_name == "logout" and not self._awaiting and not self._hedge_ring_booked():
             return
         if not self._awaiting:
