@@ -14,15 +14,15 @@ import sys
 
 from fastmm.config import Config
 from fastmm.ops_cli import cancel_orders
+from fastmm.procs.supervisor import CANCEL_LEFT_TIMEOUT_S
 
 log = logging.getLogger("fastmm.cancel_left")
 
 
-async def run_supervised(cfg: Config, name: str = "cancel-left", timeout_s: float = 10.0) -> int:
-    """0 when every possibly-live order is confirmed ended (or there was none), non-zero otherwise."""
-    from fastmm.procs.supervisor import CANCEL_LEFT_TIMEOUT_S
-
-    code = await cancel_orders(cfg, min(timeout_s, CANCEL_LEFT_TIMEOUT_S), sys.stderr)
+async def run_supervised(cfg: Config, name: str = "cancel-left") -> int:
+    """0 when every possibly-live order is confirmed ended (or there was none), non-zero otherwise (the
+    supervisor logs it and journals a risk record)."""
+    code = await cancel_orders(cfg, CANCEL_LEFT_TIMEOUT_S, sys.stderr)
     if code:
         log.error("%s: orders may still be live on TrueX (status %d)", name, code)
     return code
