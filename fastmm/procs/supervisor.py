@@ -270,6 +270,10 @@ class Supervisor:
             child.after_death = None
             if code == 0:
                 log.info("%s: cancel-left done", child.spec.name)
+                if self.command_name == "cancel_all" and child.spec.name in self._awaiting:
+                    # the quoter died during the stop's cancel step: its clean-up confirmed every cancel
+                    del self._awaiting[child.spec.name]
+                    self._check_step_acks(self.clock())
             else:
                 log.error("%s: cancel-left ended with status %d: orders may still be live on TrueX",
                           child.spec.name, code)

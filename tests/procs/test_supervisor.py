@@ -174,3 +174,22 @@ def test_a_dead_hedger_does_not_hold_the_logout_step(supervisor) -> None:
     sup.request_stop("test")
     run_until(sup, lambda: sup.lifecycle.phase == lc.Phase.STOPPED)
     assert sup.lifecycle.timed_out == [] and sup.exit_code == 0
+
+
+def test_a_quoter_dead_during_the_stop_is_cleaned_up_and_the_cancel_step_confirmed(supervisor) -> None:
+    """The quoter dies during the stop's cancel step: its ``on_death`` command (cancel-left in the engine;
+    here a stand-in that records that it ran and succeeds) confirms the step instead of a timeout."""
+    sup = supervisor(SCRIPTED_NO_ACK="cancel_all")
+    marker = sup.cfg.state_path / "on_death.ran"
+    sup.cfg.state_path.mkdir(parents=True, exist_ok=True)
+    quoter = sup.children["quoter"]
+    quoter.spec.on_death = [sys.executable, "-c", f"open({str(marker)!r}, 'w').write('ran')"]
+    sup.start()
+    run_until(sup, lambda: sup.lifecycle.phase == lc.Phase.QUOTING)
+    sup.request_stop("test")
+    run_until(sup, lambda: sup.lifecycle.step == lc.StopStep.CANCEL_QUOTES)
+    assert quoter.proc is not None
+    os.kill(quoter.proc.pid, signal.SIGKILL)
+    run_until(sup, lambda: sup.lifecycle.phase == lc.Phase.STOPPED)
+    assert marker.read_text() == "ran"
+    assert lc.StopStep.CANCEL_QUOTES not in sup.lifecycle.timed_out
