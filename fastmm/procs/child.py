@@ -36,12 +36,15 @@ def die_with_parent(sig: int = signal.SIGTERM) -> bool:
 
 
 def stop_on_signals() -> asyncio.Event:
-    """An event that SIGINT or SIGTERM sets (the supervisor's stop, Ctrl-C): every process's way out of
-    its loop, so the stop sequence runs instead of the process dying mid-write."""
+    """An event that SIGTERM sets (the supervisor's escalation, its death through PR_SET_PDEATHSIG), and
+    SIGINT unless the process ignores it (supervised children do, see ``fastmm.procs.run``; a process run
+    on its own stops on Ctrl-C): every process's way out of its loop, so its own wind-down runs instead
+    of the process dying mid-write."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            loop.add_signal_handler(sig, stop.set)
     return stop
 
 
@@ -58,7 +61,10 @@ class SupervisorLink:
         self.acked = 0
         self.messages = 0
         self.errors = 0
-        self._parent = os.getppid()
+        # The supervisor's pid from the environment it passed: a supervisor that died before this line
+        # is then seen gone at the first check (getppid() would already name the reaper).
+        expected = os.environ.get("FASTMM_SUPERVISOR_PID", "")
+        self._parent = int(expected) if expected.isdigit() else os.getppid()
         # Carry on from what an earlier incarnation of this process acknowledged.
         if self.health.read() > 0:
             self.acked = int(self.health.rx["acked"][0])

@@ -28,6 +28,7 @@ from fastmm.data.units import fixed_e8, parse_e8
 from fastmm.journal import Journal, read_journal
 from fastmm.procs.book_channel import read_top
 from fastmm.procs.child import SupervisorLink, serve_supervisor, stop_on_signals
+from fastmm.procs.recovery import HEDGER_JOURNAL
 from fastmm.shm import EventRing, LatestValue, SegmentMissing
 from fastmm.shm.records import (
     FILL,
@@ -45,6 +46,7 @@ log = logging.getLogger("fastmm.hedger")
 
 CLOSED = ("closed", "canceled", "expired")
 POLL_S = 0.25
+WIND_DOWN_S = 4.0       # the stop's logout step allows 5 s: a market order ends well inside that
 FUNDS_BACKOFF_S = 60.0
 
 
@@ -66,7 +68,8 @@ class HedgeBook:
                     self.open_orders[cl] = rec
                     self.next_id = max(self.next_id, int(rec.get("hedge_id", 0)) + 1)
                 elif kind == "hedge_fill":
-                    self.published.add(rec["exec_id"])
+                    if int(rec.get("lots", 0)) > 0:     # a sub-lot remainder is journalled, never published
+                        self.published.add(rec["exec_id"])
                     self.seen_e8[rec["cl_ord_id"]] = (int(rec["vol_exec_e8"]), Decimal(rec["cost"]),
                                                       Decimal(rec["fee"]))
                     self.carry_e8[rec["cl_ord_id"]] = int(rec["carry_e8"])
@@ -97,16 +100,37 @@ class Hedger:
         self.alert = ""
         self.txid_of: dict[str, str] = {}
         self.side_of: dict[str, str] = {}
+        self.wound_down = False
 
     @property
     def fills_published(self) -> int:
         return len(self.book.published)
 
-    # -- restart -----------------------------------------------------------------------------------
+    # -- restart and stop ----------------------------------------------------------------------------
     async def recover(self, max_wait_s: float = 30.0) -> None:
         """Finish every hedge order the journal says may still be live before hedging again: an open
         one is canceled (its purpose may be stale after a restart), and whatever it executed is
         published, once. The planner then starts from the position the quoter publishes."""
+        await self._settle(max_wait_s, let_market_finish=False)
+
+    async def wind_down(self, max_wait_s: float = WIND_DOWN_S) -> bool:
+        """The end of hedging (the stop's ``logout``, or the process exiting for any reason): no new
+        order; a working limit order is canceled, a market order is followed to its end (it was sent to
+        hedge a position that is real), and what they executed is journalled and published. False
+        when an order's end was not seen in time: the journal still lists it, so the next start finds
+        it on Kraken and publishes its fills instead of hedging again."""
+        self.wound_down = True
+        try:
+            await self._settle(max_wait_s, let_market_finish=True)
+        except (OutcomeUnknown, KrakenError) as e:
+            log.error("hedger: stopping with a hedge order not seen to end: %s (the next start follows it)",
+                      e)
+            return False
+        finally:
+            self.planner.hedge = None
+        return True
+
+    async def _settle(self, max_wait_s: float, *, let_market_finish: bool) -> None:
         for cl, rec in list(self.book.open_orders.items()):
             found = await self.rest.find_order(cl)
             if found is None:
@@ -115,16 +139,18 @@ class Hedger:
                 self._final(cl, "never placed")
                 continue
             txid, info = found
-            log.warning("hedger: hedge order %s (%s) left by the previous run is %s", cl, txid,
-                        info.get("status"))
+            log.warning("hedger: %s: hedge order %s (%s) is %s", "winding down" if let_market_finish
+                        else "left by the previous run", cl, txid, info.get("status"))
             self.txid_of[cl] = txid
             self.side_of[cl] = rec["side"]
             await self._absorb(cl, info)
             deadline = time.monotonic() + max_wait_s
+            market = int(rec.get("price_e8", 0)) == 0
             while info.get("status") not in CLOSED:
-                with contextlib.suppress(KrakenError):
-                    await self.rest.private("CancelOrder", {"txid": txid},
-                                            order_age_s=(time.time_ns() - int(rec["t_ns"])) / 1e9)
+                if not (market and let_market_finish):
+                    with contextlib.suppress(KrakenError):
+                        await self.rest.private("CancelOrder", {"txid": txid},
+                                                order_age_s=(time.time_ns() - int(rec["t_ns"])) / 1e9)
                 await asyncio.sleep(POLL_S)
                 info = (await self.rest.private("QueryOrders", {"txid": txid, "trades": "true"}))[txid]
                 await self._absorb(cl, info)
@@ -166,8 +192,11 @@ class Hedger:
                                   "volume": fixed_e8(action.volume_e8, self.pair.lot_decimals)}
         if price:
             params["price"] = fixed_e8(price, self.pair.price_decimals)
-        self.journal.append("hedge", time.time_ns(), cl_ord_id=action.cl_ord_id, hedge_id=h.hedge_id,
-                            side=action.side, volume_e8=action.volume_e8, price_e8=price)
+        rec = {"cl_ord_id": action.cl_ord_id, "hedge_id": h.hedge_id, "side": action.side,
+               "volume_e8": action.volume_e8, "price_e8": price}
+        t_ns = time.time_ns()
+        self.journal.append("hedge", t_ns, **rec)
+        self.book.open_orders[action.cl_ord_id] = {**rec, "t_ns": t_ns}   # until its end is journalled
         self.side_of[action.cl_ord_id] = action.side
         try:
             placed = await self.rest.add_order(params, action.cl_ord_id)
@@ -308,14 +337,18 @@ async def run_supervised(cfg: Config, name: str = "hedger") -> int:
     except SegmentMissing:
         ref = None
     state = cfg.state_path
-    journal = Journal(state / "hedger.jsonl", cfg.journal.durability, cfg.journal.rotate_bytes)
-    book = HedgeBook(state / "hedger.jsonl")
+    journal = Journal(state / HEDGER_JOURNAL, cfg.journal.durability, cfg.journal.rotate_bytes)
+    book = HedgeBook(state / HEDGER_JOURNAL)
     flatten_cmd: list[int] = []
+    logout_cmd: list[int] = []
 
     def on_command(cid: int, what: str) -> bool:
         if what == "hedge_flat":
             flatten_cmd.append(cid)
             return False          # acknowledged once the position is flat (below the minimum hedge)
+        if what == "logout":
+            logout_cmd.append(cid)
+            return False          # acknowledged once no hedge order is working (fills on the ring)
         return True
 
     sup = asyncio.create_task(serve_supervisor(link, stop, on_command=on_command))
@@ -327,46 +360,14 @@ async def run_supervised(cfg: Config, name: str = "hedger") -> int:
             hedger = Hedger(cfg, rest, ring, journal, book, pair)
             await hedger.recover()
             link.set_state(STATE_CONNECTED)
-            last_ticker = 0.0
-            last_dead_man = 0.0
-            dead_man_s = cfg.hedge.dead_man_timeout_s
-            bid = ask = 0
-            while not stop.is_set():
-                pos_lots = applied = 0
-                if position.read() > 0:
-                    pos_lots = int(position.rx["position_lots"][0])
-                    applied = int(position.rx["hedge_fills"][0])
-                top = read_top(ref) if ref is not None else None
-                if top is not None and top.usable:
-                    bid, ask = top.bid_e8, top.ask_e8
-                elif time.monotonic() - last_ticker > 1.0:
-                    last_ticker = time.monotonic()
-                    with contextlib.suppress(KrakenError):
-                        t = (await rest.public("Ticker", {"pair": pair.altname}))
-                        info = next(iter(t.values()))
-                        bid, ask = parse_e8(info["b"][0]), parse_e8(info["a"][0])
-                if dead_man_s and time.monotonic() - last_dead_man >= dead_man_s / 2:
-                    # Kraken cancels every open order if this is not renewed in time: a hedger that
-                    # hangs or loses its network cannot leave a hedge working.
+            try:
+                await _hedge_loop(cfg, hedger, rest, pair, link, stop, position, ref, flatten_cmd, logout_cmd)
+            finally:
+                if not hedger.wound_down:          # SIGTERM, exit, the supervisor gone: nothing left working
                     try:
-                        await rest.private("CancelAllOrdersAfter", {"timeout": dead_man_s})
-                        last_dead_man = time.monotonic()
-                    except KrakenError as e:
-                        log.error("hedger: dead-man switch not renewed: %s", e)
-                if flatten_cmd:
-                    hedger.planner.flatten = True
-                if cfg.hedge.enabled or flatten_cmd:
-                    await hedger.step(pos_lots, applied, bid, ask)
-                flat = hedger.planner.hedge is None and hedger.planner.wanted_e8(pos_lots) is None
-                link.set_state(STATE_FLAT, flat)
-                link.set_state(STATE_RISK_TRIPPED, bool(hedger.alert))
-                if flatten_cmd and flat and applied >= hedger.fills_published:
-                    link.ack(flatten_cmd[-1])
-                    flatten_cmd.clear()
-                    hedger.planner.flatten = False
-                link.messages = hedger.fills_published
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), POLL_S)
+                        await hedger.wind_down()
+                    except Exception:    # the journal still lists the order: the next start follows it
+                        log.exception("hedger: wind-down failed")
     finally:
         stop.set()
         await sup
@@ -377,3 +378,59 @@ async def run_supervised(cfg: Config, name: str = "hedger") -> int:
             ref.close()
         link.close()
     return 0
+
+
+async def _hedge_loop(cfg: Config, hedger: Hedger, rest: KrakenRest, pair: PairInfo, link: SupervisorLink,
+                      stop: asyncio.Event, position: LatestValue, ref: LatestValue | None,
+                      flatten_cmd: list[int], logout_cmd: list[int]) -> None:
+    """Hedge until stopped; after the stop's ``logout`` only wind down and acknowledge."""
+    last_ticker = 0.0
+    last_dead_man = 0.0
+    dead_man_s = cfg.hedge.dead_man_timeout_s
+    bid = ask = 0
+    while not stop.is_set():
+        if logout_cmd:
+            if not hedger.wound_down:
+                await hedger.wind_down()
+            link.ack(logout_cmd[-1])
+            logout_cmd.clear()
+        if hedger.wound_down:
+            link.set_state(STATE_FLAT, True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), POLL_S)
+            continue
+        pos_lots = applied = 0
+        if position.read() > 0:
+            pos_lots = int(position.rx["position_lots"][0])
+            applied = int(position.rx["hedge_fills"][0])
+        top = read_top(ref) if ref is not None else None
+        if top is not None and top.usable:
+            bid, ask = top.bid_e8, top.ask_e8
+        elif time.monotonic() - last_ticker > 1.0:
+            last_ticker = time.monotonic()
+            with contextlib.suppress(KrakenError):
+                t = (await rest.public("Ticker", {"pair": pair.altname}))
+                info = next(iter(t.values()))
+                bid, ask = parse_e8(info["b"][0]), parse_e8(info["a"][0])
+        if dead_man_s and time.monotonic() - last_dead_man >= dead_man_s / 2:
+            # Kraken cancels every open order if this is not renewed in time: a hedger that
+            # hangs or loses its network cannot leave a hedge working.
+            try:
+                await rest.private("CancelAllOrdersAfter", {"timeout": dead_man_s})
+                last_dead_man = time.monotonic()
+            except KrakenError as e:
+                log.error("hedger: dead-man switch not renewed: %s", e)
+        if flatten_cmd:
+            hedger.planner.flatten = True
+        if cfg.hedge.enabled or flatten_cmd:
+            await hedger.step(pos_lots, applied, bid, ask)
+        flat = hedger.planner.hedge is None and hedger.planner.wanted_e8(pos_lots) is None
+        link.set_state(STATE_FLAT, flat)
+        link.set_state(STATE_RISK_TRIPPED, bool(hedger.alert))
+        if flatten_cmd and flat and applied >= hedger.fills_published:
+            link.ack(flatten_cmd[-1])
+            flatten_cmd.clear()
+            hedger.planner.flatten = False
+        link.messages = hedger.fills_published
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), POLL_S)

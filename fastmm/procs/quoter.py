@@ -78,6 +78,7 @@ log = logging.getLogger("fastmm.quoter")
 PHASE_FEEDS_UP = 1
 TIMER_S = 0.05
 MARK_EVERY_NS = 1_000_000_000   # the fair mid goes into the journal at most this often (for the report)
+EXIT_CANCEL_S = 5.0             # on the way out: time for every cancel to be confirmed (10 at 8/s take 1.3 s)
 
 
 def _b36(n: int) -> str:
@@ -348,6 +349,38 @@ class Quoter:
             return True
         return True
 
+    async def cancel_before_exit(self, timeout_s: float = EXIT_CANCEL_S) -> int:
+        """Whatever ends the process (the supervisor's exit, SIGTERM, the supervisor's death through
+        PR_SET_PDEATHSIG): cancel every working order and wait for the venue to confirm each, paced by the
+        rate limiter, before the logout. A normal stop has done this already (``cancel_all``), so this
+        costs nothing then. Returns how many orders are still not confirmed ended (logged, journalled)."""
+        tracker = self.core.engine.tracker
+        if not tracker.working:
+            return 0
+        now = time.monotonic_ns()
+        self.quoting = False
+        self._set(STATE_QUOTING, False)
+        log.warning("exiting with %d order(s) working: canceling them before the logout",
+                    len(tracker.working))
+        self.send_actions(self.core.stop(now), now)
+        deadline = now + int(timeout_s * 1e9)
+        while tracker.working and self.logged_on and now < deadline:
+            await asyncio.sleep(TIMER_S / 5)
+            now = time.monotonic_ns()
+            self.send_actions(self.core.on_timer(now), now)    # the cancels the rate limit held back
+            self.drain_hedge_fills(now)
+        left = len(tracker.working)
+        self.publish_position(now)
+        if left:
+            why = f"not confirmed in {timeout_s:g} s" if self.logged_on else "order entry is not logged on"
+            log.error("exiting with %d order(s) possibly live on TrueX: %s (the next start cancels them)",
+                      left, why)
+            self.journal.append("risk", time.time_ns(),
+                                detail=f"exit: {left} order(s) not confirmed canceled")
+        else:
+            log.warning("every order confirmed canceled; logging out")
+        return left
+
     async def _logout(self, cid: int) -> None:
         assert self.initiator is not None
         await self.initiator.stop("fastmm stopping")
@@ -402,6 +435,10 @@ async def run_supervised(cfg: Config, name: str = "quoter") -> int:
     q = Quoter(cfg, link, journal, refs, book, ring, position)
     recovered = recover(cfg.state_path / cfg.journal.file, q.core, cfg)
     q.fills, q.hedge_fills = recovered.truex_fills, recovered.hedge_fills
+    for hf in recovered.unbooked_hedge_fills:   # booked by the recovery: now in the quoter's journal too
+        journal.append("hedge_fill", time.time_ns(), exec_id=hf.exec_id, side=hf.side.name,
+                       qty_lots=hf.qty_lots, price=str(hf.price), fee=str(hf.fee), source="quoter",
+                       recovered=True)
     for exec_id in recovered.fill_ids:
         q._fill_ids.add(exec_id)
     q.publish_position(time.monotonic_ns())
@@ -491,8 +528,14 @@ async def run_supervised(cfg: Config, name: str = "quoter") -> int:
     finally:
         stop.set()
         if q.initiator is not None:
+            try:
+                await q.cancel_before_exit()
+            except Exception:   # the logout below must still happen
+                log.exception("canceling before the exit failed")
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(q.initiator.stop("fastmm exiting"), 5)
+        if ring is not None:
+            q.drain_hedge_fills(time.monotonic_ns())    # what the hedger published up to now is booked
         for fd in readers:
             loop.remove_reader(fd)
         for t in tasks:

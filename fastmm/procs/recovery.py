@@ -9,6 +9,12 @@ engine, halted until the supervisor says ``start_quoting``, then cancels them th
 like any other order, retries a cancel the venue throttled, and ends one the venue says it does not
 know. A replace whose answer never came leaves both ids possibly live, and both are adopted (the one
 that no longer exists gets an OrderCancelReject for an unknown order, which ends it).
+
+Hedge fills: the hedger journals each fill (``hedger.jsonl``) before it publishes it on the ring, so its
+journal is the authority. A fill it published after the quoter had stopped taking from the ring (the
+quoter exited first at a stop, or died) is in the hedger's journal and not in the quoter's; recovery
+books every such fill once (:attr:`Recovered.unbooked_hedge_fills`, which the quoter then journals), so
+the position includes it and the hedger, seeing it, does not hedge the same inventory again.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 from fastmm.config import Config
@@ -26,6 +32,7 @@ from fastmm.journal import read_journal, segments
 
 log = logging.getLogger("fastmm.recovery")
 
+HEDGER_JOURNAL = "hedger.jsonl"   # in the state folder, next to the quoter's journal
 RATE_MEMORY_NS = 62_000_000_000   # TrueX's longest message window (a minute) plus the engine's guard
 
 
@@ -38,6 +45,8 @@ class Recovered:
     fill_ids: set[str] = field(default_factory=set)
     # ClOrdID -> (price ticks, order quantity lots, filled lots) as the journal last had them
     terms: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    # hedge fills in the hedger's journal that the quoter's journal did not have (booked by recover)
+    unbooked_hedge_fills: list[HedgeFilled] = field(default_factory=list)
 
     def adopt(self, core: TradingCore, now_ns: int) -> int:
         """Track every possibly-live order in ``core`` as live; returns how many."""
@@ -50,6 +59,38 @@ class Recovered:
 
 def _side(v: object) -> Side:
     return Side.BUY if str(v) in ("1", "BUY", "buy") else Side.SELL
+
+
+def hedger_fills(path: Path) -> list[HedgeFilled]:
+    """Every hedge fill the hedger published, as the quoter would have taken it from the ring: whole
+    lots, the price of that slice (8 decimals), the fee of that slice (Kraken reports cumulative fees
+    per order; the first e-8 rounded half-even, as on the ring)."""
+    if not path.exists() and not segments(path):
+        return []
+    side_of: dict[str, Side] = {}
+    fee_seen: dict[str, Decimal] = {}
+    out: list[HedgeFilled] = []
+    for rec in read_journal(path):
+        kind = rec.get("kind")
+        cl = str(rec.get("cl_ord_id", ""))
+        if kind == "hedge":
+            side_of[cl] = _side(rec.get("side"))
+        elif kind == "hedge_fill":
+            fee = Decimal(str(rec.get("fee", "0")))
+            d_fee = fee - fee_seen.get(cl, Decimal(0))
+            fee_seen[cl] = fee
+            lots = int(rec.get("lots", 0))
+            if lots <= 0:
+                continue      # a sub-lot slice, carried to the next fill: never published
+            if cl not in side_of:
+                log.error("recovery: hedge fill %s of order %s whose side the hedger's journal lacks; not "
+                          "booked", rec.get("exec_id"), cl)
+                continue
+            fee_e8 = int((d_fee * 10**8).to_integral_value(ROUND_HALF_EVEN))
+            px_e8 = int(Decimal(str(rec["price"])) * 10**8)
+            out.append(HedgeFilled(str(rec["exec_id"])[:40], side_of[cl], lots, Decimal(px_e8) / 10**8,
+                                   Liquidity.TAKER, Decimal(fee_e8) / 10**8))
+    return out
 
 
 def recover(journal_path: Path, core: TradingCore, cfg: Config) -> Recovered:
@@ -107,6 +148,17 @@ def recover(journal_path: Path, core: TradingCore, cfg: Config) -> Recovered:
                                Liquidity.TAKER, Decimal(rec.get("fee", "0")))
             core.on_hedge_fill(fill, now)
             out.hedge_fills += 1
+    for fill in hedger_fills(cfg.state_path / HEDGER_JOURNAL):
+        if fill.exec_id in seen_exec:
+            continue
+        seen_exec.add(fill.exec_id)
+        core.on_hedge_fill(fill, now)
+        out.hedge_fills += 1
+        out.unbooked_hedge_fills.append(fill)
+    if out.unbooked_hedge_fills:
+        log.warning("recovery: %d hedge fill(s) in the hedger's journal were never booked by the quoter; "
+                    "booked now: %s", len(out.unbooked_hedge_fills),
+                    ", ".join(f.exec_id for f in out.unbooked_hedge_fills))
     if sent_recently:
         # the venue still counts what the previous run sent in the last minute: so must our limiter
         core.engine.limiter.preload(sent_recently)

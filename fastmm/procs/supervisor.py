@@ -18,10 +18,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from fastmm.config import Config
+from fastmm.config import SECRET_ENV, Config
 from fastmm.journal import Journal
 from fastmm.procs import lifecycle as lc
 from fastmm.procs.plan import (
@@ -49,12 +49,48 @@ from fastmm.shm.records import (
 
 log = logging.getLogger("fastmm.supervisor")
 
-# Which processes must acknowledge a command before the stop step it belongs to is done.
+# Which processes must acknowledge a command before the stop step it belongs to is done. The hedger
+# acknowledges ``logout`` once no hedge order of its own is working any more (what it executed is then on
+# the hedge ring), and the step also waits for the quoter to have booked everything on that ring.
 _ACKERS = {
     "cancel_all": (QUOTER,),
     "hedge_flat": (HEDGER,),
-    "logout": (QUOTER, FEED_TRUEX_MD),
+    "logout": (QUOTER, FEED_TRUEX_MD, HEDGER),
 }
+
+# The secrets each process may see; every other FASTMM_ secret is left out of its environment (and so of
+# /proc/<pid>/environ). TrueX market data logs on with the same key as order entry (Logon 553/554).
+_TRUEX_LOGON = ("FASTMM_TRUEX_API_KEY_ID", "FASTMM_TRUEX_API_SECRET")
+SECRETS_OF = {
+    QUOTER: (*_TRUEX_LOGON, "FASTMM_TRUEX_CLIENT_ID"),
+    FEED_TRUEX_MD: _TRUEX_LOGON,
+    HEDGER: ("FASTMM_KRAKEN_API_KEY", "FASTMM_KRAKEN_API_SECRET"),
+}
+# The process that cancels a dead quoter's orders (``fastmm.procs.cancel_left``) needs the quoter's.
+CANCEL_LEFT = "cancel-left"
+SECRETS_OF[CANCEL_LEFT] = SECRETS_OF[QUOTER]
+CANCEL_LEFT_TIMEOUT_S = 10.0
+
+
+def child_env(name: str, environ: Mapping[str, str], supervisor_pid: int) -> dict[str, str]:
+    """The environment of process ``name``: the supervisor's, less the secrets it does not need."""
+    allowed = SECRETS_OF.get(name, ())
+    env = {k: v for k, v in environ.items() if k not in SECRET_ENV or k in allowed}
+    env["FASTMM_PROCESS"] = name
+    env["FASTMM_SUPERVISOR_PID"] = str(supervisor_pid)
+    return env
+
+
+def spawn_without_sigint(argv: list[str], **kw: object) -> subprocess.Popen[bytes]:
+    """Start a child with SIGINT blocked from its first instruction (the mask is inherited through fork
+    and exec; the child then ignores SIGINT for good, see ``fastmm.procs.run``): a Ctrl-C to the process
+    group reaches only the supervisor, which runs the stop sequence the children follow. A SIGINT that
+    arrives here while it is blocked is delivered when it is unblocked, not lost."""
+    main_thread = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        return subprocess.Popen(argv, **kw)  # type: ignore[call-overload,no-any-return]
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, main_thread)
 
 
 @dataclass
@@ -64,6 +100,9 @@ class ChildSpec:
     name: str
     argv: list[str]
     cpus: list[int] = field(default_factory=list)
+    # Run to completion when this process dies, before it is restarted (the quoter's: cancel the orders
+    # its journal says may be live, so a crash loop never leaves quotes unmanaged during the back-off).
+    on_death: list[str] | None = None
 
 
 @dataclass
@@ -73,6 +112,8 @@ class Child:
     started_ns: int = 0
     exits: list[int] = field(default_factory=list)
     killed_for_silence: int = 0
+    after_death: subprocess.Popen[bytes] | None = None   # its ``on_death`` command, while it runs
+    after_death_deadline: float = 0.0
 
 
 def default_children(cfg: Config, config_path: str | None, names: Sequence[str]) -> list[ChildSpec]:
@@ -82,7 +123,10 @@ def default_children(cfg: Config, config_path: str | None, names: Sequence[str])
         argv = [sys.executable, "-m", "fastmm.procs.run", name]
         if config_path:
             argv += ["--config", str(config_path)]
-        specs.append(ChildSpec(name, argv, list(getattr(cfg.processes, name.replace("-", "_")))))
+        on_death = None
+        if name == QUOTER:
+            on_death = [*argv[:3], CANCEL_LEFT, *argv[4:]]
+        specs.append(ChildSpec(name, argv, list(getattr(cfg.processes, name.replace("-", "_"))), on_death))
     return specs
 
 
@@ -147,10 +191,9 @@ class Supervisor:
 
     def _spawn(self, child: Child) -> None:
         now = self.clock()
-        env = dict(os.environ)
-        env["FASTMM_PROCESS"] = child.spec.name
+        env = child_env(child.spec.name, os.environ, os.getpid())
         env["FASTMM_INSTANCE__NAME"] = self.cfg.instance.name
-        child.proc = subprocess.Popen(child.spec.argv, pass_fds=self._inheritable_fds(), env=env)
+        child.proc = spawn_without_sigint(child.spec.argv, pass_fds=self._inheritable_fds(), env=env)
         child.started_ns = now
         if child.spec.cpus:
             try:
@@ -176,6 +219,7 @@ class Supervisor:
             if code is not None:
                 child.exits.append(code)
                 child.proc = None
+                self._after_death(child)
                 if stopping:
                     log.info("%s exited (%s) during stop", child.spec.name, code)
                     continue
@@ -189,12 +233,63 @@ class Supervisor:
                 child.killed_for_silence += 1
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
+        self._reap_after_death()
         if not stopping:
             for name in self.restart.due(now):
-                self._spawn(self.children[name])
+                if self.children[name].after_death is None:    # never beside its own clean-up
+                    self._spawn(self.children[name])
         self._observe(now)
         self._carry_out(self.lifecycle.on_timer(now), now)
         self._check_step_acks(now)
+
+    def _after_death(self, child: Child) -> None:
+        """Start the dead child's ``on_death`` command (cancel what the dead quoter left on TrueX) at once,
+        before the restart back-off, with the secrets that child had."""
+        argv = child.spec.on_death
+        if not argv or child.after_death is not None:
+            return
+        env = child_env(CANCEL_LEFT, os.environ, os.getpid())
+        env["FASTMM_INSTANCE__NAME"] = self.cfg.instance.name
+        try:
+            child.after_death = spawn_without_sigint(argv, env=env)
+        except OSError as e:
+            log.error("%s: cannot start %s: %s", child.spec.name, " ".join(argv[2:4]), e)
+            return
+        child.after_death_deadline = time.monotonic() + CANCEL_LEFT_TIMEOUT_S + 10.0
+        log.warning("%s died: canceling the orders its journal says may be live (pid %d) before it restarts",
+                    child.spec.name, child.after_death.pid)
+        self._record("note", detail=f"{child.spec.name} died: cancel-left started", pid=child.after_death.pid)
+
+    def _reap_after_death(self, wait_s: float = 0.0) -> None:
+        """Reap finished ``on_death`` commands; kill one that overran its deadline. ``wait_s`` > 0 waits
+        (the stop does, so a clean-up is never cut short by the supervisor's own exit)."""
+        for child in self.children.values():
+            p = child.after_death
+            if p is None:
+                continue
+            try:
+                code = p.wait(timeout=wait_s) if wait_s > 0 else p.poll()
+            except subprocess.TimeoutExpired:
+                code = None
+            if code is None and time.monotonic() > child.after_death_deadline:
+                log.error("%s: cancel-left (pid %d) overran; killing it", child.spec.name, p.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    p.kill()
+                code = p.wait(timeout=10)
+            if code is None:
+                continue
+            child.after_death = None
+            if code == 0:
+                log.info("%s: cancel-left done", child.spec.name)
+                if self.command_name == "cancel_all" and child.spec.name in self._awaiting:
+                    # the quoter died during the stop's cancel step: its clean-up confirmed every cancel
+                    del self._awaiting[child.spec.name]
+                    self._check_step_acks(self.clock())
+            else:
+                log.error("%s: cancel-left ended with status %d: orders may still be live on TrueX",
+                          child.spec.name, code)
+            self._record("note" if code == 0 else "risk",
+                         detail=f"{child.spec.name}: cancel-left exit {code}")
 
     def _health(self, name: str) -> tuple[int, int, int] | None:
         """(heartbeat ns, state bits, acked id) of a live child, or None."""
@@ -294,10 +389,26 @@ class Supervisor:
             h = self._health(proc)
             if h is not None and h[2] >= cid:
                 del self._awaiting[proc]
+            elif proc == HEDGER and self.command_name == "logout" and self.children[proc].proc is None:
+                # A dead hedger has no order it could still finish; its journal lists any it left open,
+                # and its next start follows that order on Kraken and publishes the fills.
+                del self._awaiting[proc]
+        if self.command_name == "logout" and not self._awaiting and not self._hedge_ring_booked():
+            return
         if not self._awaiting:
             step = {"cancel_all": lc.StopStep.CANCEL_QUOTES, "hedge_flat": lc.StopStep.HEDGE,
                     "logout": lc.StopStep.LOGOUT}[self.command_name]
             self._done(step, now)
+
+    def _hedge_ring_booked(self) -> bool:
+        """Every hedge fill the hedger published has been taken by the quoter (the quoter journals a
+        hedge fill as it takes it from the ring). A dead quoter books the rest from the hedger's journal
+        at its next start (``fastmm.procs.recovery``), so its absence does not hold the stop."""
+        ring = self.channels.get("hedge.fills")
+        quoter = self.children.get(QUOTER)
+        if not isinstance(ring, EventRing) or quoter is None or quoter.proc is None:
+            return True
+        return len(ring) == 0
 
     def _done(self, step: lc.StopStep, now: int) -> None:
         if self.lifecycle.step != step:
@@ -386,6 +497,10 @@ class Supervisor:
                 c.proc.wait(timeout=10)
                 c.exits.append(c.proc.returncode)
                 c.proc = None
+                # It could not wind down, or the venue never confirmed the stop's cancels: clean up after it.
+                if c.exits[-1] != 0 or lc.StopStep.CANCEL_QUOTES in self.lifecycle.timed_out:
+                    self._after_death(c)
+        self._reap_after_death(wait_s=CANCEL_LEFT_TIMEOUT_S + 5.0)
 
     def close(self) -> None:
         """Release everything, whatever state the run ended in (also after an exception). A supervisor

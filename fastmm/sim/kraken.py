@@ -143,6 +143,7 @@ class KrakenSettings:
     max_body_bytes: int = 16 * 1024
     cancel_only: bool = False  # fault: AddOrder answers EService:Market in cancel_only mode
     unavailable: bool = False  # fault: every call answers EService:Unavailable
+    market_delay_ms: int = 0  # fault: a market order stays open this long before it executes (a slow venue)
 
     def __post_init__(self) -> None:
         if self.tier not in CALL_TIERS or self.trading_tier not in TRADING_TIERS:
@@ -178,6 +179,7 @@ class Order:
     closetm_ns: int | None = None
     reason: str | None = None
     trades: list[str] = field(default_factory=list)
+    execute_ns: int | None = None  # a delayed market order executes at this time (``market_delay_ms``)
 
     @property
     def remaining(self) -> int:
@@ -280,8 +282,8 @@ class KrakenSim:
 
     def next_wakeup_ns(self) -> int | None:
         times = [a.dead_man_ns for a in self.accounts.values() if a.dead_man_ns is not None]
-        times += [o.expire_ns for a in self.accounts.values() for o in a.orders.values()
-                  if o.status == "open" and o.expire_ns is not None]
+        times += [t for a in self.accounts.values() for o in a.orders.values() if o.status == "open"
+                  for t in (o.expire_ns, o.execute_ns) if t is not None]
         ev = self._cursor.peek()
         if ev is not None:
             w = self.clock.wall_at(ev.recv_ns)
@@ -316,6 +318,9 @@ class KrakenSim:
             for o in acct.open_orders():
                 if o.expire_ns is not None and now_ns >= o.expire_ns:
                     self._close(o, "expired", now_ns, "Order expired")
+                elif o.execute_ns is not None and now_ns >= o.execute_ns:
+                    o.execute_ns = None
+                    self._execute(acct, o, now_ns)
 
     # -- fills -------------------------------------------------------------------------------------
     def _resting(self) -> list[tuple[Account, Order]]:
@@ -464,6 +469,9 @@ class KrakenSim:
             raise KrakenError(E_UNAVAILABLE)
         self._check_funds(acct, o)
         acct.orders[o.txid] = o
+        if o.ordertype == "market" and self.settings.market_delay_ms > 0:
+            o.execute_ns = now_ns + self.settings.market_delay_ms * 1_000_000   # open until then
+            return {"descr": {"order": o.descr()}, "txid": [o.txid]}
         self._execute(acct, o, now_ns)
         return {"descr": {"order": o.descr()}, "txid": [o.txid]}
 

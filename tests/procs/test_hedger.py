@@ -230,3 +230,24 @@ def test_dead_man_switch_is_armed_and_renewed(kraken, tmp_path: Path) -> None:
         wait(desk, lambda: acct.dead_man_ns != first, 10, "the dead-man switch renewed")
     finally:
         desk.close()
+
+
+def test_a_sub_lot_slice_does_not_count_as_published_after_a_restart(tmp_path: Path) -> None:
+    """The hedger journals every slice of an order's execution, also one below a TrueX lot that it carries
+    instead of publishing. Counting it as published after a restart left the hedger's published count
+    above the quoter's booked count for good (the 10x run's "7 published, 6 booked"): the planner then
+    never confirms, never hedges again, and the stop's hedge step times out."""
+    from fastmm.journal import Journal
+    from fastmm.procs.hedger import HedgeBook
+
+    path = tmp_path / "hedger.jsonl"
+    j = Journal(path, "flush", 1 << 30)
+    j.append("hedge", 1, cl_ord_id="h1l", hedge_id=1, side="sell", volume_e8=300_000, price_e8=6_700_000_000_000)
+    j.append("hedge_fill", 1, cl_ord_id="h1l", exec_id="TX1:5000", lots=0, vol_exec_e8=5000, cost="3.35",
+             fee="0", carry_e8=5000, price="67000")
+    j.append("hedge_fill", 1, cl_ord_id="h1l", exec_id="TX1:25000", lots=2, vol_exec_e8=25000, cost="16.75",
+             fee="0", carry_e8=5000, price="67000")
+    j.close()
+    book = HedgeBook(path)
+    assert book.published == {"TX1:25000"}
+    assert book.seen_e8["h1l"][0] == 25000 and book.carry_e8["h1l"] == 5000

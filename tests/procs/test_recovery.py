@@ -61,3 +61,45 @@ def test_the_previous_runs_messages_count_against_the_rate_window(tmp_path: Path
     core = TradingCore(Config())
     recover(old, core, Config())
     assert core.engine.limiter.available(time.monotonic_ns()) == budget       # outside every window
+
+
+def test_hedge_fills_only_the_hedger_journalled_are_booked_once(tmp_path: Path) -> None:
+    """The hedger journals a fill before it publishes it; one it published after the quoter stopped taking
+    from the ring is only in ``hedger.jsonl``. Recovery books it (with the slice's price and fee, as the
+    ring would carry them), skips a sub-lot slice the hedger never published, and books nothing twice."""
+    from decimal import Decimal
+
+    from fastmm.config import load_config
+    from fastmm.procs.recovery import HEDGER_JOURNAL
+
+    cfg = load_config(None, {"FASTMM_INSTANCE__STATE_DIR": str(tmp_path)})
+    state = cfg.state_path
+    state.mkdir(parents=True, exist_ok=True)
+    t = time.time_ns()
+    h = Journal(state / HEDGER_JOURNAL, "flush", 1 << 30)
+    h.append("hedge", t, cl_ord_id="h1m", hedge_id=1, side="sell", volume_e8=300_000, price_e8=0)
+    h.append("hedge_fill", t, cl_ord_id="h1m", exec_id="TX1:5000", lots=0, vol_exec_e8=5000, cost="3.35",
+             fee="0.00871", carry_e8=5000, price="67000.00000000")
+    h.append("hedge_fill", t, cl_ord_id="h1m", exec_id="TX1:200000", lots=20, vol_exec_e8=200000,
+             cost="134.00", fee="0.34840", carry_e8=5000, price="67000.00000000")
+    h.append("hedge_fill", t, cl_ord_id="h1m", exec_id="TX1:300000", lots=10, vol_exec_e8=300000,
+             cost="201.10", fee="0.52286", carry_e8=0, price="67100.00000000")
+    h.close()
+    q = Journal(state / cfg.journal.file, "flush", 1 << 30)
+    q.append("hedge_fill", t, exec_id="TX1:200000", side="SELL", qty_lots=20, price="67000", fee="0.33969",
+             source="quoter")
+    q.close()
+    core = TradingCore(cfg)
+    rec = recover(state / cfg.journal.file, core, cfg)
+    assert [f.exec_id for f in rec.unbooked_hedge_fills] == ["TX1:300000"]
+    late = rec.unbooked_hedge_fills[0]
+    assert (late.side, late.qty_lots, late.price, late.fee) == (Side.SELL, 10, Decimal("67100"), Decimal("0.17446"))
+    assert core.inventory.position_lots == -30 and rec.hedge_fills == 2
+    # once the quoter has journalled it (as it does at start), the next recovery books it from there, once
+    q = Journal(state / cfg.journal.file, "flush", 1 << 30)
+    q.append("hedge_fill", t, exec_id="TX1:300000", side="SELL", qty_lots=10, price=str(late.price),
+             fee=str(late.fee), source="quoter", recovered=True)
+    q.close()
+    core2 = TradingCore(cfg)
+    rec2 = recover(state / cfg.journal.file, core2, cfg)
+    assert rec2.unbooked_hedge_fills == [] and core2.inventory.position_lots == -30 and rec2.hedge_fills == 2

@@ -157,3 +157,39 @@ def test_children_are_pinned_to_the_configured_cpus(tmp_path: Path, monkeypatch:
     finally:
         sup.close()
     assert list_segments(cfg.instance.name) == []
+
+
+def test_a_dead_hedger_does_not_hold_the_logout_step(supervisor) -> None:
+    """The logout step waits for the hedger to finish its in-flight order; a hedger that is dead has none
+    it could finish (its journal lists it for the next start), so the step does not wait for it."""
+    sup = supervisor()
+    sup.restart.first_delay_ns = 60_000_000_000
+    sup.start()
+    run_until(sup, lambda: sup.lifecycle.phase == lc.Phase.QUOTING)
+    hedger = sup.children["hedger"]
+    assert hedger.proc is not None
+    os.kill(hedger.proc.pid, signal.SIGKILL)
+    run_until(sup, lambda: hedger.proc is None)
+    sup.lifecycle.hedge_on_stop = False     # the step under test is the logout
+    sup.request_stop("test")
+    run_until(sup, lambda: sup.lifecycle.phase == lc.Phase.STOPPED)
+    assert sup.lifecycle.timed_out == [] and sup.exit_code == 0
+
+
+def test_a_quoter_dead_during_the_stop_is_cleaned_up_and_the_cancel_step_confirmed(supervisor) -> None:
+    """The quoter dies during the stop's cancel step: its ``on_death`` command (cancel-left in the engine;
+    here a stand-in that records that it ran and succeeds) confirms the step instead of a timeout."""
+    sup = supervisor(SCRIPTED_NO_ACK="cancel_all")
+    marker = sup.cfg.state_path / "on_death.ran"
+    sup.cfg.state_path.mkdir(parents=True, exist_ok=True)
+    quoter = sup.children["quoter"]
+    quoter.spec.on_death = [sys.executable, "-c", f"open({str(marker)!r}, 'w').write('ran')"]
+    sup.start()
+    run_until(sup, lambda: sup.lifecycle.phase == lc.Phase.QUOTING)
+    sup.request_stop("test")
+    run_until(sup, lambda: sup.lifecycle.step == lc.StopStep.CANCEL_QUOTES)
+    assert quoter.proc is not None
+    os.kill(quoter.proc.pid, signal.SIGKILL)
+    run_until(sup, lambda: sup.lifecycle.phase == lc.Phase.STOPPED)
+    assert marker.read_text() == "ran"
+    assert lc.StopStep.CANCEL_QUOTES not in sup.lifecycle.timed_out
