@@ -87,6 +87,7 @@ class MarketData:
     c: np.ndarray
     d: np.ndarray
     lines: int = 0            # input lines or frames read
+    duplicates: int = 0       # repeated frames skipped (same sequence number again)
 
     def __post_init__(self) -> None:
         n = len(self.t)
@@ -111,7 +112,8 @@ class MarketData:
     def describe(self) -> dict[str, object]:
         return {"source": self.source, "format": self.fmt, "symbol": self.symbol, "lines": self.lines,
                 "start_ns": self.start_ns, "end_ns": self.end_ns, "duration_s": round(self.duration_s, 3),
-                "snapshot_levels": [len(self.snap_bids), len(self.snap_asks)], **self.counts()}
+                "snapshot_levels": [len(self.snap_bids), len(self.snap_asks)], "duplicates": self.duplicates,
+                **self.counts()}
 
     def head(self, seconds: float) -> MarketData:
         """The first ``seconds`` of the stream (tests and quick looks)."""
@@ -119,7 +121,7 @@ class MarketData:
         n = int(np.searchsorted(self.t, end, side="right"))
         return MarketData(self.source, self.fmt, self.symbol, self.start_ns, self.snap_bids, self.snap_asks,
                           self.kind[:n], self.t[:n], self.a[:n], self.b[:n], self.c[:n], self.d[:n],
-                          self.lines)
+                          self.lines, self.duplicates)
 
 
 class StreamBuilder:
@@ -192,7 +194,7 @@ class StreamBuilder:
         self._c.append(conv(bid_qty, bid))
         self._d.append(conv(ask_qty, ask))
 
-    def build(self, source: str, fmt: str, symbol: str, lines: int) -> MarketData:
+    def build(self, source: str, fmt: str, symbol: str, lines: int, *, duplicates: int = 0) -> MarketData:
         if self.start_ns is None:
             raise DataError(f"{source}: no depth snapshot found: the book cannot be rebuilt")
         i64 = np.int64
@@ -211,4 +213,4 @@ class StreamBuilder:
             return np.array(rows, dtype=i64).reshape(-1, 2)
 
         return MarketData(source, fmt, symbol, self.start_ns, levels(self.snap_bids), levels(self.snap_asks),
-                          kind, *cols, lines)
+                          kind, *cols, lines, duplicates)
