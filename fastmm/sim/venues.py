@@ -13,8 +13,8 @@ import base64
 import logging
 import secrets
 from collections.abc import Iterable, Iterator, MutableMapping
-from itertools import islice
 from dataclasses import dataclass, replace
+from itertools import islice
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit

@@ -306,7 +306,7 @@ def test_a_coin_m_recording_without_a_size_unit_is_a_clear_error(tmp_path: Path)
                                                          "b": [["50000.0", "30"]], "a": []}),
     ]
     p = write_lines(tmp_path / "coinm.txt", lines)
-    with pytest.raises(DataError, match="COIN-M .*--size-unit inverse:100"):
+    with pytest.raises(DataError, match=r"COIN-M .*--size-unit inverse:100"):
         load_market_data(p)
     assert load_market_data(p, size_unit="inverse:100").snap_bids.tolist() == [[5_000_000_000_000, 2_000_000]]
     # USD-M quarterlies are linear in the base asset: no unit needed

@@ -87,3 +87,11 @@ def test_sim_on_an_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:
     cfg = Config()
     with pytest.raises(DataError, match="unrecognised market data format"):
         sim_venues.build(replace(cfg, sim=replace(cfg.sim, data_dir=str(bad))), ephemeral=True)
+
+
+def test_fastmm_sim_on_an_unreadable_file_prints_one_error_line(tmp_path: Path) -> None:
+    from fastmm.cli import main
+
+    bad = tmp_path / "x.jsonl"
+    bad.write_text("hello\n")
+    assert main(["sim", "--data", str(bad)]) == 2
