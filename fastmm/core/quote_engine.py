@@ -132,9 +132,13 @@ class QuoteEngine:
     def on_event(self, ev: OrderEvent, now_ns: int) -> bool:
         """An execution event; True for a new fill (book it) or a state change. Actions follow on the
         next :meth:`requote`, price event or timer."""
-        changed = self.tracker.apply(ev, now_ns)
+        tracker = self.tracker
+        race = tracker.fill_race(ev)
+        changed = tracker.apply(ev, now_ns)
         self._prepare()
-        if self.risk is not None and isinstance(ev, OrderRejected | CancelRejected | MessageRejected):
+        if race:
+            tracker.counts["fill_races"] += 1   # a reject of a request that crossed a fill: not a fault
+        elif self.risk is not None and isinstance(ev, OrderRejected | CancelRejected | MessageRejected):
             self.risk.on_reject(now_ns)
         return changed
 
