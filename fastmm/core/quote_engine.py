@@ -267,6 +267,7 @@ class QuoteEngine:
         if risk is not None and not risk.tripped:
             risk = None
         post_only = self._post_only
+        bb, ba = self._bb, self._ba
         # actions are built with tuple.__new__: the named tuples' own __new__ is a Python function that
         # does just that, one frame more per action
         for kind, o, side, px, qty in intents:
@@ -284,6 +285,19 @@ class QuoteEngine:
             if risk is not None and not risk.allows(side, rest, self.inventory.position_lots,
                                                     tracker.open_lots(_SIDES[side])):
                 break  # tripped: only what shrinks the position may go
+            # post-only everywhere: a replace carries no ExecInst on TrueX, so it must never cross the
+            # last book we have (a new order only when post-only); the ladder is clamped already, this
+            # is the last check: a crossing move becomes a cancel, a crossing new order is held back
+            crosses = (ba > 0 and px >= ba) if side == 1 else (bb > 0 and px <= bb)
+            if crosses and (kind == MOVE or post_only):
+                self._bad("quote engine: an order would cross the TrueX book; canceled or held back",
+                          f"side={side} px={px} book={bb}/{ba}")
+                if kind == MOVE:
+                    assert o is not None
+                    c = _tnew(CancelOrder, (next_id(), o.cl_ord_id, o.side))
+                    tracker.on_cancel(c, now_ns)
+                    out.append(c)
+                continue
             if kind == MOVE:
                 assert o is not None
                 r = _tnew(ReplaceOrder, (next_id(), o.cl_ord_id, o.side, px, qty))
