@@ -160,7 +160,8 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
     fees = cfg.fees
     venue = QueueVenue(core.instrument, maker_bps=fees.truex_maker_bps, taker_bps=fees.truex_taker_bps,
                        cancels=opts.cancels, min_notional=cfg.venue_rules.min_notional,
-                       price_band_pct=cfg.venue_rules.price_band_pct, full_book=streams.full_book)
+                       price_band_pct=cfg.venue_rules.price_band_pct, full_book=streams.full_book,
+                       crossing_replace=cfg.sim.crossing_replace)
     venue.load_levels(md.snap_bids, md.snap_asks)
     hedge = HedgeSim(cfg, opts.hedge_latency_ns, opts.hedge_mode)
     tick_e8 = venue.tick_e8

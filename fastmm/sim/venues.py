@@ -144,7 +144,8 @@ def build(cfg: Config, *, host: str = "127.0.0.1", faults: CoinbaseFaults | None
                           max_msgs_per_sec=s.truex_max_msgs_per_sec,
                           max_msgs_per_min=s.truex_max_msgs_per_min,
                           duplicate_window_ns=s.truex_duplicate_window_ms * 1_000_000,
-                          maker_fee_bps=s.truex_maker_bps, taker_fee_bps=s.truex_taker_bps)
+                          maker_fee_bps=s.truex_maker_bps, taker_fee_bps=s.truex_taker_bps,
+                          crossing_replace=s.crossing_replace)
     tsettings = TruexSimSettings(
         oe_comp_id=cfg.truex.order_entry.target_comp_id, md_comp_id=cfg.truex.market_data.target_comp_id,
         client_comp_id=cfg.truex.order_entry.sender_comp_id, api_key_id=key_id, api_secret=secret,
