@@ -113,7 +113,8 @@ class OrderTracker:
         self._retired: deque[str] = deque()
         self._bad = OnceLogger(log)
         self.version = 0
-        self.counts = {"rejects": 0, "cancel_rejects": 0, "unsolicited_cancels": 0, "fills": 0, "fill_races": 0}
+        self.counts = {"rejects": 0, "cancel_rejects": 0, "unsolicited_cancels": 0, "fills": 0,
+                       "fill_races": 0}
 
     # -- our requests -----------------------------------------------------------------------------
     def on_new(self, a: NewOrder, now_ns: int) -> TrackedOrder:

@@ -329,7 +329,8 @@ class MatchingEngine:
             return reject(CXL_OTHER, "Order notional below minimum")
         if lots <= order.cum:
             return reject(CXL_OTHER, "Quantity not above filled quantity")
-        if order.post_only and self.rules.crossing_replace == "reject" and self._would_cross(order.side, ticks):
+        if (order.post_only and self.rules.crossing_replace == "reject"
+                and self._would_cross(order.side, ticks)):
             return reject(CXL_OTHER, "Post-only order would take liquidity")
         sess.cl_ord_ids.add(cl_ord_id)
         keeps_priority = ticks == order.price and lots <= order.qty
