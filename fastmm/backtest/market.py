@@ -124,6 +124,27 @@ class MarketData:
                           self.lines, self.duplicates)
 
 
+def after(md: MarketData, t_ns: int) -> MarketData:
+    """The stream from ``t_ns`` on, starting from the book as it stood then (the snapshot with every
+    depth row before ``t_ns`` applied): the second half of a walk-forward split."""
+    i = int(np.searchsorted(md.t, t_ns, side="left"))
+    bids = {int(p): int(q) for p, q in md.snap_bids}
+    asks = {int(p): int(q) for p, q in md.snap_asks}
+    dk = md.kind[:i] == DEPTH
+    for side, p, q in zip(md.a[:i][dk].tolist(), md.b[:i][dk].tolist(), md.c[:i][dk].tolist(), strict=True):
+        book = bids if side == BID else asks
+        if q > 0:
+            book[p] = q
+        else:
+            book.pop(p, None)
+    i64 = np.int64
+    sb = np.array(sorted(bids.items(), reverse=True), dtype=i64).reshape(-1, 2)
+    sa = np.array(sorted(asks.items()), dtype=i64).reshape(-1, 2)
+    start = int(t_ns) if i < len(md.t) else md.end_ns
+    return MarketData(md.source, md.fmt, md.symbol, start, sb, sa,
+                      md.kind[i:], md.t[i:], md.a[i:], md.b[i:], md.c[i:], md.d[i:], md.lines, md.duplicates)
+
+
 class StreamBuilder:
     """Collects rows in arrival order and makes the arrays; times are clamped to be monotonic."""
 
