@@ -268,6 +268,9 @@ class QuoteEngine:
             risk = None
         post_only = self._post_only
         bb, ba = self._bb, self._ba
+        if bb and ba and bb >= ba:
+            bb = ba = 0      # a locked or crossed view (stale, or our own orders mid-change): no judge
+        held = False
         # actions are built with tuple.__new__: the named tuples' own __new__ is a Python function that
         # does just that, one frame more per action
         for kind, o, side, px, qty in intents:
@@ -292,6 +295,7 @@ class QuoteEngine:
             if crosses and (kind == MOVE or post_only):
                 self._bad("quote engine: an order would cross the TrueX book; canceled or held back",
                           f"side={side} px={px} book={bb}/{ba}")
+                held = True
                 if kind == MOVE:
                     assert o is not None
                     c = _tnew(CancelOrder, (next_id(), o.cl_ord_id, o.side))
@@ -307,6 +311,8 @@ class QuoteEngine:
                 n = _tnew(NewOrder, (next_id(), _SIDES[side], px, qty, post_only))
                 tracker.on_new(n, now_ns)
                 out.append(n)
+        if held:
+            self._deferred = True    # plan again on the next event or timer, with a newer book
         return out
 
     # -- reads ------------------------------------------------------------------------------------
