@@ -32,18 +32,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         "backtest", help="replay recorded market data through the trading core; PnL report and baselines",
         description="Replay a recording (Binance raw capture or Coinbase JSONL frames) through the same core "
                     "the live engine runs, with a queue-position fill model, latencies, fees and hedges.")
-    p.add_argument("--data", metavar="PATH",
-                   help="capture file or folder (default: the Binance capture under FASTMM_DATA_DIR)")
+    p.add_argument("--data", "--venue", metavar="PATH", dest="data",
+                   help="recording to quote and fill on (default: the Binance capture under FASTMM_DATA_DIR)")
+    p.add_argument("--reference", metavar="PATH", action="append", default=[],
+                   help="cross-venue: take the fair price from this recording (repeatable) and quote on "
+                        "--venue's, with an online basis of the venue over the references")
     p.add_argument("--config", "-c", metavar="FILE", help="TOML config file (defaults when omitted)")
     p.add_argument("--json", metavar="OUT", help="write the full report as JSON")
     p.add_argument("--plots", metavar="DIR", help="write pnl.png, inventory.png, quotes.png (matplotlib)")
     g = p.add_argument_group("models and clocks")
-    g.add_argument("--feed-latency", type=int, default=1_000_000, metavar="NS",
-                   help="recorded data -> our engine (default 1 ms)")
-    g.add_argument("--order-latency", type=int, default=5_000_000, metavar="NS",
-                   help="our engine -> TrueX and back, each way (default 5 ms)")
-    g.add_argument("--hedge-latency", type=int, default=100_000_000, metavar="NS",
-                   help="hedger <-> Kraken, each way (default 100 ms)")
+    g.add_argument("--feed-latency", type=int, default=None, metavar="NS",
+                   help="reference data -> our engine (default backtest.reference_latency_us: 1 ms)")
+    g.add_argument("--order-latency", type=int, default=None, metavar="NS",
+                   help="our engine -> the venue and back, each way "
+                        "(default backtest.venue_latency_us: 5 ms)")
+    g.add_argument("--hedge-latency", type=int, default=None, metavar="NS",
+                   help="hedger <-> Kraken, each way (default backtest.hedge_latency_ms: 100 ms)")
     g.add_argument("--timer-ms", type=float, default=100.0, help="the quoter's timer tick (default 100)")
     g.add_argument("--cancels", choices=("prorata", "all", "none"), default="prorata",
                    help="share of a level's cancels that were ahead of our order (default prorata)")
@@ -55,6 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "inverse:<USD per contract>")
     d.add_argument("--symbol", default="", help="symbol/product to keep when a recording has several")
     d.add_argument("--max-lines", type=int, default=None, metavar="N", help="read only the first N lines")
+    d.add_argument("--tick", type=Decimal, default=None, help="price increment of the quoted instrument "
+                   "(default: the configuration's for BTC, the asset table's for others, e.g. ETH 0.01)")
+    d.add_argument("--lot", type=Decimal, default=None, help="size increment of the quoted instrument")
     r = p.add_argument_group("runs")
     r.add_argument("--no-baselines", action="store_true", help="run only the configured strategy")
     r.add_argument("--no-hftbacktest", action="store_true", help="leave out the hftbacktest reference")
@@ -63,16 +70,33 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "size, spacing, gamma, reprice, skew, max_position; or section.key)")
     r.add_argument("--workers", type=int, default=2, help="sweep worker processes (default 2)")
     r.add_argument("--rank-by", choices=("total", "sharpe", "drawdown", "fills"), default="total")
+    r.add_argument("--suite", nargs="?", const="", metavar="ROOT",
+                   help="every strategy on every recording under ROOT (default FASTMM_DATA_DIR) and every "
+                        "cross-venue pair; a table with a pooled row per strategy")
+    r.add_argument("--walk-forward", action="store_true",
+                   help="suite: calibrate on the first half of each case, trade the second")
+    r.add_argument("--fee-bps", default="", metavar="X,Y",
+                   help="suite: also run the configured strategy with the TrueX maker fee raised by these "
+                        "bps")
+    r.add_argument("--seconds", type=float, default=None,
+                   help="suite: only the first S seconds of each recording")
     p.add_argument("-v", "--verbose", action="store_true", help="log the core's INFO messages")
     p.set_defaults(handler=_run)
 
 
-def _options(args: argparse.Namespace) -> Any:
+def _options(args: argparse.Namespace, cfg: Config) -> Any:
     from fastmm.backtest.engine import BacktestOptions
 
-    opts = BacktestOptions(feed_latency_ns=args.feed_latency, order_latency_ns=args.order_latency,
-                           hedge_latency_ns=args.hedge_latency, timer_ns=int(args.timer_ms * 1e6),
-                           cancels=args.cancels, hedge_mode=args.hedge_mode)
+    b = cfg.backtest
+
+    def pick(flag: int | None, default: int) -> int:
+        return default if flag is None else flag
+
+    opts = BacktestOptions(feed_latency_ns=pick(args.feed_latency, b.reference_latency_us * 1000),
+                           order_latency_ns=pick(args.order_latency, b.venue_latency_us * 1000),
+                           hedge_latency_ns=pick(args.hedge_latency, b.hedge_latency_ms * 1_000_000),
+                           timer_ns=int(args.timer_ms * 1e6), cancels=args.cancels,
+                           hedge_mode=args.hedge_mode)
     try:
         opts.check()
     except ValueError as e:
@@ -120,10 +144,12 @@ def _run(args: argparse.Namespace) -> int:
 
     setup_logging("INFO" if args.verbose else "WARNING")
     cfg = load_config(args.config)
-    opts = _options(args)
+    opts = _options(args, cfg)
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
     err = sys.stderr
+    if args.suite is not None:
+        return _suite(args, cfg, opts, err)
     sweep = None
     if args.sweep:
         from fastmm.backtest import sweep as sw
@@ -136,11 +162,25 @@ def _run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         md = load_market_data(path, size_unit=args.size_unit, symbol=args.symbol, max_lines=args.max_lines)
+        refs = tuple(load_market_data(r, size_unit=args.size_unit, max_lines=args.max_lines)
+                     for r in args.reference)
     except DataError as e:
         print(f"fastmm: data error: {e}", file=err)
         return EXIT_DATA
+    from fastmm.backtest.instruments import asset_of, for_recording
+
+    for r in refs:
+        if asset_of(r.symbol) != asset_of(md.symbol):
+            print(f"fastmm: data error: reference {r.symbol} is not the venue's instrument {md.symbol}",
+                  file=err)
+            return EXIT_DATA
+    cfg = for_recording(cfg, md.symbol, tick=args.tick, lot=args.lot)
     load_s = time.perf_counter() - t0
     info = md.describe()
+    if refs:
+        info["references"] = [r.describe() for r in refs]
+        print(f"cross-venue: quoting {info['source']}, fair price from "
+              f"{', '.join(str(r.source) for r in refs)}", file=err)
     print(f"data: {info['source']} ({info['format']}, {info['symbol']}): {info['duration_s']} s, "
           f"{info['depth_rows']} depth rows, {info['trades']} trades, {info['tops']} tops; "
           f"read in {load_s:.2f} s",
@@ -161,14 +201,14 @@ def _run(args: argparse.Namespace) -> int:
     runs = baselines(cfg) if not args.no_baselines else [("configured", cfg)]
     results = []
     for name, c in runs:
-        res = run_backtest(c, md, opts, name=name)
+        res = run_backtest(c, md, opts, name=name, references=refs)
         print(f"run {name}: {res.summary.trades} fills, total {res.summary.total} PYUSD "
               f"({res.replay_s:.2f} s)", file=err)
         results.append(res)
     rows = [report.metrics(r) for r in results]
     hbt = None
     hbt_info: dict[str, Any] = {"included": False}
-    if not args.no_baselines and not args.no_hftbacktest:
+    if not args.no_baselines and not args.no_hftbacktest and not refs:
         hbt, hbt_info = _hftbacktest(cfg, md, opts, err)
         if hbt is not None:
             end = md.end_ns + opts.feed_latency_ns
@@ -186,6 +226,40 @@ def _run(args: argparse.Namespace) -> int:
             return 1
         doc["plots"] = [str(f) for f in files]
         print("plots: " + ", ".join(str(f) for f in files), file=err)
+    return _write_json(args.json, doc)
+
+
+def _suite(args: argparse.Namespace, cfg: Config, opts: Any, err: Any) -> int:
+    from fastmm.backtest import suite
+    from fastmm.backtest.hftbt import unavailable_reason
+    from fastmm.data.paths import data_dir
+
+    try:
+        fees = [Decimal(x) for x in args.fee_bps.split(",") if x.strip()]
+    except ArithmeticError:
+        raise ConfigError(f"--fee-bps {args.fee_bps!r}: expected numbers, e.g. 1,2") from None
+    root = args.suite or data_dir()
+    t0 = time.perf_counter()
+    try:
+        cases = suite.load_cases(root, max_lines=args.max_lines, seconds=args.seconds, progress=err)
+    except DataError as e:
+        print(f"fastmm: data error: {e}", file=err)
+        return EXIT_DATA
+    print(f"suite: read {len(cases)} cases in {time.perf_counter() - t0:.1f} s", file=err)
+    hbt = not args.no_hftbacktest and unavailable_reason() is None
+    rows = suite.run_suite(cfg, cases, opts, fee_bps=fees, walk_forward=args.walk_forward,
+                           hftbacktest=hbt, workers=args.workers, progress=err)
+    rows = suite.add_intervals(rows)
+    print(suite.table(rows))
+    mode = "walk-forward: calibrated on the first half, traded on the second" if args.walk_forward else \
+        "in-sample: the configuration as given on the whole of each case"
+    print(f"\n{mode}; PnL in the venue's quote currency; fees: TrueX maker {cfg.fees.truex_maker_bps} bps"
+          f"{' (+' + ', +'.join(map(str, fees)) + ' bps stress rows)' if fees else ''}; "
+          f"hftbacktest GLFT {'on single recordings only' if hbt else 'left out'}")
+    doc = {"fastmm": __version__, "command": sys.argv[1:], "options": dataclasses.asdict(opts),
+           "config": _config_json(cfg), "walk_forward": args.walk_forward,
+           "fee_bps": [str(f) for f in fees],
+           "cases": [c.name for c in cases], "rows": suite.json_rows(rows)}
     return _write_json(args.json, doc)
 
 

@@ -259,6 +259,20 @@ class SimConfig:
     truex_taker_bps: Decimal = _f(Decimal(10), Decimal(-100), Decimal(1000))
     kraken_balance_usd: Decimal = _f(Decimal(1_000_000), Decimal(0), Decimal(10**12))
     kraken_balance_btc: Decimal = _f(Decimal(20), Decimal(0), Decimal(10**6))
+    crossing_replace: Literal["reject", "take"] = _f(
+        "reject", doc="a replace of a post-only order that would cross: reject it, or take (fill as taker)")
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestConfig:
+    """``fastmm backtest``: the latency of each leg and the cross-venue fair price (CLI flags override)."""
+
+    reference_latency_us: int = _f(1000, 0, 10**7, doc="reference venue's data -> our engine")
+    venue_latency_us: int = _f(5000, 0, 10**7, doc="our engine -> the quoted venue, and its data and "
+                                                   "answers -> our engine")
+    hedge_latency_ms: int = _f(100, 0, 10**5, doc="hedger <-> Kraken, each way")
+    basis_halflife_s: float = _f(30.0, 0.1, 86400.0, doc="online basis of the quoted venue over the "
+                                                         "references (PYUSD vs USD, futures vs spot)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +301,7 @@ class Config:
     processes: ProcessesConfig = field(default_factory=ProcessesConfig)
     journal: JournalConfig = field(default_factory=JournalConfig)
     sim: SimConfig = field(default_factory=SimConfig)
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
 
     @property
     def state_path(self) -> Path:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from fastmm.config import load_config
+from fastmm.data.units import DataError
 from fastmm.logs import setup_logging
 
 
@@ -46,4 +48,8 @@ def _run(args: argparse.Namespace) -> int:
     async def main() -> int:
         return await serve_forever(cfg, stop_on_signals(), faults=faults)
 
-    return run_loop(main())
+    try:
+        return run_loop(main())
+    except DataError as e:   # unreadable or unknown recording: one line, not a traceback
+        print(f"fastmm: data error: {e}", file=sys.stderr)
+        return 2

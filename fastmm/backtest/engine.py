@@ -37,6 +37,7 @@ from fastmm.backtest.hedge import HedgeMode, HedgeSim
 from fastmm.backtest.market import DEPTH, TOP, TRADE, MarketData
 from fastmm.backtest.queue import CancelModel, FullBook, QueueVenue, VenueStats
 from fastmm.config import Config
+from fastmm.core.basis import BasisEstimator
 from fastmm.core.pnl import PnlSummary
 from fastmm.core.price_aggregator import PriceAggregator
 from fastmm.core.risk import RiskReset, RiskTrip
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 _INF = 1 << 62
 _ARRIVE, _DELIVER = 0, 1
 SOURCE = "coinbase"     # the aggregator's source name for the recorded reference book
+VENUE_TOP = 4           # cross-venue: the quoted recording's top as the engine sees it
+REF0 = 10               # cross-venue: kind of reference i's tops is REF0 + i
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,22 +113,14 @@ def _wants_trades(cfg: Config, opts: BacktestOptions) -> bool:
     return opts.trades_to_core == "always"
 
 
-def prepare(md: MarketData, cfg: Config, opts: BacktestOptions) -> _Streams:
-    """Split the recorded stream into what the venue and what the engine must see (vectorized)."""
-    tick_e8 = int(cfg.instrument.tick_size * 10**8)
-    k, t, a, b, c = md.kind, md.t, md.a, md.b, md.c
+def _engine_tops(md: MarketData, lat: int, opts: BacktestOptions, code: int) -> tuple[np.ndarray, ...]:
+    """The tops of ``md`` as the engine sees them, ``lat`` later: each price change, and (``conflate``)
+    only the first and last unchanged one between two timer ticks. Rows: t_local, kind, bid, ask, t_recv."""
+    k, t, a, b = md.kind, md.t, md.a, md.b
     top_idx = np.flatnonzero(k == TOP)
     tb, ta = a[top_idx], b[top_idx]
     moved = np.ones(len(top_idx), dtype=bool)
     moved[1:] = (tb[1:] != tb[:-1]) | (ta[1:] != ta[:-1])
-    # venue: every trade, the depth rows on our tick grid, tops whose prices moved
-    vmask = (k == TRADE) | ((k == DEPTH) & (b % tick_e8 == 0))
-    vmask[top_idx[moved]] = True
-    vi = np.flatnonzero(vmask)
-    venue = list(zip(t[vi].tolist(), k[vi].tolist(), a[vi].tolist(), b[vi].tolist(), c[vi].tolist(),
-                     strict=True))
-    # engine: tops (conflated) and maybe trades, at receive time + feed latency
-    lat = opts.feed_latency_ns
     tl = t[top_idx] + lat
     keep = moved
     if opts.conflate and len(tl):
@@ -138,35 +133,89 @@ def prepare(md: MarketData, cfg: Config, opts: BacktestOptions) -> _Streams:
     elif not opts.conflate:
         keep = np.ones(len(tl), dtype=bool)
     ci = top_idx[keep]
-    if _wants_trades(cfg, opts):
-        ci = np.sort(np.concatenate([ci, np.flatnonzero(k == TRADE)]))
-    core = list(zip((t[ci] + lat).tolist(), k[ci].tolist(), a[ci].tolist(), b[ci].tolist(), t[ci].tolist(),
+    return t[ci] + lat, np.full(len(ci), code, dtype=np.int64), a[ci], b[ci], t[ci]
+
+
+def _venue_rows(md: MarketData, cfg: Config) -> list[tuple[int, int, int, int, int]]:
+    """What the venue's queue model must see: every trade, the depth rows on our tick grid, moved tops."""
+    tick_e8 = int(cfg.instrument.tick_size * 10**8)
+    k, t, a, b, c = md.kind, md.t, md.a, md.b, md.c
+    top_idx = np.flatnonzero(k == TOP)
+    tb, ta = a[top_idx], b[top_idx]
+    moved = np.ones(len(top_idx), dtype=bool)
+    moved[1:] = (tb[1:] != tb[:-1]) | (ta[1:] != ta[:-1])
+    vmask = (k == TRADE) | ((k == DEPTH) & (b % tick_e8 == 0))
+    vmask[top_idx[moved]] = True
+    vi = np.flatnonzero(vmask)
+    return list(zip(t[vi].tolist(), k[vi].tolist(), a[vi].tolist(), b[vi].tolist(), c[vi].tolist(),
                     strict=True))
+
+
+def prepare(md: MarketData, cfg: Config, opts: BacktestOptions,
+            references: tuple[MarketData, ...] = ()) -> _Streams:
+    """Split the recorded streams into what the venue and what the engine must see (vectorized).
+
+    Single recording: its tops are the reference (``feed_latency_ns`` late). Cross-venue: each
+    reference's tops arrive ``feed_latency_ns`` late as ``REF0 + i``; the quoted recording's own tops
+    (the venue's book, for post-only and the basis) and trades arrive ``order_latency_ns`` late.
+    """
+    venue = _venue_rows(md, cfg)
+    k, t = md.kind, md.t
+    parts: list[tuple[np.ndarray, ...]] = []
+    if not references:
+        lat = opts.feed_latency_ns
+        parts.append(_engine_tops(md, lat, opts, TOP))
+    else:
+        lat = opts.order_latency_ns
+        for i, r in enumerate(references):
+            parts.append(_engine_tops(r, opts.feed_latency_ns, opts, REF0 + i))
+        parts.append(_engine_tops(md, lat, opts, VENUE_TOP))
+    if _wants_trades(cfg, opts):
+        ti = np.flatnonzero(k == TRADE)
+        parts.append((t[ti] + lat, np.full(len(ti), TRADE, dtype=np.int64), md.a[ti], md.b[ti], t[ti]))
+    cols = [np.concatenate([p[j] for p in parts]) for j in range(5)]
+    order = np.argsort(cols[0], kind="stable")
+    core = list(zip(*(c[order].tolist() for c in cols), strict=True))
     di = np.flatnonzero(k == DEPTH)
-    full = FullBook(md.snap_bids, md.snap_asks, t[di], a[di], b[di], c[di])
+    full = FullBook(md.snap_bids, md.snap_asks, t[di], md.a[di], md.b[di], md.c[di])
     return _Streams(venue, core, full)
 
 
+def reference_aggregator(cfg: Config, n: int) -> PriceAggregator:
+    """The aggregator of a cross-venue run: one source per reference recording (equal weights, the
+    Coinbase feed's staleness); the configured PYUSD basis is left out, the online estimate replaces it."""
+    stale = cfg.coinbase.stale_after_ms * 1_000_000
+    return PriceAggregator({f"ref{i}": (1.0, stale) for i in range(n)}, basis_bps=0.0,
+                           max_dispersion_bps=cfg.pricing.max_dispersion_bps)
+
+
 def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = None, *,
-                 name: str = "configured") -> BacktestResult:
-    """Replay ``md`` through the core configured by ``cfg``; see the module docstring."""
+                 name: str = "configured", references: tuple[MarketData, ...] = ()) -> BacktestResult:
+    """Replay ``md`` through the core configured by ``cfg``; see the module docstring. With
+    ``references``, quote and fill on ``md`` and take the fair price from the references (cross-venue)."""
     opts = opts or BacktestOptions()
     opts.check()
     cfg = backtest_config(cfg)
     wall0 = time.perf_counter()
-    streams = prepare(md, cfg, opts)
-    agg = PriceAggregator.from_config(cfg)
+    streams = prepare(md, cfg, opts, references)
+    agg = reference_aggregator(cfg, len(references)) if references else PriceAggregator.from_config(cfg)
+    ref_names = agg.source_names
+    basis = BasisEstimator(cfg.backtest.basis_halflife_s)
+    to_venue = basis.apply
     core = TradingCore(cfg, cl_ord_prefix="bt")
     fees = cfg.fees
     venue = QueueVenue(core.instrument, maker_bps=fees.truex_maker_bps, taker_bps=fees.truex_taker_bps,
                        cancels=opts.cancels, min_notional=cfg.venue_rules.min_notional,
-                       price_band_pct=cfg.venue_rules.price_band_pct, full_book=streams.full_book)
+                       price_band_pct=cfg.venue_rules.price_band_pct, full_book=streams.full_book,
+                       crossing_replace=cfg.sim.crossing_replace)
     venue.load_levels(md.snap_bids, md.snap_asks)
     hedge = HedgeSim(cfg, opts.hedge_latency_ns, opts.hedge_mode)
     tick_e8 = venue.tick_e8
     lat_feed, lat_order = opts.feed_latency_ns, opts.order_latency_ns
     timer_ns = opts.timer_ns
     start, end = md.start_ns, md.end_ns + lat_feed
+    if references:
+        end = min(md.end_ns, *(r.end_ns for r in references)) + lat_feed
 
     venue_ev = streams.venue
     core_ev = streams.core
@@ -266,7 +315,9 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
         if tc <= t_timer and tc <= thg:
             if tc > end:
                 break
-            if ev_c[1] == TOP:
+            kind = ev_c[1]
+            actions = None
+            if kind == TOP:
                 c_bid, c_ask = ev_c[2], ev_c[3]
                 fair = agg_update(SOURCE, c_bid, c_ask, ev_c[4], tc)
                 bb = c_bid // tick_e8
@@ -275,13 +326,29 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
                     last_bb, last_ba = bb, ba
                     f = agg.last
                     actions = on_price(tc, f.mid, f.confidence, f.mid_e8 <= 0, bb, ba)
-                    if actions:
-                        due = tc + lat_order
-                        for a in actions:
-                            seq += 1
-                            push(heap, (due, seq, _ARRIVE, a))
-            else:
+            elif kind == TRADE:
                 on_trade_c(tc, (ev_c[3] + tick_e8 // 2) // tick_e8)
+            elif kind == VENUE_TOP:         # cross-venue: the quoted venue's book reaches the engine
+                f = agg.last
+                if f.mid_e8 > 0:
+                    basis.update(tc, (ev_c[2] + ev_c[3]) * 0.5, float(f.mid_e8))
+                bb = ev_c[2] // tick_e8
+                ba = -(-ev_c[3] // tick_e8)
+                if bb != last_bb or ba != last_ba:
+                    last_bb, last_ba = bb, ba
+                    actions = on_price(tc, to_venue(f.mid), f.confidence, f.mid_e8 <= 0, bb, ba)
+            else:                           # cross-venue: a reference's top
+                if kind == REF0:
+                    c_bid, c_ask = ev_c[2], ev_c[3]     # the first reference prices the hedges
+                fair = agg_update(ref_names[kind - REF0], ev_c[2], ev_c[3], ev_c[4], tc)
+                if fair is not None:
+                    actions = on_price(tc, to_venue(fair.mid), fair.confidence, fair.mid_e8 <= 0,
+                                       max(last_bb, 0), max(last_ba, 0))
+            if actions:
+                due = tc + lat_order
+                for a in actions:
+                    seq += 1
+                    push(heap, (due, seq, _ARRIVE, a))
             ic += 1
             ev_c = core_ev[ic]
             continue
@@ -294,7 +361,7 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
             fair = agg.on_timer(t)
             actions = []
             if fair is not None:
-                actions = on_price(t, fair.mid, fair.confidence, fair.mid_e8 <= 0, max(last_bb, 0),
+                actions = on_price(t, to_venue(fair.mid), fair.confidence, fair.mid_e8 <= 0, max(last_bb, 0),
                                    max(last_ba, 0))
             actions += core.on_timer(t)
             if actions:
@@ -309,7 +376,7 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
                                        f"{getattr(ce, 'detail', '')}".rstrip())
             qb, qa = venue.quotes()
             s_t.append(t)
-            s_mid.append(agg.last.mid)
+            s_mid.append(to_venue(agg.last.mid))
             s_bid.append(qb)
             s_ask.append(qa)
             s_pos.append(inv.position_lots)
@@ -349,5 +416,6 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
                      "inventory_lots": inv.position_lots},
         series=series, fills=venue.fill_log, hedges=hedge.fills, risk_events=risk_events, replay_s=replay_s,
         counts={"venue_events": iv, "engine_events": ic, "messages": n_msgs, "timer_ticks": n_timer,
+                "basis_bps_x100": round(basis.bps * 100), "references": len(references),
                 "hedge_fills": len(hedge.fills), "kraken_fees_units": hedge.fees_units},
     )

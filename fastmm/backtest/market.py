@@ -87,6 +87,7 @@ class MarketData:
     c: np.ndarray
     d: np.ndarray
     lines: int = 0            # input lines or frames read
+    duplicates: int = 0       # repeated frames skipped (same sequence number again)
 
     def __post_init__(self) -> None:
         n = len(self.t)
@@ -111,7 +112,8 @@ class MarketData:
     def describe(self) -> dict[str, object]:
         return {"source": self.source, "format": self.fmt, "symbol": self.symbol, "lines": self.lines,
                 "start_ns": self.start_ns, "end_ns": self.end_ns, "duration_s": round(self.duration_s, 3),
-                "snapshot_levels": [len(self.snap_bids), len(self.snap_asks)], **self.counts()}
+                "snapshot_levels": [len(self.snap_bids), len(self.snap_asks)], "duplicates": self.duplicates,
+                **self.counts()}
 
     def head(self, seconds: float) -> MarketData:
         """The first ``seconds`` of the stream (tests and quick looks)."""
@@ -119,7 +121,28 @@ class MarketData:
         n = int(np.searchsorted(self.t, end, side="right"))
         return MarketData(self.source, self.fmt, self.symbol, self.start_ns, self.snap_bids, self.snap_asks,
                           self.kind[:n], self.t[:n], self.a[:n], self.b[:n], self.c[:n], self.d[:n],
-                          self.lines)
+                          self.lines, self.duplicates)
+
+
+def after(md: MarketData, t_ns: int) -> MarketData:
+    """The stream from ``t_ns`` on, starting from the book as it stood then (the snapshot with every
+    depth row before ``t_ns`` applied): the second half of a walk-forward split."""
+    i = int(np.searchsorted(md.t, t_ns, side="left"))
+    bids = {int(p): int(q) for p, q in md.snap_bids}
+    asks = {int(p): int(q) for p, q in md.snap_asks}
+    dk = md.kind[:i] == DEPTH
+    for side, p, q in zip(md.a[:i][dk].tolist(), md.b[:i][dk].tolist(), md.c[:i][dk].tolist(), strict=True):
+        book = bids if side == BID else asks
+        if q > 0:
+            book[p] = q
+        else:
+            book.pop(p, None)
+    i64 = np.int64
+    sb = np.array(sorted(bids.items(), reverse=True), dtype=i64).reshape(-1, 2)
+    sa = np.array(sorted(asks.items()), dtype=i64).reshape(-1, 2)
+    start = int(t_ns) if i < len(md.t) else md.end_ns
+    return MarketData(md.source, md.fmt, md.symbol, start, sb, sa,
+                      md.kind[i:], md.t[i:], md.a[i:], md.b[i:], md.c[i:], md.d[i:], md.lines, md.duplicates)
 
 
 class StreamBuilder:
@@ -192,7 +215,7 @@ class StreamBuilder:
         self._c.append(conv(bid_qty, bid))
         self._d.append(conv(ask_qty, ask))
 
-    def build(self, source: str, fmt: str, symbol: str, lines: int) -> MarketData:
+    def build(self, source: str, fmt: str, symbol: str, lines: int, *, duplicates: int = 0) -> MarketData:
         if self.start_ns is None:
             raise DataError(f"{source}: no depth snapshot found: the book cannot be rebuilt")
         i64 = np.int64
@@ -211,4 +234,4 @@ class StreamBuilder:
             return np.array(rows, dtype=i64).reshape(-1, 2)
 
         return MarketData(source, fmt, symbol, self.start_ns, levels(self.snap_bids), levels(self.snap_asks),
-                          kind, *cols, lines)
+                          kind, *cols, lines, duplicates)

@@ -54,6 +54,8 @@ from fastmm.instrument import Instrument
 
 CancelModel = Literal["prorata", "all", "none"]
 CANCEL_MODELS: tuple[str, ...] = ("prorata", "all", "none")
+CrossingReplace = Literal["reject", "take"]
+CROSSING_REPLACE: tuple[str, ...] = ("reject", "take")
 
 _INF = 1 << 62
 _CXL_UNKNOWN = 1
@@ -65,9 +67,10 @@ _REPLACED = "replaced"   # marks an id an order had before a replace (not an Ord
 class SimOrder:
     """One of our orders at the venue: integer ticks and lots, queue ahead in 1e-8 base units."""
 
-    __slots__ = ("ahead", "cl", "cum", "filled_any", "order_id", "px", "px_e8", "qty", "side")
+    __slots__ = ("ahead", "cl", "cum", "filled_any", "order_id", "post_only", "px", "px_e8", "qty", "side")
 
-    def __init__(self, cl: str, order_id: str, side: int, px: int, px_e8: int, qty: int) -> None:
+    def __init__(self, cl: str, order_id: str, side: int, px: int, px_e8: int, qty: int,
+                 post_only: bool = False) -> None:
         self.cl = cl
         self.order_id = order_id
         self.side = side
@@ -77,6 +80,7 @@ class SimOrder:
         self.cum = 0
         self.ahead = 0
         self.filled_any = False
+        self.post_only = post_only
 
     @property
     def leaves(self) -> int:
@@ -94,6 +98,7 @@ class VenueStats:
     cancels: int = 0
     rejects: int = 0
     cancel_rejects: int = 0
+    crossing_replaces: int = 0   # replaces that would cross the book (rejected, or filled as taker)
     fills: int = 0
     maker_fills: int = 0
     taker_fills: int = 0
@@ -138,9 +143,17 @@ class QueueVenue:
 
     def __init__(self, instrument: Instrument, *, maker_bps: Decimal, taker_bps: Decimal,
                  cancels: CancelModel = "prorata", min_notional: Decimal = Decimal(1),
-                 price_band_pct: Decimal = Decimal("2.5"), full_book: FullBook | None = None) -> None:
+                 price_band_pct: Decimal = Decimal("2.5"), full_book: FullBook | None = None,
+                 crossing_replace: CrossingReplace = "reject") -> None:
+        """``crossing_replace``: a replace of a post-only order that would cross the book is rejected
+        (the order stays as it was) or filled as a taker (``take``: a venue that forgets post-only on a
+        replace, to show the danger)."""
         if cancels not in CANCEL_MODELS:
             raise ValueError(f"cancel model must be one of {', '.join(CANCEL_MODELS)}, not {cancels!r}")
+        if crossing_replace not in CROSSING_REPLACE:
+            raise ValueError(f"crossing_replace must be one of {', '.join(CROSSING_REPLACE)}, "
+                             f"not {crossing_replace!r}")
+        self._crossing_replace = crossing_replace
         self.instrument = instrument
         tick_e8 = instrument.tick_size * 10**8
         lot_e8 = instrument.lot_size * 10**8
@@ -220,7 +233,7 @@ class QueueVenue:
         if crosses and a.post_only:
             return self._reject(OrderRejected(cl, "Post-only order would take liquidity"))
         self._next_order += 1
-        o = SimOrder(cl, f"O{self._next_order}", side, px, px_e8, qty)
+        o = SimOrder(cl, f"O{self._next_order}", side, px, px_e8, qty, a.post_only)
         self.stats.orders += 1
         self.stats.quoted_lots += qty
         out: list[OrderEvent] = [OrderAccepted(cl, o.order_id)]
@@ -267,6 +280,11 @@ class QueueVenue:
             return reject(_CXL_OTHER, "Order notional below minimum")
         if qty <= o.cum:
             return reject(_CXL_OTHER, "Quantity not above filled quantity")
+        px_e8 = px * self.tick_e8
+        crosses = px_e8 >= self.top_ask if o.side == 1 else px_e8 <= self.top_bid
+        if crosses and o.post_only and self._crossing_replace == "reject":
+            self.stats.crossing_replaces += 1
+            return reject(_CXL_OTHER, "Post-only order would take liquidity")
         keeps_priority = px == o.px and qty <= o.qty
         self._unrest(o)
         del self.orders[o.cl]
@@ -282,9 +300,10 @@ class QueueVenue:
             self._rest(o, keep_ahead=True)
             return out
         o.px = px
-        o.px_e8 = px * self.tick_e8
+        o.px_e8 = px_e8
         out.append(OrderReplaced(cl, a.orig_cl_ord_id, px, qty, o.leaves))
-        crosses = o.px_e8 >= self.top_ask if o.side == 1 else o.px_e8 <= self.top_bid
+        if crosses:
+            self.stats.crossing_replaces += 1
         self._enter(now_ns, o, crosses, out)
         return out
 

@@ -22,6 +22,7 @@ file, line and reason: a backtest on silently misread data is worse than none.
 from __future__ import annotations
 
 import gzip
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +34,8 @@ from fastmm.data.binance import DepthSync, SequenceGap
 from fastmm.data.book import L2Book
 from fastmm.data.events import BookSnapshot, DepthDiff
 from fastmm.data.units import DataError, parse_e8
+
+log = logging.getLogger(__name__)
 
 BINANCE = "binance-raw"
 COINBASE = "coinbase-frames"
@@ -182,13 +185,14 @@ class _BinanceState:
         self.market = ""              # "spot" or "futures", from the first diff
         self.derive = derive_tops
         self.book: L2Book | None = None
-        self.last_top: tuple[int, int] = (0, 0)
         self.skipped = 0
         self.seen: set[str] = set()
 
     def check_symbol(self, name: str) -> bool:
         name = name.lower()
-        self.seen.add(name)
+        if name not in self.seen:
+            self.seen.add(name)
+            check_coin_m(name, self.out.unit)
         if not self.symbol:
             self.symbol = name
         return name == self.symbol
@@ -242,15 +246,31 @@ class _BinanceState:
         bb, ba = self.book.best_bid(), self.book.best_ask()
         if bb is None or ba is None:
             return
-        if (bb[0], ba[0]) != self.last_top:
-            self.last_top = (bb[0], ba[0])
-            self.out.top(t, bb[0], ba[0], bb[1], ba[1], derived=True)
+        # every applied diff gives a top, moved or not: a quiet book is not a stale one (the engine ages a
+        # reference by the receive time of its last top)
+        self.out.top(t, bb[0], ba[0], bb[1], ba[1], derived=True)
 
     def ticker(self, t: int, data: dict) -> None:
         self.book = None      # recorded tops win; stop rebuilding the whole book for them
         if self.out.started:
             b, a, bq, aq = e8_values([data["b"], data["a"], data["B"], data["A"]])
             self.out.top(t, b, a, bq, aq)
+
+
+def is_coin_m(symbol: str) -> bool:
+    """Binance COIN-M (inverse) futures: ``btcusd_perp``, ``ethusd_240927``; USD-M quarterlies end in
+    ``usdt_<date>`` and are linear in the base asset."""
+    head, sep, _ = symbol.lower().partition("_")
+    return bool(sep) and head.endswith("usd")
+
+
+def check_coin_m(symbol: str, unit: SizeUnit) -> None:
+    """A COIN-M recording counts size in contracts of a fixed USD value: read as base units it would
+    be off by orders of magnitude, so the size unit must be given."""
+    if unit.kind == "base" and is_coin_m(symbol):
+        raise DataError(f"{symbol} is a Binance COIN-M (inverse) contract: its sizes are contracts, not "
+                        f"{symbol[:3].upper()}; give the size unit (--size-unit inverse:100 for BTC "
+                        f"contracts of 100 USD, inverse:10 for the others)")
 
 
 def read_binance(path: str | Path, *, unit: SizeUnit | None = None, symbol: str = "",
@@ -356,7 +376,7 @@ def read_coinbase_frames(path: str | Path, *, unit: SizeUnit | None = None, prod
     out = StreamBuilder(unit)
     book = L2Book()
     expected: int | None = None
-    last_top = (0, 0)
+    duplicates = 0
     lines = 0
     loads = orjson.loads
     for f, n, line in _lines(files):
@@ -382,9 +402,17 @@ def read_coinbase_frames(path: str | Path, *, unit: SizeUnit | None = None, prod
         if isinstance(seq, int) and not isinstance(seq, bool):
             if seq == 0 and expected not in (None, 0):
                 expected = None           # a new connection: numbering starts again
+            if expected is not None and 0 < seq < expected:
+                # a frame seen again (a recorder's retry, a resend): applying it twice would corrupt the
+                # book; skipped and counted
+                duplicates += 1
+                if duplicates == 1:
+                    log.warning("%s: sequence_num %d again (expected %d): duplicated frame skipped",
+                                where, seq, expected)
+                continue
             if expected is not None and seq != expected:
-                raise DataError(f"{where}: sequence_num {seq}, expected {expected}: messages were lost and "
-                                f"the book cannot be trusted past this line")
+                raise DataError(f"{where}: sequence_num {seq}, expected {expected}: {seq - expected} "
+                                f"messages were lost and the book cannot be trusted past this line")
             expected = seq + 1
         channel = msg.get("channel")
         try:
@@ -416,9 +444,9 @@ def read_coinbase_frames(path: str | Path, *, unit: SizeUnit | None = None, prod
                             book.asks.set(p, q)
                     else:
                         raise DataError(f"unknown l2_data event type {ev.get('type')!r}")
+                    # a top for every book event, moved or not: a quiet book is not a stale one
                     bb, ba = book.best_bid(), book.best_ask()
-                    if bb is not None and ba is not None and (bb[0], ba[0]) != last_top:
-                        last_top = (bb[0], ba[0])
+                    if bb is not None and ba is not None and out.started:
                         out.top(t, bb[0], ba[0], bb[1], ba[1])
             elif channel == "market_trades":
                 for ev in msg["events"]:
@@ -444,7 +472,9 @@ def read_coinbase_frames(path: str | Path, *, unit: SizeUnit | None = None, prod
             raise DataError(f"{where}: {e}") from None
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise DataError(f"{where}: missing or bad field in {channel}: {e!r}") from None
-    return out.build(str(path), COINBASE, product, lines)
+    if duplicates:
+        log.warning("%s: %d duplicated frame(s) skipped", path, duplicates)
+    return out.build(str(path), COINBASE, product, lines, duplicates=duplicates)
 
 
 def _cb_updates(updates: object) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:

@@ -70,25 +70,32 @@ class VolatilityEstimator:
 
 
 class IntensityEstimator:
-    """Fits lambda(d) = A exp(-k d) to how often trades reach each distance d from the mid.
+    """Fits lambda(d) = A exp(-k d): how often per second the market trades at least d ticks from the mid.
 
-    Counts of trades at or beyond each depth bin decay over ``window_s``; a least-squares line through
-    ln(rate) against depth gives -k (slope) and ln A (intercept). Until two bins have trades, or when the
-    fit is not a decreasing curve, the priors stay.
+    As hftbacktest's GLFT tutorial measures it (``measure_trading_intensity``): time is cut into steps
+    of ``step_ns`` (100 ms); a step *arrives* at depth d when a trade of the step reached d or beyond,
+    so a burst of trades at one instant counts once, as it can fill a resting quote once. Arrival counts
+    per depth bin (one tick wide by default) decay over ``window_s``; a least-squares line through
+    ln(rate) against depth, over the leading bins that have arrivals, gives -k (slope) and ln A
+    (intercept). Until two bins have arrivals, or when the fit is not a decreasing curve, the priors stay.
     """
 
-    __slots__ = ("A", "_bin", "_counts", "_elapsed", "_last_ns", "_min_count", "_tau_s", "k", "trades")
+    __slots__ = ("A", "_bin", "_counts", "_elapsed", "_last_ns", "_min_count", "_step", "_step_depth",
+                 "_step_ns", "_tau_s", "k", "trades")
 
-    def __init__(self, window_s: float, *, bin_ticks: float = 10.0, bins: int = 20, prior_a: float = 1.0,
-                 prior_k: float = 0.01, min_count: float = 1.0) -> None:
-        if bin_ticks <= 0 or bins < 2:
-            raise ValueError("intensity bins must be positive and at least two")
+    def __init__(self, window_s: float, *, bin_ticks: float = 1.0, bins: int = 70, prior_a: float = 1.0,
+                 prior_k: float = 0.01, min_count: float = 1.0, step_ns: int = 100_000_000) -> None:
+        if bin_ticks <= 0 or bins < 2 or step_ns <= 0:
+            raise ValueError("intensity bins and step must be positive, and at least two bins")
         self._tau_s = window_s
         self._bin = bin_ticks
         self._counts = [0.0] * bins
         self._last_ns: int | None = None
         self._elapsed = 0.0
         self._min_count = min_count
+        self._step_ns = step_ns
+        self._step = -1              # the step whose deepest trade is being collected
+        self._step_depth = -1.0
         self.A = prior_a
         self.k = prior_k
         self.trades = 0
@@ -109,12 +116,25 @@ class IntensityEstimator:
         """A trade ``depth_ticks`` away from the mid (either side) at ``now_ns``."""
         if not math.isfinite(depth_ticks):
             return
-        self._decay_to(now_ns)
         self.trades += 1
-        reach = min(len(self._counts), int(abs(depth_ticks) / self._bin) + 1)
+        step = now_ns // self._step_ns
+        if step != self._step:
+            self._close_step(step * self._step_ns)
+            self._step = step
+        d = abs(depth_ticks)
+        if d > self._step_depth:
+            self._step_depth = d
+
+    def _close_step(self, now_ns: int) -> None:
+        """Book the finished step's deepest arrival, then refit."""
+        self._decay_to(now_ns)
+        if self._step_depth < 0:
+            return
         counts = self._counts
+        reach = min(len(counts), int(self._step_depth / self._bin) + 1)
         for j in range(reach):
             counts[j] += 1.0
+        self._step_depth = -1.0
         self._fit()
 
     def _fit(self) -> None:
@@ -124,9 +144,10 @@ class IntensityEstimator:
             return
         xs, ys = [], []
         for j, c in enumerate(self._counts):
-            if c >= self._min_count:
-                xs.append(j * self._bin)
-                ys.append(math.log(c / span))
+            if c < self._min_count:
+                break            # the leading bins with arrivals, as the tutorial's fit
+            xs.append(j * self._bin)
+            ys.append(math.log(c / span))
         n = len(xs)
         if n < 2:
             return

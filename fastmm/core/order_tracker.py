@@ -113,7 +113,8 @@ class OrderTracker:
         self._retired: deque[str] = deque()
         self._bad = OnceLogger(log)
         self.version = 0
-        self.counts = {"rejects": 0, "cancel_rejects": 0, "unsolicited_cancels": 0, "fills": 0}
+        self.counts = {"rejects": 0, "cancel_rejects": 0, "unsolicited_cancels": 0, "fills": 0,
+                       "fill_races": 0}
 
     # -- our requests -----------------------------------------------------------------------------
     def on_new(self, a: NewOrder, now_ns: int) -> TrackedOrder:
@@ -160,6 +161,17 @@ class OrderTracker:
         return o
 
     # -- the venue's answers ----------------------------------------------------------------------
+    def fill_race(self, ev: OrderEvent) -> bool:
+        """True for a cancel or replace rejected because the order had just filled (the venue says
+        filled, or its last fill reached us first): a request crossing a fill on the wire, the normal
+        life of a quote, not a fault. Call before :meth:`apply`."""
+        if not isinstance(ev, CancelRejected):
+            return False
+        if ev.ord_status == "2":
+            return True
+        o = self._by_id.get(ev.cl_ord_id) or self._by_id.get(ev.orig_cl_ord_id)
+        return o is not None and o.state == _FILLED
+
     def apply(self, ev: OrderEvent, now_ns: int) -> bool:
         """Apply one event. For a fill, True means it is new (not a duplicate ExecID) and must be booked,
         whether or not the order is known; for other events True means the state changed."""

@@ -132,9 +132,13 @@ class QuoteEngine:
     def on_event(self, ev: OrderEvent, now_ns: int) -> bool:
         """An execution event; True for a new fill (book it) or a state change. Actions follow on the
         next :meth:`requote`, price event or timer."""
-        changed = self.tracker.apply(ev, now_ns)
+        tracker = self.tracker
+        race = tracker.fill_race(ev)
+        changed = tracker.apply(ev, now_ns)
         self._prepare()
-        if self.risk is not None and isinstance(ev, OrderRejected | CancelRejected | MessageRejected):
+        if race:
+            tracker.counts["fill_races"] += 1   # a reject of a request that crossed a fill: not a fault
+        elif self.risk is not None and isinstance(ev, OrderRejected | CancelRejected | MessageRejected):
             self.risk.on_reject(now_ns)
         return changed
 
@@ -263,6 +267,10 @@ class QuoteEngine:
         if risk is not None and not risk.tripped:
             risk = None
         post_only = self._post_only
+        bb, ba = self._bb, self._ba
+        if bb and ba and bb >= ba:
+            bb = ba = 0      # a locked or crossed view (stale, or our own orders mid-change): no judge
+        held = False
         # actions are built with tuple.__new__: the named tuples' own __new__ is a Python function that
         # does just that, one frame more per action
         for kind, o, side, px, qty in intents:
@@ -280,6 +288,20 @@ class QuoteEngine:
             if risk is not None and not risk.allows(side, rest, self.inventory.position_lots,
                                                     tracker.open_lots(_SIDES[side])):
                 break  # tripped: only what shrinks the position may go
+            # post-only everywhere: a replace carries no ExecInst on TrueX, so it must never cross the
+            # last book we have (a new order only when post-only); the ladder is clamped already, this
+            # is the last check: a crossing move becomes a cancel, a crossing new order is held back
+            crosses = (ba > 0 and px >= ba) if side == 1 else (bb > 0 and px <= bb)
+            if crosses and (kind == MOVE or post_only):
+                self._bad("quote engine: an order would cross the TrueX book; canceled or held back",
+                          f"side={side} px={px} book={bb}/{ba}")
+                held = True
+                if kind == MOVE:
+                    assert o is not None
+                    c = _tnew(CancelOrder, (next_id(), o.cl_ord_id, o.side))
+                    tracker.on_cancel(c, now_ns)
+                    out.append(c)
+                continue
             if kind == MOVE:
                 assert o is not None
                 r = _tnew(ReplaceOrder, (next_id(), o.cl_ord_id, o.side, px, qty))
@@ -289,6 +311,8 @@ class QuoteEngine:
                 n = _tnew(NewOrder, (next_id(), _SIDES[side], px, qty, post_only))
                 tracker.on_new(n, now_ns)
                 out.append(n)
+        if held:
+            self._deferred = True    # plan again on the next event or timer, with a newer book
         return out
 
     # -- reads ------------------------------------------------------------------------------------

@@ -77,6 +77,9 @@ class ExchangeRules:
     duplicate_window_ns: int = 500_000_000
     maker_fee_bps: Decimal = Decimal(0)
     taker_fee_bps: Decimal = Decimal(10)
+    # a replace of a post-only order that would cross the book: "reject" it (the order stays as it was),
+    # or "take" (fill as a taker: what a venue that forgets post-only on a replace does)
+    crossing_replace: str = "reject"
 
 
 @dataclass(slots=True)
@@ -91,6 +94,7 @@ class Order:
     cum: int = 0
     seq: int = 0  # time priority
     last_cl_ord_id: str = ""
+    post_only: bool = False
 
     @property
     def leaves(self) -> int:
@@ -264,7 +268,7 @@ class MatchingEngine:
         sess.cl_ord_ids.add(cl_ord_id)
         sess.recent_orders.append((now_ns, side, ticks, lots))
         order = Order(owner, cl_ord_id, self._next_order_id(), side, ticks, lots, tif,
-                      last_cl_ord_id=cl_ord_id)
+                      last_cl_ord_id=cl_ord_id, post_only=post_only and ord_type == LIMIT)
         events: list[Event] = [self._report(order, ExecType.NEW, OrdStatus.NEW)]
         events += self._match(order)
         if order.leaves > 0:
@@ -325,6 +329,9 @@ class MatchingEngine:
             return reject(CXL_OTHER, "Order notional below minimum")
         if lots <= order.cum:
             return reject(CXL_OTHER, "Quantity not above filled quantity")
+        if (order.post_only and self.rules.crossing_replace == "reject"
+                and self._would_cross(order.side, ticks)):
+            return reject(CXL_OTHER, "Post-only order would take liquidity")
         sess.cl_ord_ids.add(cl_ord_id)
         keeps_priority = ticks == order.price and lots <= order.qty
         self._unrest(order)

@@ -12,17 +12,20 @@ import asyncio
 import base64
 import logging
 import secrets
-from collections.abc import MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, replace
+from itertools import islice
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from fastmm.config import Config
 from fastmm.data.binance import read_capture
+from fastmm.data.coinbase_frames import read_frames
+from fastmm.data.events import BookSnapshot, DepthDiff, Event, Trade
 from fastmm.data.paths import BINANCE_CAPTURE, data_dir
 from fastmm.instrument import Instrument
-from fastmm.sim.coinbase import CoinbaseFaults, CoinbaseSettings
+from fastmm.sim.coinbase import CbBook, CbUpdate, CoinbaseFaults, CoinbaseSettings, from_frames
 from fastmm.sim.coinbase_server import CoinbaseSimServer
 from fastmm.sim.kraken import KrakenSettings
 from fastmm.sim.kraken_server import KrakenSimServer
@@ -69,6 +72,37 @@ def capture_path(cfg: Config) -> Path:
     return base / BINANCE_CAPTURE if (base / BINANCE_CAPTURE).is_dir() else base
 
 
+def is_frames(path: Path) -> bool:
+    """A recorded Advanced Trade frames file (JSONL ``{"t_ns", "frame"}``) rather than a Binance capture;
+    an unreadable path is a :class:`DataError` naming it."""
+    from fastmm.backtest.readers import COINBASE, sniff
+
+    return sniff(path) == COINBASE
+
+
+def _head(it: Iterable[Any], n: int | None) -> Iterator[Any]:
+    return iter(it) if n is None else islice(it, n)
+
+
+def frame_events(path: Path, product_id: str, max_lines: int | None = None) -> Iterator[Event]:
+    """Recorded Coinbase frames as the capture's events, for the TrueX and Kraken simulators: the book
+    snapshot (update id 0), each l2 update as a diff with the next update id, each market trade."""
+    seq = n_trades = 0
+    for ev in from_frames(_head(read_frames(path), max_lines), product_id):
+        if isinstance(ev, CbBook):
+            yield BookSnapshot(ev.recv_ns, seq, tuple(ev.bids), tuple(ev.asks))
+        elif isinstance(ev, CbUpdate):
+            seq += 1
+            bids = tuple((p, q) for side, p, q in ev.changes if side == "bid")
+            asks = tuple((p, q) for side, p, q in ev.changes if side == "offer")
+            yield DepthDiff(ev.recv_ns, ev.ts_ns // 1_000_000, seq, seq, bids, asks)
+        elif not ev.snapshot:
+            for t in ev.trades:   # the side is the maker's: a BUY maker is a buyer who made
+                ms = t.time_ns // 1_000_000
+                n_trades += 1
+                yield Trade(ev.recv_ns, ms, ms, n_trades, t.price, t.size, t.side == "BUY")
+
+
 @dataclass
 class VenueSet:
     truex: TruexSimServer
@@ -94,7 +128,11 @@ def build(cfg: Config, *, host: str = "127.0.0.1", faults: CoinbaseFaults | None
     path = capture_path(cfg)
     max_lines = s.max_lines or None
 
+    frames = is_frames(path)
+
     def events() -> Any:
+        if frames:
+            return frame_events(path, cfg.coinbase.product_id, max_lines)
         return read_capture(path, max_lines=max_lines)
 
     instrument = Instrument.from_config(cfg.instrument)
@@ -106,7 +144,8 @@ def build(cfg: Config, *, host: str = "127.0.0.1", faults: CoinbaseFaults | None
                           max_msgs_per_sec=s.truex_max_msgs_per_sec,
                           max_msgs_per_min=s.truex_max_msgs_per_min,
                           duplicate_window_ns=s.truex_duplicate_window_ms * 1_000_000,
-                          maker_fee_bps=s.truex_maker_bps, taker_fee_bps=s.truex_taker_bps)
+                          maker_fee_bps=s.truex_maker_bps, taker_fee_bps=s.truex_taker_bps,
+                          crossing_replace=s.crossing_replace)
     tsettings = TruexSimSettings(
         oe_comp_id=cfg.truex.order_entry.target_comp_id, md_comp_id=cfg.truex.market_data.target_comp_id,
         client_comp_id=cfg.truex.order_entry.sender_comp_id, api_key_id=key_id, api_secret=secret,
@@ -121,7 +160,10 @@ def build(cfg: Config, *, host: str = "127.0.0.1", faults: CoinbaseFaults | None
     if cfg.coinbase.enabled:
         cs = CoinbaseSettings(product_id=cfg.coinbase.product_id, speed=s.speed,
                               faults=faults or CoinbaseFaults())
-        coinbase = CoinbaseSimServer.from_capture(path, cs, max_lines=max_lines)
+        if frames:
+            coinbase = CoinbaseSimServer(from_frames(_head(read_frames(path), max_lines), cs.product_id), cs)
+        else:
+            coinbase = CoinbaseSimServer.from_capture(path, cs, max_lines=max_lines)
     kkey = cfg.kraken.api_key.reveal() if cfg.kraken.api_key else ""
     ksecret = cfg.kraken.api_secret.reveal() if cfg.kraken.api_secret else ""
     ksettings = KrakenSettings(keys={kkey: ksecret} if kkey and ksecret else {},

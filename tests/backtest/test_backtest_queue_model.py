@@ -205,3 +205,29 @@ def test_venue_ledger_is_exact() -> None:
     rebate = FeeRate(Decimal(-1)).fee(value)
     assert rebate < 0
     assert v.cash_units == -(value + rebate) and v.fees_units == rebate and v.position_lots == 1000
+
+
+@pytest.mark.parametrize("mode", ["reject", "take"])
+def test_a_crossing_replace_of_a_post_only_order_follows_the_setting(mode: str) -> None:
+    v = QueueVenue(INST, maker_bps=Decimal(0), taker_bps=Decimal(10), crossing_replace=mode)  # type: ignore[arg-type]
+    v.load_levels(np.array([[PX * TICK, BTC]], dtype=np.int64), np.array([[(PX + 1) * TICK, BTC]], dtype=np.int64))
+    v.on_top(T, PX * TICK, (PX + 1) * TICK)
+    assert isinstance(buy(v, px=PX - 2)[0], OrderAccepted)
+    evs = v.on_action(T, ReplaceOrder("b2", "b1", Side.BUY, PX + 1, 1000))
+    assert v.stats.crossing_replaces == 1
+    if mode == "reject":
+        assert len(evs) == 1 and isinstance(evs[0], CancelRejected)
+        assert "Post-only" in evs[0].text and evs[0].ord_status == "0"
+        assert v.orders["b1"].px == PX - 2 and not fills(evs)    # still resting where it was
+    else:
+        f = fills(evs)
+        assert isinstance(evs[0], OrderReplaced) and f and f[0].liquidity == Liquidity.TAKER
+    # not post-only: a crossing replace takes in either mode
+    buy(v, cl="g1", px=PX - 3, post_only=False)
+    g = fills(v.on_action(T, ReplaceOrder("g2", "g1", Side.BUY, PX + 1, 1000)))
+    assert g and g[0].liquidity == Liquidity.TAKER
+
+
+def test_the_crossing_replace_setting_is_checked() -> None:
+    with pytest.raises(ValueError, match="crossing_replace"):
+        QueueVenue(INST, maker_bps=Decimal(0), taker_bps=Decimal(10), crossing_replace="maybe")  # type: ignore[arg-type]

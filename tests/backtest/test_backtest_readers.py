@@ -260,3 +260,66 @@ def test_coinbase_frames_of_the_capture_read_like_the_capture_itself(tmp_path: P
 
     ra, rb = run_backtest(active_config(), a), run_backtest(active_config(), b)
     assert ra.fills and ra.fills == rb.fills
+
+
+def quiet_book_frames(seconds: int = 12) -> list[str]:
+    """A snapshot, then an update every 0.5 s that changes only a level behind the touch."""
+    lvl = [{"side": "bid", "event_time": "x", "price_level": "60000.00", "new_quantity": "1"},
+           {"side": "offer", "event_time": "x", "price_level": "60000.50", "new_quantity": "1"}]
+    out = [orjson.dumps({"t_ns": T0, "frame": cb(0, "l2_data", [
+        {"type": "snapshot", "product_id": "BTC-USD", "updates": lvl}])}).decode()]
+    for i in range(1, 2 * seconds + 1):
+        deep = [{"side": "bid", "event_time": "x", "price_level": "59990.00", "new_quantity": str(i)}]
+        out.append(orjson.dumps({"t_ns": T0 + i * 500_000_000, "frame": cb(i, "l2_data", [
+            {"type": "update", "product_id": "BTC-USD", "updates": deep}])}).decode())
+    return out
+
+
+def test_a_quiet_coinbase_book_still_gives_tops_and_the_backtest_never_sees_it_stale(tmp_path: Path) -> None:
+    from fastmm.backtest.engine import run_backtest
+    from fastmm.config import Config
+
+    p = write_lines(tmp_path / "quiet.jsonl", quiet_book_frames())
+    md = load_market_data(p)
+    tops = md.t[md.kind == TOP]
+    assert len(tops) == 25 and int(np.diff(tops).max()) == 500_000_000
+    res = run_backtest(Config(), md)
+    assert not [e for e in res.risk_events if "Trip" in e], res.risk_events
+    assert res.series["mid"][-1] > 0          # the fair price never went away
+
+
+def test_binance_derived_tops_come_with_every_diff_even_when_the_touch_does_not_move(tmp_path: Path) -> None:
+    lines = [binance_line(T0, None, {"lastUpdateId": 10, "bids": [["100.00000000", "1.00000000"]],
+                                     "asks": [["101.00000000", "1.00000000"]]})]
+    for i in range(1, 9):
+        lines.append(binance_line(T0 + i * 1_000_000_000, "btcusdt@depth@100ms", {
+            "e": "depthUpdate", "E": 1, "U": 10 + i, "u": 10 + i, "b": [["99.00000000", f"{i}.00000000"]],
+            "a": []}))
+    md = load_market_data(write_lines(tmp_path / "q.txt", lines))
+    assert int((md.kind == TOP).sum()) == 9      # the snapshot's and one per diff
+
+
+def test_a_coin_m_recording_without_a_size_unit_is_a_clear_error(tmp_path: Path) -> None:
+    lines = [
+        binance_line(T0, None, {"lastUpdateId": 100, "bids": [["50000.0", "10"]], "asks": [["50001.0", "20"]]}),
+        binance_line(T0 + 1, "btcusd_perp@depth@0ms", {"e": "depthUpdate", "E": 1, "U": 95, "u": 101, "pu": 94,
+                                                         "b": [["50000.0", "30"]], "a": []}),
+    ]
+    p = write_lines(tmp_path / "coinm.txt", lines)
+    with pytest.raises(DataError, match=r"COIN-M .*--size-unit inverse:100"):
+        load_market_data(p)
+    assert load_market_data(p, size_unit="inverse:100").snap_bids.tolist() == [[5_000_000_000_000, 2_000_000]]
+    # USD-M quarterlies are linear in the base asset: no unit needed
+    usdm = [lines[0], lines[1].replace("btcusd_perp", "btcusdt_240927")]
+    assert load_market_data(write_lines(tmp_path / "usdm.txt", usdm)).fmt == f"{BINANCE}/futures"
+
+
+def test_a_duplicated_coinbase_frame_is_skipped_and_reported_as_a_duplicate(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    frames = coinbase_frames()
+    dup = [*frames[:4], frames[3], *frames[4:]]          # market_trades seq 3 twice
+    md = load_market_data(frames_file(tmp_path / "dup.jsonl", dup))
+    assert md.duplicates == 1 and md.describe()["duplicates"] == 1
+    assert int((md.kind == TRADE).sum()) == 1            # the trade is booked once
+    assert any("duplicated frame" in r.getMessage() for r in caplog.records)
+    assert not any("lost" in r.getMessage() for r in caplog.records)

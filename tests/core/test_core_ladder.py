@@ -179,3 +179,20 @@ def test_property_ladder_respects_band_tick_notional_and_never_crosses(
         assert bids[0][0] < ba
     if bb and asks:
         assert asks[0][0] > bb
+
+
+def test_intensity_counts_a_step_once_however_many_trades_it_has() -> None:
+    """hftbacktest's measure: a step arrives at depth d if any of its trades reached d; a burst of
+    trades at one instant can fill a resting quote once, so it counts once."""
+    one = IntensityEstimator(window_s=1e9)
+    burst = IntensityEstimator(window_s=1e9)
+    for i in range(600):                      # 60 s of 100 ms steps, depths cycling 0..5 ticks
+        t = i * 100 * 1_000_000
+        one.on_trade(t, float(i % 6))
+        for j in range(10):
+            burst.on_trade(t + j, float(i % 6) - j * 0.1)
+    one.on_trade(600 * 100 * 1_000_000, 0.0)   # closes the last step
+    burst.on_trade(600 * 100 * 1_000_000, 0.0)
+    assert burst.trades == 10 * one.trades - 9
+    assert (burst.A, burst.k) == pytest.approx((one.A, one.k))
+    assert one.k > 0 and pytest.approx(10.0, rel=0.3) == one.A   # every step reaches depth 0: ~10 per s

@@ -233,3 +233,55 @@ def test_bad_events_are_logged_not_raised() -> None:
     assert c.on_order_event("garbage", t) == []  # type: ignore[arg-type]
     assert c.on_order_event(OrderAccepted("nobody"), t) == []
     assert c.inventory.position_lots == 0 and len(c.engine.working()) == 10
+
+
+def test_a_cancel_rejected_because_the_order_just_filled_does_not_count_toward_the_reject_kill_switch() -> None:
+    from dataclasses import replace as dc_replace
+
+    from fastmm.core.types import CancelRejected
+
+    cfg = Config()
+    cfg = dc_replace(cfg, risk=dc_replace(cfg.risk, max_reject_rate_per_min=3))
+    c = TradingCore(cfg, cl_ord_prefix="t", rate_guard_ms=0)
+    t = quoted(c)
+    races = 0
+    for o in list(c.engine.tracker.working.values())[:6]:
+        # the order fills in full at the venue while our cancel is on its way: the fill arrives first,
+        # then the venue's reject of the cancel ("unknown order", status filled)
+        cxl = CancelOrder("cx" + o.cl_ord_id, o.cl_ord_id, o.side)
+        c.engine.tracker.on_cancel(cxl, t)
+        c.on_order_event(OrderFilled(o.cl_ord_id, "e" + o.cl_ord_id, o.side, o.price, o.leaves, 0), t)
+        c.on_order_event(CancelRejected(cxl.cl_ord_id, o.cl_ord_id, "2", 1, "Unknown order"), t)
+        races += 1
+    assert races == 6 and c.engine.tracker.counts["fill_races"] == 6
+    assert not c.risk.tripped
+    # four real rejects (a live order's cancel refused) in the same minute do trip it
+    live = next(iter(c.engine.tracker.working.values()))
+    for i in range(4):
+        c.on_order_event(CancelRejected(f"bad{i}", live.cl_ord_id, "0", 0, "Too late to cancel"), t)
+    assert c.risk.tripped
+
+
+def test_a_replace_never_crosses_the_last_truex_book_even_without_post_only() -> None:
+    """TrueX's replace carries no ExecInst: a move that would cross the book becomes a cancel."""
+    c = core(post_only=False, levels=2, reprice_threshold_ticks=0)
+    t = quoted(c)
+    bids, asks = book(c)
+    assert bids and asks
+    # the fair mid jumps 20 ticks up; TrueX's ask is 2 ticks above our best bid
+    best_ask = bids[0] + 2
+    acts = c.on_price(t + S, MID + 10.0, 0.9, False, bids[0] - 50, best_ask)
+    moves = [a for a in acts if isinstance(a, ReplaceOrder)]
+    assert all(a.price_ticks < best_ask for a in moves if a.side == Side.BUY)
+    assert any(isinstance(a, CancelOrder) for a in acts)
+    crossing_new = [a for a in acts if isinstance(a, NewOrder) and a.side == Side.BUY and a.price_ticks >= best_ask]
+    assert crossing_new or not [a for a in acts if isinstance(a, NewOrder)]   # post_only off: new may take
+
+
+def test_post_only_new_orders_never_cross_the_last_truex_book() -> None:
+    c = core(levels=3)
+    acts = c.on_price(T0, MID, 0.9, False, 199_000, 199_600)   # a book below our fair mid
+    assert acts
+    for a in acts:
+        assert isinstance(a, NewOrder)
+        assert (a.price_ticks < 199_600) if a.side == Side.BUY else (a.price_ticks > 199_000)

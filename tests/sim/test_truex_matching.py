@@ -228,3 +228,26 @@ def test_book_never_crossed_and_quantity_conserved(orders: list[tuple[str, int, 
     canceled_ioc = submitted - filled - resting  # each fill counted for maker and taker
     assert canceled_ioc >= 0
     assert filled % 2 == 0
+
+
+@pytest.mark.parametrize("mode", ["reject", "take"])
+def test_a_crossing_replace_of_a_post_only_order_follows_the_setting(mode: str) -> None:
+    """TrueX's replace carries no ExecInst: whether the replaced order stays post-only is the venue's
+    business; the simulator rejects it (default) or fills it as a taker, as ``crossing_replace`` says."""
+    e, c = engine(crossing_replace=mode), Clock()
+    new(e, c, "A", "s1", SELL, "60010", "0.1")
+    new(e, c, "B", "p1", BUY, "60000", "0.1", post_only=True)
+    ev = e.replace("B", "p2", "p1", CLIENT, "60010", "0.1", c())
+    if mode == "reject":
+        assert len(ev) == 1 and isinstance(ev[0], CancelReject)
+        assert ev[0].text == "Post-only order would take liquidity"
+        # the order rests unchanged at 60000; a passive replace still works
+        ok = e.replace("B", "p3", "p1", CLIENT, "60005", "0.1", c())
+        assert isinstance(ok[0], ExecReport) and ok[0].exec_type == ExecType.REPLACED
+    else:
+        fills = [x for x in ev if isinstance(x, ExecReport) and x.owner == "B" and x.exec_type == ExecType.TRADE]
+        assert fills and fills[0].liquidity == 2      # taker
+    # a replace of an order that was not post-only takes in either mode
+    new(e, c, "B", "g1", BUY, "59990", "0.1")
+    ev = e.replace("B", "g2", "g1", CLIENT, "60010", "0.1", c())
+    assert not any(isinstance(x, CancelReject) for x in ev)

@@ -1,0 +1,337 @@
+"""``fastmm backtest --suite``: every strategy on every recording and every cross-venue pair, one table.
+
+A *case* is one recording quoted on itself, or a cross-venue pair (quote and fill on one recording, the
+fair price from another of the same instrument: USD-M futures priced from spot and the reverse). Every
+case runs the configured strategy and each baseline (naive ladder, Avellaneda-Stoikov, GLFT, and
+hftbacktest's GLFT on single recordings: it has no separate reference), optionally with the TrueX maker
+fee raised (``fee_bps``), optionally walk-forward (calibrate on the first half, trade the second).
+
+Per row: net PnL, PnL per traded notional (bps), Sharpe of 1 s PnL increments, fills, spread capture,
+markouts at 1/5/30 s, maximum |inventory|, kill-switch trips and a 95 % bootstrap interval of the PnL
+(moving blocks of ``BLOCK_S`` seconds of 1 s increments, so a minute of trending inventory is resampled
+as a whole). A pooled row per strategy sums PnL over the cases (its interval resamples every case
+independently and sums), and weights capture and markouts by fills.
+
+Runs go to at most ``workers`` forked processes; the recordings are read once in the parent.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from fastmm.backtest.engine import BacktestOptions, BacktestResult, run_backtest
+from fastmm.backtest.instruments import asset_of, for_recording
+from fastmm.backtest.market import MarketData, after
+from fastmm.backtest.report import grid_values, sharpe
+from fastmm.config import Config
+from fastmm.core.models import IntensityEstimator, VolatilityEstimator
+from fastmm.data.units import DataError
+
+BLOCK_S = 30
+N_BOOT = 2000
+HFTBT = "hftbacktest_glft"
+
+Calibrator = Callable[[MarketData, Config], Config]
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    name: str
+    venue: MarketData
+    references: tuple[MarketData, ...] = ()
+
+
+def market_of(md: MarketData) -> str:
+    return md.fmt.rsplit("/", 1)[-1]
+
+
+def recordings(root: str | Path) -> list[Path]:
+    """Every recording folder (or file) directly under ``root``, in name order."""
+    p = Path(root)
+    if not p.is_dir():
+        raise DataError(f"{p}: not a folder of recordings")
+    out = sorted(x for x in p.iterdir() if not x.name.startswith(".") and x.suffix != ".md"
+                 and (x.is_dir() or x.suffix in (".gz", ".jsonl", ".txt")))
+    if not out:
+        raise DataError(f"{p}: no recordings")
+    return out
+
+
+def cases(mds: Sequence[tuple[str, MarketData]]) -> list[Case]:
+    """Each recording alone, and each ordered pair of recordings of one symbol on different markets."""
+    out = [Case(name, md) for name, md in mds]
+    for vn, v in mds:
+        for rn, r in mds:
+            if v is not r and v.symbol == r.symbol and market_of(v) != market_of(r):
+                out.append(Case(f"{vn} <- {rn}", v, (r,)))
+    return out
+
+
+def short_name(path: Path) -> str:
+    """``binance-usdm-btcusdt-20240808`` -> ``usdm-btcusdt``."""
+    parts = path.name.split("-")
+    return "-".join(parts[1:3]) if len(parts) >= 4 else path.stem
+
+
+def strategies(cfg: Config) -> list[tuple[str, Config]]:
+    from fastmm.backtest_cli import baselines
+
+    return baselines(cfg)
+
+
+# -- calibration -------------------------------------------------------------------------------------
+def fit_ladder_spread(md: MarketData, cfg: Config) -> Config:
+    """The walk-forward calibration until ``fastmm calibrate`` exists: fit volatility and the fill
+    intensity (A, k) on ``md`` with the core's own estimators, and set the ladder's full spread to twice
+    the GLFT half-spread they imply (gamma from the config), at least one tick."""
+    from fastmm.backtest.market import TOP, TRADE
+
+    tick = float(cfg.instrument.tick_size)
+    window = max(1.0, md.duration_s)
+    vol = VolatilityEstimator(window)
+    ins = IntensityEstimator(window)
+    tops = np.flatnonzero(md.kind == TOP)
+    mids = (md.a[tops] + md.b[tops]) / 2e8 / tick
+    ts = md.t[tops]
+    j = 0
+    mid = 0.0
+    tr = np.flatnonzero(md.kind == TRADE)
+    for i in tr.tolist():
+        t = int(md.t[i])
+        while j < len(ts) and ts[j] <= t:
+            mid = float(mids[j])
+            vol.update(int(ts[j]), mid)
+            j += 1
+        if mid > 0:
+            ins.on_trade(t, md.b[i] / 1e8 / tick - mid)
+    g = cfg.quoting.risk_aversion
+    a, k, sigma = ins.A, ins.k, vol.sigma
+    c1 = math.log1p(g / k) / g
+    c2 = math.sqrt(g / (2.0 * a * k) * (1.0 + g / k) ** (k / g + 1.0))
+    half_ticks = max(1.0, c1 + 0.5 * sigma * c2)
+    ref = float(mids[-1]) if len(mids) else 0.0
+    if ref <= 0:
+        return cfg
+    bps = Decimal(str(round(2 * half_ticks / ref * 1e4, 2)))
+    return replace(cfg, quoting=replace(cfg.quoting, base_spread_bps=min(bps, Decimal(5000))))
+
+
+def split(case: Case) -> tuple[Case, Case]:
+    """First and second half of a case's common time span."""
+    v = case.venue
+    end = min([v.end_ns, *(r.end_ns for r in case.references)])
+    mid_ns = v.start_ns + (end - v.start_ns) // 2
+    secs = (mid_ns - v.start_ns) / 1e9
+    first = Case(case.name, v.head(secs), tuple(r.head((mid_ns - r.start_ns) / 1e9) for r in case.references))
+    second = Case(case.name, after(v, mid_ns), tuple(after(r, mid_ns) for r in case.references))
+    return first, second
+
+
+# -- metrics ----------------------------------------------------------------------------------------
+def block_bootstrap_totals(inc: np.ndarray, block: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` resampled sums of the increments ``inc`` (moving blocks of ``block`` samples)."""
+    m = len(inc)
+    if m == 0:
+        return np.zeros(n)
+    b = max(1, min(block, m))
+    nb = -(-m // b)
+    starts = rng.integers(0, m - b + 1, size=(n, nb))
+    idx = (starts[:, :, None] + np.arange(b)[None, None, :]).reshape(n, -1)[:, :m]
+    return inc[idx].sum(axis=1)
+
+
+def _interval(sums: np.ndarray) -> tuple[float, float]:
+    lo, hi = np.percentile(sums, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def fastmm_row(case: str, label: str, r: BacktestResult) -> dict[str, Any]:
+    s = r.summary
+    lot = float(r.cfg.instrument.lot_size)
+    tick = float(r.cfg.instrument.tick_size)
+    step = r.opts.sample_ns
+    pnl = r.series["pnl_units"].astype(np.float64) / 1e8
+    grid = grid_values(r.series["t"], pnl, r.start_ns, r.end_ns, step)
+    notional = sum(px * tick * lots * lot for _, _, px, lots, _ in r.fills)
+    total = float(s.total)
+    mk = {f"{m.horizon_s:g}s": m.avg_bps for m in s.markouts}
+    pos = r.series["position"]
+    return {
+        "case": case, "strategy": label, "engine": "fastmm", "total": total,
+        "notional": notional, "pnl_bps": total / notional * 1e4 if notional else None,
+        "sharpe": sharpe(grid, step / 1e9)[0], "fills": r.venue.fills,
+        "taker_fills": r.venue.taker_fills, "capture_bps": s.avg_spread_capture_bps,
+        "mk1": mk.get("1s"), "mk5": mk.get("5s"), "mk30": mk.get("30s"),
+        "max_inv": float(np.abs(pos).max()) * lot if len(pos) else 0.0,
+        "trips": sum(1 for e in r.risk_events if "RiskTrip" in e),
+        "inc": np.diff(np.concatenate([[0.0], grid, [total]])),
+        "basis_bps": r.counts.get("basis_bps_x100", 0) / 100 if r.counts.get("references") else None,
+    }
+
+
+def hbt_row(case: str, h: Any, start_ns: int, end_ns: int, sample_ns: int) -> dict[str, Any]:
+    t, eq = h.series["t"], h.series["equity"]
+    ok = np.isfinite(eq)
+    grid = grid_values(t[ok], eq[ok], start_ns, end_ns, sample_ns) if ok.any() else np.zeros(1)
+    f = h.final
+    total = float(grid[-1])
+    value = f["value"]
+    pos = h.series["position"]
+    return {
+        "case": case, "strategy": HFTBT, "engine": "hftbacktest", "total": total, "notional": value,
+        "pnl_bps": total / value * 1e4 if value else None, "sharpe": sharpe(grid, sample_ns / 1e9)[0],
+        "fills": f["trades"], "taker_fills": None, "capture_bps": None, "mk1": None, "mk5": None,
+        "mk30": None, "max_inv": float(np.abs(pos).max()) if len(pos) else 0.0, "trips": None,
+        "inc": np.diff(np.concatenate([[0.0], grid])), "basis_bps": None,
+    }
+
+
+def add_intervals(rows: list[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
+    """Each row's 95 % interval, and a pooled row per strategy (cases resampled independently)."""
+    rng = np.random.default_rng(seed)
+    boots: dict[str, list[np.ndarray]] = {}
+    for r in rows:
+        sums = block_bootstrap_totals(r["inc"], BLOCK_S, N_BOOT, rng)
+        r["ci"] = _interval(sums)
+        boots.setdefault(r["strategy"], []).append(sums)
+    pooled = []
+    for strat, sums in boots.items():
+        rs = [r for r in rows if r["strategy"] == strat]
+        fills = sum(r["fills"] or 0 for r in rs)
+
+        def wavg(key: str, rs: list[dict[str, Any]] = rs, fills: int = fills) -> float | None:
+            xs = [(r[key], r["fills"]) for r in rs if r[key] is not None and r["fills"]]
+            return sum(x * w for x, w in xs) / sum(w for _, w in xs) if xs else None
+
+        notional = sum(r["notional"] or 0 for r in rs)
+        total = sum(r["total"] for r in rs)
+        inc = np.concatenate([r["inc"] for r in rs])
+        trips = [r["trips"] for r in rs if r["trips"] is not None]
+        pooled.append({
+            "case": "POOLED", "strategy": strat, "engine": rs[0]["engine"], "total": total,
+            "notional": notional, "pnl_bps": total / notional * 1e4 if notional else None,
+            "sharpe": sharpe(np.cumsum(inc), 1.0)[0], "fills": fills,
+            "taker_fills": sum(r["taker_fills"] or 0 for r in rs), "capture_bps": wavg("capture_bps"),
+            "mk1": wavg("mk1"), "mk5": wavg("mk5"), "mk30": wavg("mk30"),
+            "max_inv": max(r["max_inv"] for r in rs), "trips": sum(trips) if trips else None,
+            "ci": _interval(np.sum(sums, axis=0)), "cases": len(rs),
+            "positive_cases": sum(r["total"] > 0 for r in rs),
+            "basis_bps": None,
+        })
+    return rows + pooled
+
+
+# -- running ----------------------------------------------------------------------------------------
+_SHARED: dict[str, Any] = {}
+
+
+def _job(i: int) -> tuple[int, dict[str, Any]]:
+    # configs travel by fork, not by pickle: a Config holds Secrets, which refuse to be pickled
+    kind, case, label, cfg = _SHARED["jobs"][i]
+    opts: BacktestOptions = _SHARED["opts"]
+    if kind == "hbt":
+        from fastmm.backtest import hftbt
+
+        h = hftbt.run_hftbacktest(cfg, case.venue, feed_latency_ns=opts.feed_latency_ns,
+                                  order_latency_ns=opts.order_latency_ns, cancels=opts.cancels)
+        row = hbt_row(case.name, h, case.venue.start_ns, case.venue.end_ns + opts.feed_latency_ns,
+                      opts.sample_ns)
+    else:
+        r = run_backtest(cfg, case.venue, opts, name=label, references=case.references)
+        row = fastmm_row(case.name, label, r)
+    row["worker_pid"] = os.getpid()
+    return i, row
+
+
+def run_suite(cfg: Config, all_cases: list[Case], opts: BacktestOptions, *, fee_bps: Sequence[Decimal] = (),
+              walk_forward: bool = False, calibrate: Calibrator = fit_ladder_spread, hftbacktest: bool = True,
+              workers: int = 2, progress: TextIO | None = None) -> list[dict[str, Any]]:
+    """Every strategy on every case (see the module docstring); rows without intervals."""
+    err = progress or sys.stderr
+    jobs: list[tuple[str, Case, str, Config]] = []
+    for case in all_cases:
+        c_cfg = for_recording(cfg, case.venue.symbol)
+        run_case = case
+        if walk_forward:
+            first, run_case = split(case)
+            c_cfg = calibrate(first.venue, c_cfg)
+        for label, s_cfg in strategies(c_cfg):
+            jobs.append(("fastmm", run_case, label, s_cfg))
+            if label == "configured":
+                for x in fee_bps:
+                    fees = replace(s_cfg.fees, truex_maker_bps=s_cfg.fees.truex_maker_bps + x)
+                    stressed = replace(s_cfg, fees=fees)
+                    jobs.append(("fastmm", run_case, f"configured maker+{x}bps", stressed))
+        if hftbacktest and not case.references:
+            jobs.append(("hbt", run_case, HFTBT, c_cfg))
+    rows: list[dict[str, Any] | None] = [None] * len(jobs)
+    _SHARED.update(jobs=jobs, opts=opts)
+    print(f"suite: {len(all_cases)} cases, {len(jobs)} runs on {min(workers, len(jobs))} worker(s)", file=err)
+    try:
+        if workers <= 1 or len(jobs) <= 1:
+            for j in range(len(jobs)):
+                i, row = _job(j)
+                rows[i] = row
+                print(f"  {row['case']}: {row['strategy']}: {row['total']:.2f}", file=err)
+        else:
+            ctx = multiprocessing.get_context("fork")
+            with ctx.Pool(min(workers, len(jobs))) as pool:
+                for i, row in pool.imap_unordered(_job, range(len(jobs))):
+                    rows[i] = row
+                    print(f"  {row['case']}: {row['strategy']}: {row['total']:.2f}", file=err)
+    finally:
+        _SHARED.clear()
+    return [r for r in rows if r is not None]
+
+
+def _f(x: Any, fmt: str) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    return format(x, fmt)
+
+
+def table(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown table, one row per case and strategy, pooled rows last."""
+    head = ("| case | strategy | net PnL | bps/notional | Sharpe 1s | fills | capture bps | mk1s | mk5s "
+            "| mk30s | max inv | trips | PnL 95% CI |")
+    out = [head, "| " + " | ".join(["---"] * 2 + ["---:"] * 11) + " |"]
+    for r in rows:
+        lo, hi = r.get("ci", (None, None))
+        out.append(
+            f"| {r['case']} | {r['strategy']} | {_f(r['total'], '.2f')} | {_f(r['pnl_bps'], '.2f')} "
+            f"| {_f(r['sharpe'], '.3f')} | {r['fills']} | {_f(r['capture_bps'], '.2f')} "
+            f"| {_f(r['mk1'], '.2f')} | {_f(r['mk5'], '.2f')} | {_f(r['mk30'], '.2f')} "
+            f"| {_f(r['max_inv'], '.4f')} "
+            f"| {_f(r['trips'], 'd')} | [{_f(lo, '.2f')}, {_f(hi, '.2f')}] |")
+    return "\n".join(out)
+
+
+def json_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k != "inc"} for r in rows]
+
+
+def load_cases(root: str | Path, *, max_lines: int | None = None, seconds: float | None = None,
+               progress: TextIO | None = None) -> list[Case]:
+    """Read every recording under ``root`` once; cases of each alone and of every cross-venue pair."""
+    from fastmm.backtest.readers import load_market_data
+
+    mds = []
+    for p in recordings(root):
+        md = load_market_data(p, max_lines=max_lines)
+        if seconds is not None:
+            md = md.head(seconds)
+        if not asset_of(md.symbol):
+            print(f"suite: {p.name}: unknown asset {md.symbol!r}, quoted with the configuration's tick "
+                  f"and lot", file=progress or sys.stderr)
+        mds.append((short_name(p), md))
+    return cases(mds)

@@ -1,0 +1,94 @@
+"""``fastmm backtest --suite``: every strategy on every recording and pair, pooled rows, intervals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastmm.backtest import suite
+from fastmm.backtest.market import DEPTH, MarketData, after
+from fastmm.cli import main
+from fastmm.config import Config
+from fastmm.data.paths import data_dir
+
+SPOT = data_dir() / "binance-spot-btcusdt-20240808"
+USDM = data_dir() / "binance-usdm-btcusdt-20240808"
+
+
+def two_recordings(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    root.mkdir()
+    for src in (SPOT, USDM):             # links, not copies: the recordings stay in ../shared/data
+        (root / src.name).symlink_to(src)
+    return root
+
+
+def test_suite_cli_rows_pairs_pooled_and_fee_stress(tmp_path: Path) -> None:
+    out = tmp_path / "suite.json"
+    rc = main(["backtest", "--suite", str(two_recordings(tmp_path)), "--seconds", "30", "--max-lines", "15000",
+               "--no-hftbacktest", "--fee-bps", "1,2", "--workers", "1", "--json", str(out)])
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    assert doc["cases"] == ["spot-btcusdt", "usdm-btcusdt", "spot-btcusdt <- usdm-btcusdt",
+                            "usdm-btcusdt <- spot-btcusdt"]
+    rows = doc["rows"]
+    strategies = ["configured", "configured maker+1bps", "configured maker+2bps", "naive_ladder",
+                  "avellaneda_stoikov", "glft"]
+    for case in doc["cases"]:
+        assert sorted(r["strategy"] for r in rows if r["case"] == case) == sorted(strategies)
+    pooled = {r["strategy"]: r for r in rows if r["case"] == "POOLED"}
+    assert sorted(pooled) == sorted(strategies)
+    for name, p in pooled.items():
+        per_case = [r for r in rows if r["strategy"] == name and r["case"] != "POOLED"]
+        assert p["total"] == pytest.approx(sum(r["total"] for r in per_case))
+        assert p["fills"] == sum(r["fills"] for r in per_case) and p["cases"] == 4
+        lo, hi = p["ci"]
+        assert lo <= hi
+    glft = [r for r in rows if r["strategy"] == "glft" and r["case"] != "POOLED"]
+    assert all(r["fills"] > 0 and r["mk5"] is not None for r in glft)
+    assert all(r["basis_bps"] is not None for r in glft if "<-" in r["case"])
+
+
+def test_walk_forward_calibrates_on_the_first_half_and_trades_the_second(tmp_path: Path) -> None:
+    out = tmp_path / "wf.json"
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / SPOT.name).symlink_to(SPOT)
+    assert main(["backtest", "--suite", str(root), "--seconds", "60", "--max-lines", "15000", "--no-hftbacktest",
+                 "--walk-forward", "--workers", "1", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["walk_forward"] is True and doc["cases"] == ["spot-btcusdt"]
+    # the pieces: the second half starts from the book as it stood at the split
+    md = suite.load_cases(root, max_lines=15_000, seconds=60)[0].venue
+    first, second = suite.split(suite.Case("x", md))
+    assert first.venue.end_ns <= second.venue.start_ns <= second.venue.t[0]
+    assert len(first.venue.t) + len(second.venue.t) == len(md.t)
+    cal = suite.fit_ladder_spread(first.venue, Config())
+    assert 0 < cal.quoting.base_spread_bps < Config().quoting.base_spread_bps
+
+
+def test_after_rebuilds_the_book_at_the_split(capture_slice: MarketData) -> None:
+    md = capture_slice
+    t_split = int(md.t[len(md.t) // 2])
+    tail = after(md, t_split)
+    book: dict[int, int] = {int(p): int(q) for p, q in md.snap_bids}
+    dk = (md.kind == DEPTH) & (md.t < t_split) & (md.a == 1)
+    for p, q in zip(md.b[dk].tolist(), md.c[dk].tolist(), strict=True):
+        if q:
+            book[p] = q
+        else:
+            book.pop(p, None)
+    assert tail.snap_bids.tolist() == sorted(([p, q] for p, q in book.items()), reverse=True)
+    assert tail.start_ns == t_split and tail.t[0] >= t_split
+
+
+def test_block_bootstrap_interval() -> None:
+    rng = np.random.default_rng(1)
+    flat = suite.block_bootstrap_totals(np.full(100, 0.5), 30, 500, rng)
+    assert np.allclose(flat, 50.0)                       # no variation: the interval is the total
+    noisy = suite.block_bootstrap_totals(rng.normal(0.0, 1.0, 600), 30, 2000, rng)
+    lo, hi = np.percentile(noisy, [2.5, 97.5])
+    assert lo < 0 < hi and 20 < hi - lo < 200            # about 2 x 1.96 x sqrt(600) = 96
