@@ -57,7 +57,8 @@ def run_paper(opts: PaperOptions, out: TextIO = sys.stdout) -> int:
         print(f"paper: throw-away simulator credentials set for {', '.join(made)}", file=out)
     cfg = load_config(opts.config_path, os.environ)
     # A new simulated venue is a new FIX session day: sequence numbers start again on both sides.
-    for stale in cfg.state_path.glob("fix.*.seq"):
+    # (fastmm.venues.truex.factory.session_store_path; the second pattern is an earlier release's place)
+    for stale in [*(cfg.state_path / "fix").glob("*.seq"), *cfg.state_path.glob("fix.*.seq")]:
         stale.unlink()
     sims = SimThread()
     try:

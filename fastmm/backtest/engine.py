@@ -6,8 +6,8 @@ An order action decided at ``now`` reaches the venue at ``now + order_latency``;
 fills reach the core one ``order_latency`` later. Timers (the quoter's periodic tick: aggregator aging,
 core timers, the hedger's loop, the samples for the report) run every ``timer_ns`` of event time.
 
-What runs is the live code: :class:`~fastmm.core.price_aggregator.PriceAggregator` (the recorded book is
-the one reference source, in place of Coinbase), :class:`~fastmm.core.trading_core.TradingCore` (quote
+What runs is the live code: :class:`~fastmm.core.trading_core.TradingCore` built as the quoter builds it
+(its PriceAggregator, where the recorded book is the one reference source in place of Coinbase, quote
 engine, inventory, PnL, risk) and :class:`~fastmm.core.hedge.HedgePlanner` (via
 :class:`~fastmm.backtest.hedge.HedgeSim`); only the venue (:class:`~fastmm.backtest.queue.QueueVenue`)
 and Kraken are models. At equal times the order is: venue data, our messages in flight, engine data,
@@ -38,7 +38,6 @@ from fastmm.backtest.market import DEPTH, TOP, TRADE, MarketData
 from fastmm.backtest.queue import CancelModel, FullBook, QueueVenue, VenueStats
 from fastmm.config import Config
 from fastmm.core.pnl import PnlSummary
-from fastmm.core.price_aggregator import PriceAggregator
 from fastmm.core.risk import RiskReset, RiskTrip
 from fastmm.core.trading_core import TradingCore
 
@@ -98,6 +97,12 @@ class _Streams:
     full_book: FullBook
 
 
+def backtest_core(cfg: Config) -> TradingCore:
+    """The live core as the quoter builds it, from :func:`backtest_config` (``run_backtest`` passes the
+    config through it already; doing it again changes nothing)."""
+    return TradingCore.from_config(backtest_config(cfg), cl_ord_prefix="bt")
+
+
 def backtest_config(cfg: Config) -> Config:
     """The recorded book is the only reference: one aggregator source, Kraken's feed off."""
     return replace(cfg, coinbase=replace(cfg.coinbase, enabled=True),
@@ -155,8 +160,8 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
     cfg = backtest_config(cfg)
     wall0 = time.perf_counter()
     streams = prepare(md, cfg, opts)
-    agg = PriceAggregator.from_config(cfg)
-    core = TradingCore(cfg, cl_ord_prefix="bt")
+    core = backtest_core(cfg)
+    agg = core.aggregator
     fees = cfg.fees
     venue = QueueVenue(core.instrument, maker_bps=fees.truex_maker_bps, taker_bps=fees.truex_taker_bps,
                        cancels=opts.cancels, min_notional=cfg.venue_rules.min_notional,
@@ -181,10 +186,11 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
     on_depth = venue.on_depth
     on_trade_v = venue.on_trade
     on_top_v = venue.on_top
-    on_price = core.on_price
+    on_reference = core.on_reference
+    on_truex_top = core.on_truex_top
+    decide = core.decide
     on_event = core.on_order_event
     on_trade_c = core.on_trade
-    agg_update = agg.update
     # what each side sees of the reference touch
     v_bid = int(md.snap_bids[0][0]) if len(md.snap_bids) else 0
     v_ask = int(md.snap_asks[0][0]) if len(md.snap_asks) else 0
@@ -268,13 +274,13 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
                 break
             if ev_c[1] == TOP:
                 c_bid, c_ask = ev_c[2], ev_c[3]
-                fair = agg_update(SOURCE, c_bid, c_ask, ev_c[4], tc)
+                changed = on_reference(tc, SOURCE, c_bid, c_ask, ev_c[4])
                 bb = c_bid // tick_e8
                 ba = -(-c_ask // tick_e8)
-                if fair is not None or bb != last_bb or ba != last_ba:
+                if changed or bb != last_bb or ba != last_ba:
                     last_bb, last_ba = bb, ba
-                    f = agg.last
-                    actions = on_price(tc, f.mid, f.confidence, f.mid_e8 <= 0, bb, ba)
+                    on_truex_top(bb, ba)
+                    actions = decide(tc)
                     if actions:
                         due = tc + lat_order
                         for a in actions:
@@ -291,12 +297,7 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
             t = t_timer
             t_timer += timer_ns
             n_timer += 1
-            fair = agg.on_timer(t)
-            actions = []
-            if fair is not None:
-                actions = on_price(t, fair.mid, fair.confidence, fair.mid_e8 <= 0, max(last_bb, 0),
-                                   max(last_ba, 0))
-            actions += core.on_timer(t)
+            actions = core.on_timer(t)      # ages the reference first: a decision if that moved the price
             if actions:
                 due = t + lat_order
                 for a in actions:

@@ -20,6 +20,7 @@ from decimal import Decimal
 from fastmm.config import Config, describe
 from fastmm.core.ids import RecentIds
 from fastmm.core.inventory import HedgeSignal, InventoryManager
+from fastmm.core.order_tracker import TrackedOrder
 from fastmm.core.pnl import PnlChange, PnlSummary, PnLTracker
 from fastmm.core.price_aggregator import FairPrice, PriceAggregator
 from fastmm.core.quote_engine import QuoteEngine
@@ -54,7 +55,7 @@ class TradingCore:
                                   cl_ord_prefix=cl_ord_prefix)
         self._hedge_exec_ids = RecentIds()
         self._bad = OnceLogger(log)
-        self._bb = self._ba = -1     # TrueX top in ticks; -1: none seen yet (the engine reads it as 0)
+        self._bb = self._ba = 0      # TrueX top in ticks (0: none)
         self._fair_ns = -1           # when the aggregator last computed
 
     @classmethod
@@ -72,14 +73,11 @@ class TradingCore:
         self._fair_ns = now_ns
         return self.aggregator.update(source, bid_e8, ask_e8, t_recv_ns, now_ns, stale) is not None
 
-    def on_truex_top(self, bid_ticks: int, ask_ticks: int) -> bool:
-        """The TrueX best bid and ask in ticks (0: that side empty), for post-only; True when it changed
-        (then :meth:`decide`)."""
-        if bid_ticks == self._bb and ask_ticks == self._ba:
-            return False
+    def on_truex_top(self, bid_ticks: int, ask_ticks: int) -> None:
+        """The TrueX best bid and ask in ticks (0: that side empty), for post-only; the next
+        :meth:`decide` uses them."""
         self._bb = bid_ticks
         self._ba = ask_ticks
-        return True
 
     def decide(self, now_ns: int) -> list[Action]:
         """One decision on the latest fair price and TrueX top. The aggregator computes only if no
@@ -200,6 +198,15 @@ class TradingCore:
                     now_ns: int) -> None:
         """An order a previous run may have left live (recovery): tracked, so the engine cancels it."""
         self.engine.tracker.adopt(cl_ord_id, side, price_ticks, qty_lots, cum_lots, now_ns)
+
+    def order(self, cl_ord_id: str) -> TrackedOrder | None:
+        """Our order under ``cl_ord_id`` while tracked."""
+        return self.engine.tracker.get(cl_ord_id)
+
+    def track_only(self, ev: OrderEvent, now_ns: int) -> bool:
+        """An execution event into the order state alone: no fill booked, no decision (the rehearsal's
+        shadow venue answering at once); live events go to :meth:`on_order_event`."""
+        return self.engine.tracker.apply(ev, now_ns)
 
     def preload_sent(self, sent_ns: list[int]) -> None:
         """Messages a previous run sent recently (on this clock): the rate limiter counts them."""
