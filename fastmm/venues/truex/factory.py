@@ -52,8 +52,8 @@ def session(cfg: Config, fcfg: FixSessionConfig, *, app_msg_types: frozenset[byt
         heartbeat_s=heartbeat_s or fcfg.heartbeat_s,
         reset_on_logon=fcfg.reset_on_logon if reset_on_logon is None else reset_on_logon,
         logon_timeout_s=fcfg.logon_timeout_s, app_msg_types=app_msg_types)
+    logon = LogonCredentials(cfg.truex.api_key_id, cfg.truex.api_secret)   # raises before a store is open
     store = open_store(cfg, settings.sender_comp_id, settings.target_comp_id, fsync=fcfg.seq_store_fsync)
-    logon = LogonCredentials(cfg.truex.api_key_id, cfg.truex.api_secret)
     return FixSession(settings, store, logon_fields=logon, decoder=decoder)
 
 
