@@ -9,10 +9,11 @@ Rows (each timed per call with perf_counter_ns, p50/p99 over ``--n`` events afte
   same inputs as ``reconcile_shift``, through each twin of :func:`fastmm.core.reconcile.plan` (the
   compiled row is left out when the build had no C compiler); the line after the table says which twin
   the engine rows ran;
-* ``price_event``: one reference top of book through PriceAggregator.update (fair mid and confidence;
-  Coinbase and Kraken take turns, both walking the same mid) and TradingCore.on_price (PnL mark, risk
-  checks, volatility, model, ladder, reconcile, rate limiter, actions) on a random walk of the mid, every
-  action answered by the venue at once outside the timed region, so each event sees a live ladder;
+* ``price_event``: one reference top of book through TradingCore.on_reference (its PriceAggregator: fair
+  mid and confidence; Coinbase and Kraken take turns, both walking the same mid) and TradingCore.decide
+  (PnL mark, risk checks, volatility, model, ladder, reconcile, rate limiter, actions) on a random walk
+  of the mid, every action answered by the venue at once outside the timed region, so each event sees a
+  live ladder;
   ``price_event_acting`` is the subset of those events that produced at least one action, and
   ``price_event_glft`` the same with the GLFT model;
 * ``price_event_after_10ms_idle``: the same events with the process asleep for 10 ms before each (as the
@@ -45,7 +46,7 @@ from fastmm.config import Config
 from fastmm.core import reconcile as reconcile_mod
 from fastmm.core.ladder import LadderBuilder
 from fastmm.core.order_tracker import OrdState, TrackedOrder
-from fastmm.core.price_aggregator import E8, PriceAggregator
+from fastmm.core.price_aggregator import E8
 from fastmm.core.reconcile import book_view, plan_py, reconcile
 from fastmm.core.trading_core import TradingCore
 from fastmm.core.types import (
@@ -165,9 +166,9 @@ def _answer(c: TradingCore, actions: list, now: int) -> None:
 def bench_price_event(n: int, warmup: int, model: str, idle_s: float = 0.0) -> tuple[list[int], list[int]]:
     cfg = Config()
     cfg = replace(cfg, quoting=replace(cfg.quoting, model=model))  # type: ignore[arg-type]
-    c = TradingCore(cfg, cl_ord_prefix="b")
-    agg = PriceAggregator.from_config(cfg)
-    names = agg.source_names
+    c = TradingCore.from_config(cfg, cl_ord_prefix="b")
+    names = c.aggregator.source_names
+    on_reference, decide = c.on_reference, c.decide
     rng = random.Random(7)
     mid = 100_000.0
     now = T0
@@ -182,8 +183,7 @@ def bench_price_event(n: int, warmup: int, model: str, idle_s: float = 0.0) -> t
         if idle_s and i >= warmup:
             time.sleep(idle_s)      # the process sleeps between ticks, as the engine's do
         t = clock()
-        fair = agg.update(names[i % len(names)], bid, ask, now, now)
-        actions = c.on_price(now, fair.mid, fair.confidence, not fair.has_price, 0, 0) if fair else []
+        actions = decide(now) if on_reference(now, names[i % len(names)], bid, ask, now) else []
         dt = clock() - t
         if i >= warmup:
             all_ns.append(dt)

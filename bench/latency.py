@@ -163,14 +163,14 @@ class TracedQuoter(Quoter):
         self._cb_before = self._last_ref_seq.get("coinbase")
         super().on_wake()
 
-    def price_event(self, fair: Any, now: int) -> None:
+    def price_event(self, actions: list[Any], now: int) -> None:
         # Decided with two dict lookups; the record's fields are read after the decision and its orders.
         traced = (self.quoting and now == self._wake_ns
                   and self._last_ref_seq.get("coinbase", self._cb_before) != self._cb_before)
         self._traced_wake = now if traced else 0
         self._sent_ns.clear()
         self._traced_sends.clear()
-        super().price_event(fair, now)
+        super().price_event(actions, now)
         self._traced_wake = 0
         if not traced:
             return
@@ -269,9 +269,8 @@ def _single_main() -> int:
 
 async def _run_single(cfg: Config) -> int:
     """The baseline: feeds, TrueX book and quoter in one loop, each publish followed by a direct wake."""
-    from fastmm.fix.session import AppMessage, FixSession, LoggedOn, SessionSettings
-    from fastmm.fix.store import FileSeqStore
-    from fastmm.fix.transport import FixConnection, FixInitiator
+    from fastmm.fix.session import AppMessage, LoggedOn
+    from fastmm.fix.transport import FixConnection
     from fastmm.journal import Journal
     from fastmm.procs.book_channel import BookPublisher
     from fastmm.procs.feed_truex_md import LOT_E8, TruexBook
@@ -279,9 +278,8 @@ async def _run_single(cfg: Config) -> int:
     from fastmm.procs.quoter import TIMER_S
     from fastmm.shm import LatestValue, unlink_instance
     from fastmm.shm.records import TOP_OF_BOOK, VENUE_TRUEX
-    from fastmm.venues.truex.auth import LogonCredentials
+    from fastmm.venues.truex import factory as truex_sessions
     from fastmm.venues.truex.codec import (
-        MARKET_DATA_TYPES,
         MarketDataIncremental,
         MarketDataSnapshot,
         TruexCodec,
@@ -327,7 +325,6 @@ async def _run_single(cfg: Config) -> int:
             feed_tasks.append(loop.create_task(client.run(halt)))
 
         # TrueX market data, as feed-truex-md does it (snapshot W, incrementals X, top 5 published).
-        md = cfg.truex.market_data
         book = TruexBook()
         md_codec = TruexCodec(q.core.instrument)
         md_pub = BookPublisher(channels["truex.book"], VENUE_TRUEX)
@@ -362,15 +359,7 @@ async def _run_single(cfg: Config) -> int:
         oe = q.make_initiator()
         tasks.append(loop.create_task(oe.run()))
         await oe.wait_logged_on(cfg.truex.order_entry.logon_timeout_s * 3)
-        store = FileSeqStore(cfg.state_path / f"fix.{md.sender_comp_id}-{md.target_comp_id}.seq",
-                             fsync=md.seq_store_fsync)
-        session = FixSession(SessionSettings(md.sender_comp_id, md.target_comp_id, heartbeat_s=md.heartbeat_s,
-                                             reset_on_logon=md.reset_on_logon,
-                                             logon_timeout_s=md.logon_timeout_s,
-                                             app_msg_types=MARKET_DATA_TYPES),
-                             store, logon_fields=LogonCredentials(cfg.truex.api_key_id, cfg.truex.api_secret),
-                             decoder=md_codec.decode)
-        md_initiator = FixInitiator(session, md.host, md.port, on_md, connect_timeout_s=md.connect_timeout_s)
+        md_initiator = truex_sessions.market_data(cfg, md_codec.decode, on_md)
         tasks.append(loop.create_task(md_initiator.run()))
         deadline = time.monotonic() + START_TIMEOUT_S
         while not (book.synced and feeds and feeds[0].synced):
@@ -385,7 +374,7 @@ async def _run_single(cfg: Config) -> int:
         # cancels), then log out.
         q.on_command(2, "cancel_all")
         deadline = time.monotonic() + 5.0
-        while q.core.engine.tracker.working and time.monotonic() < deadline:
+        while q.core.live_orders and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         await md_initiator.stop("bench done")
         await oe.stop("bench done")

@@ -100,6 +100,13 @@ class QuotingConfig:
     size_decay: float = _f(0.8, 0.01, 1.0)
     post_only: bool = _f(True, doc="never cross the TrueX book")
     confidence_threshold: float = _f(0.3, 0.0, 1.0, doc="pull all quotes below this confidence")
+    size_tolerance_pct: int = _f(50, 0, 1000, doc="a resting order whose size is within this of its level's "
+                                 "stays (no replace just to resize)")
+    widen_mult: float = _f(2.0, 1.0, 100.0, doc="the accumulating side's half-spread factor from "
+                           "inventory.widen_at_pct")
+    pending_timeout_ms: int = _f(5000, 10, 3600000, doc="a request unanswered this long gets its order "
+                                 "canceled")
+    max_input_age_ms: int = _f(1000, 10, 3600000, doc="no price event for this long pulls the quotes")
     # model-based spreads (Avellaneda-Stoikov / GLFT)
     risk_aversion: float = _f(0.1, 1e-6, 100.0, doc="gamma")
     horizon_s: float = _f(60.0, 0.001, 86400.0, doc="Avellaneda-Stoikov T - t")

@@ -5,7 +5,8 @@ It runs exactly the engine's code (:class:`~fastmm.fix.session.FixSession` under
 and out on stdout with tag names (the password masked), reconnects with backoff after a loss, and on
 Ctrl-C or SIGTERM logs out, waits for the peer's Logout and exits 0. Credentials come from
 FASTMM_TRUEX_API_KEY_ID / FASTMM_TRUEX_API_SECRET through :func:`fastmm.config.load_config`; sequence
-numbers persist in ``<state_dir>/<instance>/fix/`` unless ``--reset`` asks for 141=Y.
+numbers persist where the engine keeps them (:func:`fastmm.venues.truex.factory.session_store_path`), so
+with the engine's CompIDs it continues the engine's sequence; ``--reset`` asks for 141=Y.
 """
 
 from __future__ import annotations
@@ -21,19 +22,17 @@ from fastmm.fix.names import readable
 from fastmm.fix.session import (
     DisconnectWanted,
     Event,
-    FixSession,
     GapDetected,
     LoggedOn,
     LoggedOut,
     SessionRejectReceived,
     SessionRejectSent,
-    SessionSettings,
 )
-from fastmm.fix.store import FileSeqStore, StoreError, store_path
-from fastmm.fix.transport import Backoff, FixConnection, FixInitiator, run
+from fastmm.fix.store import StoreError
+from fastmm.fix.transport import Backoff, FixConnection, run
 from fastmm.instrument import Instrument
 from fastmm.logs import setup_logging
-from fastmm.venues.truex.auth import LogonCredentials
+from fastmm.venues.truex import factory as truex_sessions
 from fastmm.venues.truex.codec import TruexCodec
 
 
@@ -75,21 +74,19 @@ async def _connect(args: argparse.Namespace) -> int:
         raise ConfigError(f"--heartbeat: {args.heartbeat} is outside 1 .. 3600")
     if args.port is not None and not 1 <= args.port <= 65535:
         raise ConfigError(f"--port: {args.port} is outside 1 .. 65535")
-    settings = SessionSettings(
-        sender_comp_id=args.sender or fcfg.sender_comp_id, target_comp_id=args.target or fcfg.target_comp_id,
-        heartbeat_s=args.heartbeat or fcfg.heartbeat_s, reset_on_logon=args.reset,
-        logon_timeout_s=fcfg.logon_timeout_s)
+    codec = TruexCodec(Instrument.from_config(cfg.instrument), tx.client_id.reveal())
     try:
-        store = FileSeqStore(store_path(cfg.state_path, settings.sender_comp_id, settings.target_comp_id))
+        # the engine's own session builder: with the engine's CompIDs this continues its sequence store
+        session = truex_sessions.session(cfg, fcfg, app_msg_types=None, decoder=codec.decode,
+                                         sender=args.sender, target=args.target, heartbeat_s=args.heartbeat,
+                                         reset_on_logon=args.reset)
     except StoreError as e:
         raise ConfigError(f"instance.state_dir: {e}") from None
-    codec = TruexCodec(Instrument.from_config(cfg.instrument), tx.client_id.reveal())
-    session = FixSession(settings, store, logon_fields=LogonCredentials(tx.api_key_id, tx.api_secret),
-                         decoder=codec.decode)
+    settings, store = session.settings, session.store
     session.on_frame_in = lambda frame: _print("IN ", frame)
-    initiator = FixInitiator(session, args.host or fcfg.host, args.port or fcfg.port, _on_event,
-                             connect_timeout_s=fcfg.connect_timeout_s, backoff=Backoff(seed=args.seed),
-                             trace_out=lambda frame: _print("OUT", frame))
+    initiator = truex_sessions.initiator(session, fcfg, _on_event, host=args.host, port=args.port,
+                                         backoff=Backoff(seed=args.seed),
+                                         trace_out=lambda frame: _print("OUT", frame))
     loop = asyncio.get_running_loop()
     stop_task: list[asyncio.Task[None]] = []
 

@@ -41,10 +41,13 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from fastmm.config import Config, ConfigError, load_config
 from fastmm.logs import setup_logging
+
+if TYPE_CHECKING:
+    from fastmm.core.trading_core import TradingCore
 
 EXIT_TIMEOUT = 1
 EXIT_REFUSED = 3
@@ -258,23 +261,27 @@ class OrderCanceler:
         return not self.waiting
 
 
+def cancel_core(cfg: Config) -> TradingCore:
+    """The core ``cancel-orders`` recovers the journal into: the engine's settings (its rate limit paces
+    the cancels), ClOrdIDs of its own."""
+    from fastmm.core.trading_core import TradingCore
+
+    return TradingCore.from_config(cfg, cl_ord_prefix="k" + format(time.time_ns() // 10_000_000, "x")[-6:])
+
+
 async def cancel_orders(cfg: Config, timeout_s: float, out: TextIO) -> int:
     """Cancel every possibly-live order of the journal over the engine's own order-entry session."""
     from fastmm.core.ids import RecentIds
-    from fastmm.core.trading_core import TradingCore
     from fastmm.core.types import CancelOrder
-    from fastmm.fix.session import AppMessage, FixSession, LoggedOn, SessionSettings
-    from fastmm.fix.store import FileSeqStore
-    from fastmm.fix.transport import FixInitiator
+    from fastmm.fix.session import AppMessage, LoggedOn
     from fastmm.journal import Journal
     from fastmm.procs.order_journal import journal_report, order_message
     from fastmm.procs.recovery import recover
-    from fastmm.venues.truex.auth import LogonCredentials
-    from fastmm.venues.truex.codec import ORDER_ENTRY_TYPES, TruexCodec
+    from fastmm.venues.truex import factory as truex_sessions
+    from fastmm.venues.truex.codec import TruexCodec
 
     path = cfg.state_path / cfg.journal.file
-    prefix = "k" + format(time.time_ns() // 10_000_000, "x")[-6:]
-    core = TradingCore(cfg, cl_ord_prefix=prefix)
+    core = cancel_core(cfg)
     recovered = recover(path, core, cfg)
     if not recovered.possibly_live:
         print(f"cancel-orders: the journal ({recovered.records} records) lists no order that may be live",
@@ -290,14 +297,7 @@ async def cancel_orders(cfg: Config, timeout_s: float, out: TextIO) -> int:
           file=out, flush=True)
     journal = Journal(path, cfg.journal.durability, cfg.journal.rotate_bytes)
     oe = tx.order_entry
-    store = FileSeqStore(cfg.state_path / f"fix.{oe.sender_comp_id}-{oe.target_comp_id}.seq",
-                         fsync=oe.seq_store_fsync)
     codec = TruexCodec(core.instrument, tx.client_id.reveal() if tx.client_id else "")
-    session = FixSession(
-        SessionSettings(oe.sender_comp_id, oe.target_comp_id, heartbeat_s=oe.heartbeat_s,
-                        reset_on_logon=oe.reset_on_logon, logon_timeout_s=oe.logon_timeout_s,
-                        app_msg_types=ORDER_ENTRY_TYPES),
-        store, logon_fields=LogonCredentials(tx.api_key_id, tx.api_secret), decoder=codec.decode)
     fill_ids = RecentIds()
     for exec_id in recovered.fill_ids:
         fill_ids.add(exec_id)
@@ -311,7 +311,8 @@ async def cancel_orders(cfg: Config, timeout_s: float, out: TextIO) -> int:
             canceler.on_report(ev.record)
             changed.set()
 
-    initiator = FixInitiator(session, oe.host, oe.port, on_event, connect_timeout_s=oe.connect_timeout_s)
+    initiator = truex_sessions.order_entry(cfg, codec.decode, on_event)
+    store = initiator.session.store
     loop = asyncio.get_running_loop()
     fix_task = loop.create_task(initiator.run())
     deadline = loop.time() + timeout_s
@@ -319,12 +320,12 @@ async def cancel_orders(cfg: Config, timeout_s: float, out: TextIO) -> int:
     try:
         await initiator.wait_logged_on(timeout_s)
         await asyncio.sleep(0.2)      # answers to a ResendRequest (reports missed while down) come first
-        limiter = core.engine.limiter  # counts what the engine sent in the last minute (from the journal)
-
         async def send_cancel(orig: str) -> None:
-            while not limiter.try_acquire(time.monotonic_ns()):   # paced: a burst would be throttled
+            # paced by the engine's own limiter, which counts what the engine sent in the last minute
+            # (from the journal): a burst would be throttled
+            while not core.try_acquire_message(time.monotonic_ns()):
                 await asyncio.sleep(0.02)
-            cl = core.engine.ids.next()
+            cl = core.next_cl_ord_id()
             canceler.orig_by_cancel[cl] = orig
             kind, fields, msg_type, body = order_message(codec, CancelOrder(cl, orig, side_of[orig]))
             journal.append(kind, time.time_ns(), **fields, source="cancel-orders")

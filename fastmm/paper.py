@@ -62,7 +62,8 @@ def run_paper(opts: PaperOptions, out: TextIO = sys.stdout) -> int:
     sims = SimThread()
     try:
         # A new simulated venue is a new FIX session day: sequence numbers start again on both sides.
-        for stale in cfg.state_path.glob("fix.*.seq"):
+        # (fastmm.venues.truex.factory.session_store_path; the second pattern is an earlier release's place)
+        for stale in [*(cfg.state_path / "fix").glob("*.seq"), *cfg.state_path.glob("fix.*.seq")]:
             stale.unlink()
         handle, _ = sims.start(lambda: _VenueHandle(cfg), timeout=120)
         venues = handle.venues

@@ -6,8 +6,8 @@ An order action decided at ``now`` reaches the venue at ``now + order_latency``;
 fills reach the core one ``order_latency`` later. Timers (the quoter's periodic tick: aggregator aging,
 core timers, the hedger's loop, the samples for the report) run every ``timer_ns`` of event time.
 
-What runs is the live code: :class:`~fastmm.core.price_aggregator.PriceAggregator` (the recorded book is
-the one reference source, in place of Coinbase), :class:`~fastmm.core.trading_core.TradingCore` (quote
+What runs is the live code: :class:`~fastmm.core.trading_core.TradingCore` built as the quoter builds it
+(its PriceAggregator, where the recorded book is the one reference source in place of Coinbase, quote
 engine, inventory, PnL, risk) and :class:`~fastmm.core.hedge.HedgePlanner` (via
 :class:`~fastmm.backtest.hedge.HedgeSim`); only the venue (:class:`~fastmm.backtest.queue.QueueVenue`)
 and Kraken are models. At equal times the order is: venue data, our messages in flight, engine data,
@@ -99,6 +99,12 @@ class _Streams:
     venue: list[tuple[int, int, int, int, int]]   # t, kind, a, b, c
     core: list[tuple[int, int, int, int, int]]    # t_local, kind, a, b, t_recv
     full_book: FullBook
+
+
+def backtest_core(cfg: Config) -> TradingCore:
+    """The live core as the quoter builds it, from :func:`backtest_config` (``run_backtest`` passes the
+    config through it already; doing it again changes nothing)."""
+    return TradingCore.from_config(backtest_config(cfg), cl_ord_prefix="bt")
 
 
 def backtest_config(cfg: Config) -> Config:
@@ -198,11 +204,11 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
     cfg = backtest_config(cfg)
     wall0 = time.perf_counter()
     streams = prepare(md, cfg, opts, references)
-    agg = reference_aggregator(cfg, len(references)) if references else PriceAggregator.from_config(cfg)
-    ref_names = agg.source_names
-    basis = BasisEstimator(cfg.backtest.basis_halflife_s)
-    to_venue = basis.apply
-    core = TradingCore(cfg, cl_ord_prefix="bt")
+    core = backtest_core(cfg)
+    if references:
+        core.estimate_basis(BasisEstimator(cfg.backtest.basis_halflife_s),
+                            reference_aggregator(cfg, len(references)))
+    ref_names = core.aggregator.source_names
     fees = cfg.fees
     venue = QueueVenue(core.instrument, maker_bps=fees.truex_maker_bps, taker_bps=fees.truex_taker_bps,
                        cancels=opts.cancels, min_notional=cfg.venue_rules.min_notional,
@@ -230,10 +236,12 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
     on_depth = venue.on_depth
     on_trade_v = venue.on_trade
     on_top_v = venue.on_top
-    on_price = core.on_price
+    on_reference = core.on_reference
+    on_truex_top = core.on_truex_top
+    on_venue_mid = core.on_venue_mid
+    decide = core.decide
     on_event = core.on_order_event
     on_trade_c = core.on_trade
-    agg_update = agg.update
     # what each side sees of the reference touch
     v_bid = int(md.snap_bids[0][0]) if len(md.snap_bids) else 0
     v_ask = int(md.snap_asks[0][0]) if len(md.snap_asks) else 0
@@ -319,31 +327,28 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
             actions = None
             if kind == TOP:
                 c_bid, c_ask = ev_c[2], ev_c[3]
-                fair = agg_update(SOURCE, c_bid, c_ask, ev_c[4], tc)
+                changed = on_reference(tc, SOURCE, c_bid, c_ask, ev_c[4])
                 bb = c_bid // tick_e8
                 ba = -(-c_ask // tick_e8)
-                if fair is not None or bb != last_bb or ba != last_ba:
+                if changed or bb != last_bb or ba != last_ba:
                     last_bb, last_ba = bb, ba
-                    f = agg.last
-                    actions = on_price(tc, f.mid, f.confidence, f.mid_e8 <= 0, bb, ba)
+                    on_truex_top(bb, ba)
+                    actions = decide(tc)
             elif kind == TRADE:
                 on_trade_c(tc, (ev_c[3] + tick_e8 // 2) // tick_e8)
             elif kind == VENUE_TOP:         # cross-venue: the quoted venue's book reaches the engine
-                f = agg.last
-                if f.mid_e8 > 0:
-                    basis.update(tc, (ev_c[2] + ev_c[3]) * 0.5, float(f.mid_e8))
+                on_venue_mid(tc, (ev_c[2] + ev_c[3]) * 0.5e-8)
                 bb = ev_c[2] // tick_e8
                 ba = -(-ev_c[3] // tick_e8)
                 if bb != last_bb or ba != last_ba:
                     last_bb, last_ba = bb, ba
-                    actions = on_price(tc, to_venue(f.mid), f.confidence, f.mid_e8 <= 0, bb, ba)
+                    on_truex_top(bb, ba)
+                    actions = decide(tc)
             else:                           # cross-venue: a reference's top
                 if kind == REF0:
                     c_bid, c_ask = ev_c[2], ev_c[3]     # the first reference prices the hedges
-                fair = agg_update(ref_names[kind - REF0], ev_c[2], ev_c[3], ev_c[4], tc)
-                if fair is not None:
-                    actions = on_price(tc, to_venue(fair.mid), fair.confidence, fair.mid_e8 <= 0,
-                                       max(last_bb, 0), max(last_ba, 0))
+                if on_reference(tc, ref_names[kind - REF0], ev_c[2], ev_c[3], ev_c[4]):
+                    actions = decide(tc)
             if actions:
                 due = tc + lat_order
                 for a in actions:
@@ -358,12 +363,7 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
             t = t_timer
             t_timer += timer_ns
             n_timer += 1
-            fair = agg.on_timer(t)
-            actions = []
-            if fair is not None:
-                actions = on_price(t, to_venue(fair.mid), fair.confidence, fair.mid_e8 <= 0, max(last_bb, 0),
-                                   max(last_ba, 0))
-            actions += core.on_timer(t)
+            actions = core.on_timer(t)      # ages the reference first: a decision if that moved the price
             if actions:
                 due = t + lat_order
                 for a in actions:
@@ -376,7 +376,7 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
                                        f"{getattr(ce, 'detail', '')}".rstrip())
             qb, qa = venue.quotes()
             s_t.append(t)
-            s_mid.append(to_venue(agg.last.mid))
+            s_mid.append(core.venue_fair_mid)
             s_bid.append(qb)
             s_ask.append(qa)
             s_pos.append(inv.position_lots)
@@ -416,6 +416,7 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
                      "inventory_lots": inv.position_lots},
         series=series, fills=venue.fill_log, hedges=hedge.fills, risk_events=risk_events, replay_s=replay_s,
         counts={"venue_events": iv, "engine_events": ic, "messages": n_msgs, "timer_ticks": n_timer,
-                "basis_bps_x100": round(basis.bps * 100), "references": len(references),
+                "basis_bps_x100": round(core.basis.bps * 100) if core.basis else 0,
+                "references": len(references),
                 "hedge_fills": len(hedge.fills), "kraken_fees_units": hedge.fees_units},
     )

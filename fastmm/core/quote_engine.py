@@ -58,15 +58,11 @@ class QuoteEngine:
     """One instrument's quoting on TrueX. Drive it with on_price, on_event, on_timer; it never blocks."""
 
     def __init__(self, quoting: QuotingConfig, rules: VenueRulesConfig, instrument: Instrument,
-                 inventory: InventoryManager, risk: RiskManager | None = None, *, cl_ord_prefix: str = "fm",
-                 size_tolerance_pct: int = 50, widen_mult: float = 2.0, pending_timeout_ms: int = 5000,
-                 max_input_age_ms: int = 1000, rate_guard_ms: int = 50) -> None:
-        """Settings not in config yet: ``cl_ord_prefix`` (unique per run, made by the shell),
-        ``size_tolerance_pct`` (a resting order whose size is within this of its level stays),
-        ``widen_mult`` (the accumulating side's half-spread factor past inventory.widen_at_pct),
-        ``pending_timeout_ms`` (a request unanswered this long gets its order canceled) and
-        ``max_input_age_ms`` (no price event for this long pulls the quotes) and ``rate_guard_ms`` (how
-        much longer than TrueX's our rate windows are, against jitter on the way)."""
+                 inventory: InventoryManager, risk: RiskManager | None = None, *,
+                 cl_ord_prefix: str = "fm") -> None:
+        """Every setting comes from config (``quoting``: size_tolerance_pct, widen_mult, pending_timeout_ms,
+        max_input_age_ms; ``rules``: the rate limits and rate_guard_ms) so each user of the engine runs the
+        same one; ``cl_ord_prefix`` is not a setting but an identity (unique per run, made by the shell)."""
         self.cfg = quoting
         self.instrument = instrument
         self.inventory = inventory
@@ -74,7 +70,7 @@ class QuoteEngine:
         self.builder = LadderBuilder(quoting, rules, instrument)
         self.tracker = OrderTracker()
         self.limiter = RateLimiter(rules.max_orders_per_sec, rules.max_orders_per_min,
-                                   rules.duplicate_window_ms * 1_000_000, rate_guard_ms * 1_000_000)
+                                   rules.duplicate_window_ms * 1_000_000, rules.rate_guard_ms * 1_000_000)
         self.ids = ClOrdIdGen(cl_ord_prefix)
         self.vol = VolatilityEstimator(quoting.volatility_window_s)
         self.intensity = IntensityEstimator(quoting.volatility_window_s)
@@ -84,11 +80,11 @@ class QuoteEngine:
         self._min_tl = self.builder.min_tick_lots
         self._conf_min = quoting.confidence_threshold
         self._threshold = quoting.reprice_threshold_ticks
-        self._tol = size_tolerance_pct
-        self._widen = widen_mult - 1.0
+        self._tol = quoting.size_tolerance_pct
+        self._widen = quoting.widen_mult - 1.0
         self._post_only = quoting.post_only
-        self._pending_ns = pending_timeout_ms * 1_000_000
-        self._max_age_ns = max_input_age_ms * 1_000_000
+        self._pending_ns = quoting.pending_timeout_ms * 1_000_000
+        self._max_age_ns = quoting.max_input_age_ms * 1_000_000
         self._bad = OnceLogger(log)
         # last inputs
         self._mid_ticks = 0.0

@@ -1,23 +1,32 @@
 """The whole trading core behind one small interface: what the quoter shell, the simulator's strategy
 harness and the backtest all drive, so each runs the same decisions.
 
-In: price events (fair mid, confidence, staleness, TrueX top of book), TrueX execution events, hedge
-fills, market trades, timer ticks, all with ``now_ns``. Out: order actions for the FIX layer, a hedge
-signal for the hedger, and PnL and risk events for the journal and the log.
+In: reference tops of book (:meth:`TradingCore.on_reference`, into the core's own PriceAggregator), the
+TrueX top of book (:meth:`TradingCore.on_truex_top`), TrueX execution events, hedge fills, market trades,
+timer ticks, all with ``now_ns``. Out: order actions for the FIX layer, a hedge signal for the hedger, and
+PnL and risk events for the journal and the log.
+
+Every user builds it with :meth:`TradingCore.from_config`, so the quoter, the backtest, the rehearsal,
+``ops cancel-orders`` and the benches run the same settings; :meth:`TradingCore.settings` is what a test
+compares across them. Shells use the facade methods here, not the parts' internals.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from decimal import Decimal
 
-from fastmm.config import Config
+from fastmm.config import Config, describe
+from fastmm.core.basis import BasisEstimator
 from fastmm.core.ids import RecentIds
 from fastmm.core.inventory import HedgeSignal, InventoryManager
+from fastmm.core.order_tracker import TrackedOrder
 from fastmm.core.pnl import PnlChange, PnlSummary, PnLTracker
+from fastmm.core.price_aggregator import FairPrice, PriceAggregator
 from fastmm.core.quote_engine import QuoteEngine
 from fastmm.core.risk import RiskManager, RiskReset, RiskTrip
-from fastmm.core.types import Action, HedgeFilled, OrderEvent, OrderFilled
+from fastmm.core.types import Action, HedgeFilled, OrderEvent, OrderFilled, Side
 from fastmm.instrument import Instrument
 from fastmm.logs import OnceLogger
 
@@ -26,20 +35,100 @@ log = logging.getLogger(__name__)
 CoreEvent = PnlChange | PnlSummary | RiskTrip | RiskReset
 
 
+# the config sections the core's parts are built from (a settings snapshot lists these)
+_SECTIONS = ("instrument", "quoting", "venue_rules", "inventory", "fees", "pnl", "hedge", "risk", "pricing")
+_QUOTING_KNOBS = ("size_tolerance_pct", "widen_mult", "pending_timeout_ms", "max_input_age_ms")
+
+
 class TradingCore:
-    def __init__(self, cfg: Config, *, cl_ord_prefix: str = "fm", **engine_options: int | float) -> None:
+    def __init__(self, cfg: Config, *, cl_ord_prefix: str = "fm", **overrides: int | float) -> None:
+        """``overrides`` (tests only) replace settings by name: ``rate_guard_ms`` (venue_rules) and the
+        quote engine's ``size_tolerance_pct``, ``widen_mult``, ``pending_timeout_ms``, ``max_input_age_ms``
+        (quoting); the effective config is ``self.cfg``. Shells use :meth:`from_config`."""
+        cfg = _with_overrides(cfg, overrides)
         self.cfg = cfg
         self.instrument = Instrument.from_config(cfg.instrument)
+        self.aggregator = PriceAggregator.from_config(cfg)
         self.inventory = InventoryManager(cfg.inventory, cfg.hedge, self.instrument)
         self.pnl = PnLTracker(cfg.pnl, cfg.fees, self.instrument)
         self.risk = RiskManager(cfg.risk, cfg.inventory, self.instrument)
         self.engine = QuoteEngine(cfg.quoting, cfg.venue_rules, self.instrument, self.inventory, self.risk,
-                                  cl_ord_prefix=cl_ord_prefix, **engine_options)  # type: ignore[arg-type]
+                                  cl_ord_prefix=cl_ord_prefix)
         self._hedge_exec_ids = RecentIds()
         self._bad = OnceLogger(log)
+        self._bb = self._ba = 0      # TrueX top in ticks (0: none)
+        self._fair_ns = -1           # when the aggregator last computed
+        self.basis: BasisEstimator | None = None     # venue over references, when estimated online
+
+    @classmethod
+    def from_config(cls, cfg: Config, *, cl_ord_prefix: str = "fm") -> TradingCore:
+        """The one way shells build a core: every setting from ``cfg``; ``cl_ord_prefix`` is the run's
+        identity on the venue, not a setting."""
+        return cls(cfg, cl_ord_prefix=cl_ord_prefix)
+
+    # -- prices -----------------------------------------------------------------------------------
+    def on_reference(self, now_ns: int, source: str, bid_e8: int, ask_e8: int, t_recv_ns: int,
+                     stale: bool = False) -> bool:
+        """A reference venue's top of book (1e-8 units) into the aggregator, which computes once; True
+        when the fair price changed (then :meth:`decide`; a shell that read several channels in one wake
+        decides once after all of them)."""
+        self._fair_ns = now_ns
+        return self.aggregator.update(source, bid_e8, ask_e8, t_recv_ns, now_ns, stale) is not None
+
+    def estimate_basis(self, basis: BasisEstimator, aggregator: PriceAggregator | None = None) -> None:
+        """Quote a venue that trades at a drifting basis to the references (PYUSD vs USD, a future vs
+        spot): every fair price is moved onto the venue by ``basis``, fed by :meth:`on_venue_mid`.
+        ``aggregator`` replaces the configured one (references other than Coinbase and Kraken)."""
+        self.basis = basis
+        if aggregator is not None:
+            self.aggregator = aggregator
+            self._fair_ns = -1
+
+    def on_venue_mid(self, now_ns: int, venue_mid: float) -> None:
+        """The quoted venue's own mid (price units), one sample of the basis against the fair price."""
+        if self.basis is not None:
+            f = self.aggregator.last
+            if f.mid_e8 > 0:
+                self.basis.update(now_ns, venue_mid, f.mid)
+
+    def on_truex_top(self, bid_ticks: int, ask_ticks: int) -> None:
+        """The TrueX best bid and ask in ticks (0: that side empty), for post-only; the next
+        :meth:`decide` uses them."""
+        self._bb = bid_ticks
+        self._ba = ask_ticks
+
+    def decide(self, now_ns: int) -> list[Action]:
+        """One decision on the latest fair price and TrueX top. The aggregator computes only if no
+        reference update did at ``now_ns`` (a TrueX-only change still ages the sources)."""
+        agg = self.aggregator
+        if self._fair_ns != now_ns:
+            self._fair_ns = now_ns
+            agg.on_timer(now_ns)
+        f = agg.last
+        mid = f.mid if self.basis is None else self.basis.apply(f.mid)
+        stale = f.mid_e8 <= 0
+        # on_price inlined: this is the hot path
+        self.pnl.on_mark(now_ns, mid)
+        risk = self.risk
+        risk.on_data(now_ns, stale)
+        risk.on_pnl(now_ns, self.pnl.total_units)
+        return self.engine.on_price(now_ns, mid, f.confidence, stale, self._bb, self._ba)
+
+    @property
+    def fair(self) -> FairPrice:
+        """The aggregator's latest fair price (mid 0: none)."""
+        return self.aggregator.last
+
+    @property
+    def venue_fair_mid(self) -> float:
+        """The fair mid the quotes are built around: the references' moved onto the venue by the basis."""
+        mid = self.aggregator.last.mid
+        return mid if self.basis is None else self.basis.apply(mid)
 
     def on_price(self, now_ns: int, mid: float, confidence: float, stale: bool, best_bid: int = 0,
                  best_ask: int = 0) -> list[Action]:
+        """A fair price made outside the core (tests, a harness with its own price): bypasses the
+        aggregator."""
         self.pnl.on_mark(now_ns, mid)
         risk = self.risk
         risk.on_data(now_ns, stale)
@@ -77,10 +166,15 @@ class TradingCore:
         self.engine.on_trade(now_ns, price_ticks)
 
     def on_timer(self, now_ns: int) -> list[Action]:
+        """Age the reference sources (a decision when that changed the fair price), then the timers of
+        PnL, risk and the engine (stuck requests, old inputs)."""
+        self._fair_ns = now_ns
+        out = self.decide(now_ns) if self.aggregator.on_timer(now_ns) is not None else []
         self.pnl.on_timer(now_ns)
         self.risk.on_timer(now_ns)
         self.risk.on_pnl(now_ns, self.pnl.total_units)
-        return self.engine.on_timer(now_ns)
+        out += self.engine.on_timer(now_ns)
+        return out
 
     def hedge_signal(self) -> HedgeSignal | None:
         return self.inventory.hedge_signal() if self.cfg.hedge.enabled else None
@@ -88,6 +182,16 @@ class TradingCore:
     def stop(self, now_ns: int) -> list[Action]:
         """Cancel every quote (more follow from on_timer while the rate limit holds some back)."""
         return self.engine.halt(now_ns)
+
+    def resume(self, now_ns: int) -> list[Action]:
+        """Quote again after :meth:`stop`: a decision on the current (aged) fair price."""
+        self.engine.resume()
+        self._fair_ns = -1
+        return self.decide(now_ns)
+
+    def requote(self, now_ns: int) -> list[Action]:
+        """Re-run the last decision's inputs (after orders were adopted, or a risk change)."""
+        return self.engine.requote(now_ns)
 
     def reset_risk(self, now_ns: int, operator: str) -> RiskReset | None:
         return self.risk.reset(now_ns, operator)
@@ -97,3 +201,81 @@ class TradingCore:
 
     def total_pnl(self) -> Decimal:
         return self.pnl.summary(0).total
+
+    # -- orders: what shells read and do without reaching into the engine -------------------------
+    @property
+    def live_orders(self) -> int:
+        """Orders working or in flight on TrueX."""
+        return len(self.engine.tracker.working)
+
+    def best_quotes(self) -> tuple[int, int]:
+        """Our best bid and ask in ticks among working orders (0: none on that side)."""
+        bid = ask = 0
+        for o in self.engine.tracker.working.values():
+            if o.side == Side.BUY:
+                bid = o.price if o.price > bid else bid
+            elif ask == 0 or o.price < ask:
+                ask = o.price
+        return bid, ask
+
+    def adopt_order(self, cl_ord_id: str, side: Side, price_ticks: int, qty_lots: int, cum_lots: int,
+                    now_ns: int) -> None:
+        """An order a previous run may have left live (recovery): tracked, so the engine cancels it."""
+        self.engine.tracker.adopt(cl_ord_id, side, price_ticks, qty_lots, cum_lots, now_ns)
+
+    def order(self, cl_ord_id: str) -> TrackedOrder | None:
+        """Our order under ``cl_ord_id`` while tracked."""
+        return self.engine.tracker.get(cl_ord_id)
+
+    def track_only(self, ev: OrderEvent, now_ns: int) -> bool:
+        """An execution event into the order state alone: no fill booked, no decision (the rehearsal's
+        shadow venue answering at once); live events go to :meth:`on_order_event`."""
+        return self.engine.tracker.apply(ev, now_ns)
+
+    def preload_sent(self, sent_ns: list[int]) -> None:
+        """Messages a previous run sent recently (on this clock): the rate limiter counts them."""
+        self.engine.limiter.preload(sent_ns)
+
+    def try_acquire_message(self, now_ns: int) -> bool:
+        """One message's room in the rate limit, for a message the engine did not plan (an operator's
+        cancel); False: wait."""
+        return self.engine.limiter.try_acquire(now_ns)
+
+    def next_cl_ord_id(self) -> str:
+        """A fresh ClOrdID of this core's run."""
+        return self.engine.ids.next()
+
+    # -- settings -------------------------------------------------------------------------------
+    def settings(self) -> dict[str, str]:
+        """Every setting the core's parts run with, as text (the config sections they are built from,
+        the aggregator's sources, what the quote engine resolved): equal for two cores built alike."""
+        rows: dict[str, str] = {}
+        for name in _SECTIONS:
+            rows.update(describe(getattr(self.cfg, name), name + "."))
+        agg = self.aggregator
+        rows["aggregator.sources"] = ",".join(agg.source_names)
+        rows["aggregator.stale_after_ns"] = ",".join(str(s.stale_after_ns) for s in agg._sources.values())
+        rows["aggregator.basis"] = repr(agg.basis)
+        rows["aggregator.max_dispersion"] = repr(agg.max_dispersion)
+        e = self.engine
+        rows["engine.size_tolerance_pct"] = str(e._tol)
+        rows["engine.widen_mult"] = repr(e._widen + 1.0)
+        rows["engine.pending_timeout_ns"] = str(e._pending_ns)
+        rows["engine.max_input_age_ns"] = str(e._max_age_ns)
+        rows["engine.rate_windows_ns"] = f"{e.limiter._w_sec},{e.limiter._w_min}"
+        return rows
+
+
+def _with_overrides(cfg: Config, overrides: dict[str, int | float]) -> Config:
+    if not overrides:
+        return cfg
+    unknown = set(overrides) - {"rate_guard_ms", *_QUOTING_KNOBS}
+    if unknown:
+        raise TypeError(f"unknown core setting(s): {', '.join(sorted(unknown))}")
+    quoting = {k: v for k, v in overrides.items() if k in _QUOTING_KNOBS}
+    if quoting:
+        cfg = dataclasses.replace(cfg, quoting=dataclasses.replace(cfg.quoting, **quoting))
+    if "rate_guard_ms" in overrides:
+        cfg = dataclasses.replace(cfg, venue_rules=dataclasses.replace(
+            cfg.venue_rules, rate_guard_ms=int(overrides["rate_guard_ms"])))
+    return cfg

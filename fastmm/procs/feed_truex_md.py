@@ -15,8 +15,7 @@ import logging
 import time
 
 from fastmm.config import Config
-from fastmm.fix.session import AppMessage, DisconnectWanted, FixSession, LoggedOn, LoggedOut, SessionSettings
-from fastmm.fix.store import FileSeqStore
+from fastmm.fix.session import AppMessage, DisconnectWanted, LoggedOn, LoggedOut
 from fastmm.fix.transport import FixConnection, FixInitiator
 from fastmm.instrument import Instrument
 from fastmm.procs.book_channel import BookPublisher
@@ -30,9 +29,8 @@ from fastmm.shm.records import (
     TOP_OF_BOOK,
     VENUE_TRUEX,
 )
-from fastmm.venues.truex.auth import LogonCredentials
+from fastmm.venues.truex import factory as truex_sessions
 from fastmm.venues.truex.codec import (
-    MARKET_DATA_TYPES,
     MarketDataIncremental,
     MarketDataRequestReject,
     MarketDataSnapshot,
@@ -105,7 +103,6 @@ async def run_supervised(cfg: Config, name: str = "feed-truex-md") -> int:
     tick_e8 = int(instrument.tick_size * 100_000_000)
     codec = TruexCodec(instrument)
     book = TruexBook()
-    md = cfg.truex.market_data
     req_ids = iter(range(1, 1 << 62))
     resubscribe_at = [0.0]
 
@@ -163,14 +160,7 @@ async def run_supervised(cfg: Config, name: str = "feed-truex-md") -> int:
             await asyncio.sleep(0.02)
         if stop.is_set():
             return
-        store = FileSeqStore(cfg.state_path / f"fix.{md.sender_comp_id}-{md.target_comp_id}.seq",
-                             fsync=md.seq_store_fsync)
-        fs = FixSession(SessionSettings(md.sender_comp_id, md.target_comp_id, heartbeat_s=md.heartbeat_s,
-                                        reset_on_logon=md.reset_on_logon, logon_timeout_s=md.logon_timeout_s,
-                                        app_msg_types=MARKET_DATA_TYPES),
-                        store, logon_fields=LogonCredentials(cfg.truex.api_key_id, cfg.truex.api_secret),
-                        decoder=codec.decode)
-        initiator = FixInitiator(fs, md.host, md.port, on_event, connect_timeout_s=md.connect_timeout_s)
+        initiator = truex_sessions.market_data(cfg, codec.decode, on_event)
         run = loop.create_task(initiator.run())
         while not stop.is_set():
             if resubscribe_at[0] and time.monotonic() >= resubscribe_at[0] and initiator.conn is not None:

@@ -28,12 +28,10 @@ import json
 import logging
 import time
 from decimal import Decimal
-from typing import Any
 
 from fastmm import speedups
 from fastmm.config import Config
 from fastmm.core.ids import RecentIds
-from fastmm.core.price_aggregator import PriceAggregator
 from fastmm.core.trading_core import TradingCore
 from fastmm.core.types import (
     Action,
@@ -43,8 +41,7 @@ from fastmm.core.types import (
     OrderFilled,
     Side,
 )
-from fastmm.fix.session import AppMessage, DisconnectWanted, FixSession, LoggedOn, LoggedOut, SessionSettings
-from fastmm.fix.store import FileSeqStore
+from fastmm.fix.session import AppMessage, DisconnectWanted, LoggedOn, LoggedOut
 from fastmm.fix.transport import FixConnection, FixInitiator
 from fastmm.journal import Journal
 from fastmm.latency import LatencyRecorder
@@ -67,11 +64,8 @@ from fastmm.shm.records import (
     STATE_RISK_TRIPPED,
     TOP_OF_BOOK,
 )
-from fastmm.venues.truex.auth import LogonCredentials
-from fastmm.venues.truex.codec import (
-    ORDER_ENTRY_TYPES,
-    TruexCodec,
-)
+from fastmm.venues.truex import factory as truex_sessions
+from fastmm.venues.truex.codec import TruexCodec
 
 log = logging.getLogger("fastmm.quoter")
 
@@ -104,8 +98,7 @@ class Quoter:
         self.hedge_ring = hedge_ring
         self.position = position
         prefix = _b36(time.time_ns() // 10_000_000)[-7:]       # unique per run (10 ms resolution)
-        self.core = TradingCore(cfg, cl_ord_prefix=prefix, rate_guard_ms=cfg.venue_rules.rate_guard_ms)
-        self.aggregator = PriceAggregator.from_config(cfg)
+        self.core = TradingCore.from_config(cfg, cl_ord_prefix=prefix)
         client_id = cfg.truex.client_id.reveal() if cfg.truex.client_id else ""
         self.codec = TruexCodec(self.core.instrument, client_id)
         self.tick_e8 = int(self.core.instrument.tick_size * 100_000_000)
@@ -118,8 +111,6 @@ class Quoter:
         self.hedge_fills = 0
         self._last_ref_seq: dict[str, int] = {}
         self._last_book_seq = 0
-        self._bb = self._ba = 0
-        self._fair_mid_e8 = 0
         self._marked_e8 = 0
         self._next_mark_ns = 0
         self._wake_ns = 0
@@ -129,17 +120,7 @@ class Quoter:
 
     # -- FIX ----------------------------------------------------------------------------------------
     def make_initiator(self) -> FixInitiator:
-        oe = self.cfg.truex.order_entry
-        seq_path = self.cfg.state_path / f"fix.{oe.sender_comp_id}-{oe.target_comp_id}.seq"
-        store = FileSeqStore(seq_path, fsync=oe.seq_store_fsync)
-        session = FixSession(
-            SessionSettings(oe.sender_comp_id, oe.target_comp_id, heartbeat_s=oe.heartbeat_s,
-                            reset_on_logon=oe.reset_on_logon, logon_timeout_s=oe.logon_timeout_s,
-                            app_msg_types=ORDER_ENTRY_TYPES),
-            store, logon_fields=LogonCredentials(self.cfg.truex.api_key_id, self.cfg.truex.api_secret),
-            decoder=self.codec.decode)
-        self.initiator = FixInitiator(session, oe.host, oe.port, self.on_fix_event,
-                                      connect_timeout_s=oe.connect_timeout_s)
+        self.initiator = truex_sessions.order_entry(self.cfg, self.codec.decode, self.on_fix_event)
         return self.initiator
 
     @property
@@ -201,7 +182,7 @@ class Quoter:
         self._after_orders()
 
     def _after_orders(self) -> None:
-        live = len(self.core.engine.tracker.working)
+        live = self.core.live_orders
         self._set(STATE_FLAT, live == 0)
         if self.cancel_all_cmd and live == 0 and self.link is not None:
             self.link.ack(self.cancel_all_cmd)
@@ -236,7 +217,8 @@ class Quoter:
         """Something may have changed in the reference or TrueX book channels: run the price path."""
         now = time.monotonic_ns()
         self._wake_ns = now
-        fair = None
+        core = self.core
+        changed = False
         for name, ch in self.refs.items():
             seq = ch.version()
             if seq == self._last_ref_seq.get(name):
@@ -247,27 +229,24 @@ class Quoter:
             self._last_ref_seq[name] = top.seq
             self.latency["recv_to_pub"].record(top.t_pub_ns - top.t_recv_ns)
             self.latency["pub_to_wake"].record(now - top.t_pub_ns)
-            fp = self.aggregator.update(name, top.bid_e8, top.ask_e8, top.t_recv_ns, now,
-                                        stale=not top.usable)
-            fair = fp or fair
+            changed = core.on_reference(now, name, top.bid_e8, top.ask_e8, top.t_recv_ns,
+                                        stale=not top.usable) or changed
         book = self.truex_book
-        book_changed = False
         if book is not None and book.version() != self._last_book_seq:
             top = read_top(book)
             if top is not None:
                 self._last_book_seq = top.seq
                 tick = self.tick_e8
-                self._bb, self._ba = top.bid_e8 // tick, (top.ask_e8 // tick if top.ask_e8 else 0)
-                book_changed = True
-        if fair is None and not book_changed:
+                core.on_truex_top(top.bid_e8 // tick, top.ask_e8 // tick if top.ask_e8 else 0)
+                changed = True
+        if not changed:
             return
-        self.price_event(self.aggregator.current(now), now)
+        self.price_event(core.decide(now), now)
 
-    def price_event(self, fair: Any, now: int) -> None:
+    def price_event(self, actions: list[Action], now: int) -> None:
         """Every price goes to the core, quoting or not (it keeps the risk checks' data fresh); until
-        ``start_quoting`` the engine is halted, so it answers with nothing but cancels."""
-        self._fair_mid_e8 = fair.mid_e8
-        actions = self.core.on_price(now, fair.mid, fair.confidence, not fair.has_price, self._bb, self._ba)
+        ``start_quoting`` the engine is halted, so it answers with nothing but cancels. Here: what the
+        core decided goes out."""
         self._t_decide = t_decide = time.monotonic_ns()
         self.latency["wake_to_decide"].record(t_decide - now)
         self.send_actions(actions, now)
@@ -276,15 +255,14 @@ class Quoter:
 
     def on_timer(self) -> None:
         now = time.monotonic_ns()
-        fp = self.aggregator.on_timer(now)
-        if fp is not None:
-            self.price_event(fp, now)
-        if now >= self._next_mark_ns and self._fair_mid_e8 and self._fair_mid_e8 != self._marked_e8:
+        actions = self.core.on_timer(now)       # ages the reference sources first (may decide)
+        fair_mid_e8 = self.core.fair.mid_e8
+        if now >= self._next_mark_ns and fair_mid_e8 and fair_mid_e8 != self._marked_e8:
             # off the price path: a session report draws quotes against this and marks PnL to it
             self._next_mark_ns = now + MARK_EVERY_NS
-            self._marked_e8 = self._fair_mid_e8
-            self.journal.append("mark", time.time_ns(), fair_mid_e8=self._fair_mid_e8)
-        self.send_actions(self.core.on_timer(now), now)
+            self._marked_e8 = fair_mid_e8
+            self.journal.append("mark", time.time_ns(), fair_mid_e8=fair_mid_e8)
+        self.send_actions(actions, now)
         for ev in self.core.events():
             kind = type(ev).__name__
             if kind in ("RiskTrip", "RiskReset"):
@@ -310,16 +288,12 @@ class Quoter:
         tx["realized_e8"] = pnl.realized_units
         tx["unrealized_e8"] = pnl.unrealized_units
         tx["fees_e8"] = pnl.fees_units
-        tx["fair_mid_e8"] = self._fair_mid_e8
+        tx["fair_mid_e8"] = self.core.fair.mid_e8
         tx["truex_fills"] = self.fills
         tx["hedge_fills"] = self.hedge_fills
         tx["risk_tripped"] = int(bool(getattr(self.core.risk, "tripped", False)))
-        working = self.core.engine.tracker.working.values()
-        bids = [o.price for o in working if o.side == Side.BUY]
-        asks = [o.price for o in working if o.side == Side.SELL]
-        tx["live_orders"] = len(bids) + len(asks)
-        tx["quote_bid_ticks"] = max(bids) if bids else 0
-        tx["quote_ask_ticks"] = min(asks) if asks else 0
+        tx["live_orders"] = self.core.live_orders
+        tx["quote_bid_ticks"], tx["quote_ask_ticks"] = self.core.best_quotes()
         tx["orders_sent"] = self.sent
         ch.publish()
 
@@ -328,10 +302,9 @@ class Quoter:
         now = time.monotonic_ns()
         if name == "start_quoting":
             self.quoting = True
-            self.core.engine.resume()
             self._set(STATE_QUOTING, True)
             self.journal.append("phase", time.time_ns(), detail="quoting started")
-            self.price_event(self.aggregator.current(now), now)
+            self.price_event(self.core.resume(now), now)
             return True
         if name in ("pull_quotes", "cancel_all"):
             self.quoting = False
@@ -505,7 +478,7 @@ async def run_supervised(cfg: Config, name: str = "quoter") -> int:
             n = recovered.adopt(q.core, now)
             log.warning("recovery: canceling %d order(s) the previous run may have left live, as the rate "
                         "limit allows", n)
-            q.send_actions(q.core.engine.requote(now), now)
+            q.send_actions(q.core.requote(now), now)
             q._after_orders()
         await stop.wait()
         await fix_task

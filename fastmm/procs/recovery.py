@@ -50,10 +50,9 @@ class Recovered:
 
     def adopt(self, core: TradingCore, now_ns: int) -> int:
         """Track every possibly-live order in ``core`` as live; returns how many."""
-        tracker = core.engine.tracker
         for cl, side in self.possibly_live.items():
             price, qty, cum = self.terms.get(cl, (0, 0, 0))
-            tracker.adopt(cl, side, price, max(qty, cum + 1), cum, now_ns)
+            core.adopt_order(cl, side, price, max(qty, cum + 1), cum, now_ns)
         return len(self.possibly_live)
 
 
@@ -161,7 +160,7 @@ def recover(journal_path: Path, core: TradingCore, cfg: Config) -> Recovered:
                     ", ".join(f.exec_id for f in out.unbooked_hedge_fills))
     if sent_recently:
         # the venue still counts what the previous run sent in the last minute: so must our limiter
-        core.engine.limiter.preload(sent_recently)
+        core.preload_sent(sent_recently)
     if out.records:
         log.warning("recovery: %d journal records; position %d lots from %d TrueX and %d hedge fills; "
                     "%d order(s) possibly live", out.records, core.inventory.position_lots, out.truex_fills,

@@ -7,10 +7,10 @@ interpreter's code, the core's objects and the branch history are gone when the 
 systems written in C++ answer this by running the hot path on dummy data between events without
 sending; this is the same for the quoter. While quoting, every ``interval`` of silence the shell calls
 :meth:`Rehearsal.run`, which reads the reference channels as a wake does, moves a shadow
-:class:`~fastmm.core.price_aggregator.PriceAggregator` and :class:`~fastmm.core.trading_core.TradingCore`
-(same config, TrueX's message limits lifted so that it plans, admits and emits every time) by a tick or
-two around the last real price, builds each order's FIX body and frames it with a shadow encoder, and
-answers its own orders as the venue would, so that it keeps a live ladder to reconcile against.
+:class:`~fastmm.core.trading_core.TradingCore` (built as the quoter's, its own aggregator inside; TrueX's
+message limits lifted so that it plans, admits and emits every time) by a tick or two around the last
+real price, builds each order's FIX body and frames it with a shadow encoder, and answers its own orders
+as the venue would, so that it keeps a live ladder to reconcile against.
 
 Nothing here reaches the real core, the journal, the FIX session or a socket: the shadow's orders are
 bytes that are dropped. Cost, measured in a 10x paper session on the 2-vCPU VM: the quoter used 3.5 % of a
@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 
 from fastmm.config import Config
-from fastmm.core.price_aggregator import E8, PriceAggregator
+from fastmm.core.price_aggregator import E8
 from fastmm.core.trading_core import TradingCore
 from fastmm.core.types import (
     Action,
@@ -60,14 +60,13 @@ class Rehearsal:
                                     max_orders_per_min=1_000_000_000, duplicate_window_ms=0)
         risk = dataclasses.replace(cfg.risk, max_order_rate_per_min=1_000_000_000)
         shadow = dataclasses.replace(cfg, venue_rules=rules, risk=risk)
-        self.core = TradingCore(shadow, cl_ord_prefix="rehearse")
-        self.aggregator = PriceAggregator.from_config(shadow)
+        self.core = TradingCore.from_config(shadow, cl_ord_prefix="rehearse")
         self.codec = codec
         self.refs = refs
         self.truex_book = truex_book
         self.tick_e8 = int(self.core.instrument.tick_size * E8)
         self._enc = Encoder("FIXT.1.1", "REHEARSAL", "NOBODY")
-        self._names = self.aggregator.source_names
+        self._names = self.core.aggregator.source_names
         self._step = 0
         self._seq = 0
         self._now = 0
@@ -91,13 +90,13 @@ class Rehearsal:
         step = self._step = (self._step + 1) % len(_WALK)
         tick = self.tick_e8
         mid_e8 += _WALK[step] * tick
-        fair = None
-        for name in self._names:      # every source at the walked price: the fair mid moves a whole step
-            fair = self.aggregator.update(name, mid_e8 - tick, mid_e8 + tick, now, now) or fair
-        if fair is None:
-            return 0
         core = self.core
-        actions = core.on_price(now, fair.mid, fair.confidence, not fair.has_price, 0, 0)
+        changed = False
+        for name in self._names:      # every source at the walked price: the fair mid moves a whole step
+            changed = core.on_reference(now, name, mid_e8 - tick, mid_e8 + tick, now) or changed
+        if not changed:
+            return 0
+        actions = core.decide(now)
         self._build(actions, wall_ns)
         self.runs += 1
         self.orders += len(actions)
@@ -122,8 +121,8 @@ class Rehearsal:
     def _answer(self, actions: list[Action], now_ns: int) -> None:
         """The shadow venue accepts everything at once, so the next rehearsal finds live orders (straight
         into the order tracker: the real quoter's answers arrive on other wakes, not on this path)."""
-        apply = self.core.engine.tracker.apply
-        get = self.core.engine.tracker.get
+        apply = self.core.track_only
+        get = self.core.order
         for a in actions:
             if isinstance(a, NewOrder):
                 apply(OrderAccepted(a.cl_ord_id, "R"), now_ns)

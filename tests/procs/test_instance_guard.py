@@ -28,6 +28,7 @@ from fastmm.shm import InstanceRunning, list_segments, unlink_instance
 from fastmm.shm import segment as sg
 from fastmm.shm.instance_lock import InstanceLock, holder_pid
 from fastmm.shm.records import CONTROL
+from fastmm.venues.truex.factory import session_store_path
 
 CHILD = str(Path(__file__).with_name("scripted_child.py"))
 FASTMM = [sys.executable, "-m", "fastmm.cli"]
@@ -93,7 +94,9 @@ def _run(args: list[str], env: dict[str, str], sup: Supervisor, cwd: Path) -> su
 def test_a_second_supervise_or_paper_is_refused_in_one_line_and_touches_nothing(quoting, tmp_path: Path) -> None:
     sup, env = quoting()
     name = sup.cfg.instance.name
-    seq = sup.cfg.state_path / "fix.FMM-TRUEX.seq"
+    oe = sup.cfg.truex.order_entry
+    seq = session_store_path(sup.cfg, oe.sender_comp_id, oe.target_comp_id)
+    seq.parent.mkdir(parents=True, exist_ok=True)
     seq.write_text("42 17\n")
     before = _inodes(name)
     assert len(before) >= 10
