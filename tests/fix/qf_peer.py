@@ -6,7 +6,8 @@ orders with ExecutionReports and a MarketDataRequest with a snapshot, and prints
 event on stdout. Commands arrive as JSON lines on stdin, so a test can make it misbehave:
 ``{"cmd": "skip", "s": "oe", "n": 3}`` (jump its outgoing MsgSeqNum), ``{"cmd": "set_next_sender",
 ...}``, ``{"cmd": "er", "s": "oe"}`` (an unsolicited ExecutionReport), ``{"cmd": "disconnect", ...}``,
-``{"cmd": "seq", ...}``, ``{"cmd": "quit"}``.
+``{"cmd": "seq", ...}``, ``{"cmd": "reset_logon", "s": "oe"}`` (a Logon 141=Y mid-session),
+``{"cmd": "quit"}``.
 
 Usage: qf_peer.py --port P --dir D --dicts DICT_DIR --key-id K --secret S
        --session NAME:OUR_ID:THEIR_ID[:reset] [--session ...]
@@ -142,7 +143,14 @@ def main() -> int:
                 sess.disconnect()
             elif cmd == "logout":
                 sess.logout(c.get("text", ""))
-            if cmd in ("skip", "set_next_sender", "seq", "er", "disconnect", "logout"):
+            elif cmd == "reset_logon":  # a Logon 141=Y in the running session: QuickFIX resets and sends 34=1
+                m = fix.Message()
+                m.getHeader().setField(fix.BeginString("FIXT.1.1"))
+                m.getHeader().setField(fix.MsgType("A"))
+                for tag, v in ((108, c.get("hb", "1")), (141, "Y"), (1137, "9")):
+                    m.setField(tag, v)
+                fix.Session.sendToTarget(m, sid)
+            if cmd in ("skip", "set_next_sender", "seq", "er", "disconnect", "logout", "reset_logon"):
                 emit(ev="seq", s=c["s"], sender=sess.getExpectedSenderNum(),
                      target=sess.getExpectedTargetNum(), cmd=cmd)
     finally:

@@ -5,12 +5,18 @@ Each test replays what QuickFIX's acceptance scenario sends and checks the exact
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 from test_fix_session import KEY, SECRET, T0, Peer, S, logged_on, out_msgs, settings_, types
+from test_fix_transport import _raw_server, _read_msgs, _until, client
 
+from fastmm.fix.codec import Encoder, FrameParser, Message, format_timestamp
 from fastmm.fix.session import (
     AppMessage,
     DisconnectWanted,
+    Event,
     FixSession,
     GapDetected,
     GapFilled,
@@ -20,6 +26,7 @@ from fastmm.fix.session import (
     State,
 )
 from fastmm.fix.store import MemorySeqStore
+from fastmm.fix.transport import Backoff, FixInitiator, run
 from fastmm.venues.truex.auth import LogonCredentials
 
 
@@ -238,3 +245,58 @@ def test_resend_progress_renews_the_wait_and_a_filled_gap_stops_the_timer() -> N
 def test_resend_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="resend"):
         SessionSettings("A", "B", resend_timeout_s=0)
+
+
+def test_hostile_peer_that_never_answers_a_resend_request_gets_the_session_recycled() -> None:
+    """A raw loopback peer (QuickFIX always answers): logs on, jumps its MsgSeqNum, keeps the session alive
+    with Heartbeats but ignores every ResendRequest. fastmm asks again once, then logs out and reconnects."""
+    async def main() -> None:
+        conns: list[list[Message]] = []
+
+        async def hostile(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            parser, enc, seq = FrameParser(), Encoder("FIXT.1.1", "TRUEX", "FASTMM"), 1
+            got: list[Message] = []
+            conns.append(got)
+            while True:
+                try:
+                    msgs = await _read_msgs(reader, parser, 5)
+                except (TimeoutError, ConnectionError):
+                    break
+                if not msgs and reader.at_eof():
+                    break
+                for m in msgs:
+                    got.append(m)
+                    now = format_timestamp(time.time_ns())
+                    if m.msg_type == b"A":
+                        writer.write(enc.encode(b"A", 1, now, b"108=1\x01141=Y\x011137=9\x01"))
+                        writer.write(enc.encode(b"8", 5, now, b"11=behind-a-gap\x01"))
+                        seq = 6
+                    elif m.msg_type in (b"0", b"1"):
+                        trid = m.get(112)
+                        writer.write(enc.encode(b"0", seq, now, b"112=%b\x01" % trid if trid else b""))
+                        seq += 1
+            writer.close()
+
+        server, port = await _raw_server(hostile)
+        events: list[Event] = []
+        ini = FixInitiator(client(hb=1, resend_timeout_s=0.3, resend_retries=1, logout_timeout_s=0.3),
+                           "127.0.0.1", port, lambda c, e: events.append(e), backoff=Backoff(0.05, 0.1, seed=5))
+        task = asyncio.create_task(ini.run())
+        try:
+            await _until(lambda: len(conns) >= 2 and len(conns[1]) >= 1, 8)
+            await ini.stop()
+            await asyncio.wait_for(task, 5)
+        finally:
+            task.cancel()
+            server.close()
+            await server.wait_closed()
+        first = conns[0]
+        asks = [m for m in first if m.msg_type == b"2"]
+        assert len(asks) == 2 and all(m.get(7) == b"2" for m in asks)
+        logout = next(m for m in first if m.msg_type == b"5")
+        assert b"unanswered after 2 asks" in (logout.get(58) or b"")
+        assert ResendRequestRepeated(2, 2) in events
+        assert not [e for e in events if isinstance(e, AppMessage)]  # never delivered out of order
+        assert conns[1][0].msg_type == b"A"  # recycled: a new connection and Logon
+
+    run(main())
