@@ -41,7 +41,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fastmm.fix._state import InvalidState, State, Trigger, next_state
 from fastmm.fix.codec import (
@@ -66,6 +66,9 @@ from fastmm.fix.codec import (
 )
 from fastmm.fix.dictionary import APP_MSG_TYPES, check_admin
 from fastmm.logs import OnceLogger
+
+if TYPE_CHECKING:
+    from fastmm.config import FixSessionConfig
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +143,17 @@ class SessionSettings:
             raise ValueError("need 1 < test_request_factor < disconnect_factor")
         if self.resend_timeout_s <= 0 or self.resend_retries < 0:
             raise ValueError("need resend_timeout_s > 0 and resend_retries >= 0")
+
+
+def session_options(fs: FixSessionConfig) -> dict[str, Any]:
+    """The SessionSettings keywords a ``[truex.*]`` FIX session table sets beyond the CompIDs: the dialect
+    and validation switches and the resend timeout (``SessionSettings(s, t, **session_options(fs))``)."""
+    return {"heartbeat_s": fs.heartbeat_s, "reset_on_logon": fs.reset_on_logon,
+            "logon_timeout_s": fs.logon_timeout_s, "encrypt_method": fs.encrypt_method,
+            "allow_unknown_fields": fs.allow_unknown_fields,
+            "validate_user_defined_fields": fs.validate_user_defined_fields,
+            "validate_fields_out_of_order": fs.validate_fields_out_of_order,
+            "resend_timeout_s": fs.resend_timeout_s, "resend_retries": fs.resend_retries}
 
 
 # -- events ------------------------------------------------------------------------------------------

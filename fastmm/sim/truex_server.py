@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Callable, Iterable
 
@@ -221,13 +222,15 @@ class TruexSimServer:
             await asyncio.sleep(0 if n >= 2000 else max(0.0, min(0.05, (nxt - self._clock()) / 1e9)))
 
     # -- lifecycle --------------------------------------------------------------------------------
-    async def start(self, host: str = "127.0.0.1", oe_port: int = 0, md_port: int = 0) -> tuple[int, int]:
+    async def start(self, host: str = "127.0.0.1", oe_port: int = 0, md_port: int = 0, *,
+                    ssl_context: ssl.SSLContext | None = None) -> tuple[int, int]:
+        """Listen for both sessions; with ``ssl_context`` both are TLS only (a venue behind TLS)."""
         def make_oe() -> FixConnection:
             session, handler = self._oe_factory()
             return _ReadStampedConnection(session, handler, self._clock)
 
-        oe = await asyncio.get_running_loop().create_server(make_oe, host, oe_port)
-        md = await serve(host, md_port, self._md_factory, clock=self._clock)
+        oe = await asyncio.get_running_loop().create_server(make_oe, host, oe_port, ssl=ssl_context)
+        md = await serve(host, md_port, self._md_factory, clock=self._clock, ssl_context=ssl_context)
         self._servers = [oe, md]
         self._task = asyncio.get_running_loop().create_task(self._drive())
         ports = (oe.sockets[0].getsockname()[1], md.sockets[0].getsockname()[1])
