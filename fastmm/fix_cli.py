@@ -28,9 +28,10 @@ from fastmm.fix.session import (
     SessionRejectReceived,
     SessionRejectSent,
     SessionSettings,
+    session_options,
 )
 from fastmm.fix.store import FileSeqStore, StoreError, store_path
-from fastmm.fix.transport import Backoff, FixConnection, FixInitiator, run
+from fastmm.fix.transport import Backoff, FixConnection, FixInitiator, TlsVerifyError, client_ssl_context, run
 from fastmm.instrument import Instrument
 from fastmm.logs import setup_logging
 from fastmm.venues.truex.auth import LogonCredentials
@@ -75,10 +76,9 @@ async def _connect(args: argparse.Namespace) -> int:
         raise ConfigError(f"--heartbeat: {args.heartbeat} is outside 1 .. 3600")
     if args.port is not None and not 1 <= args.port <= 65535:
         raise ConfigError(f"--port: {args.port} is outside 1 .. 65535")
-    settings = SessionSettings(
-        sender_comp_id=args.sender or fcfg.sender_comp_id, target_comp_id=args.target or fcfg.target_comp_id,
-        heartbeat_s=args.heartbeat or fcfg.heartbeat_s, reset_on_logon=args.reset,
-        logon_timeout_s=fcfg.logon_timeout_s)
+    opts = session_options(fcfg) | {"heartbeat_s": args.heartbeat or fcfg.heartbeat_s,
+                                    "reset_on_logon": args.reset}
+    settings = SessionSettings(args.sender or fcfg.sender_comp_id, args.target or fcfg.target_comp_id, **opts)
     try:
         store = FileSeqStore(store_path(cfg.state_path, settings.sender_comp_id, settings.target_comp_id))
     except StoreError as e:
@@ -89,7 +89,8 @@ async def _connect(args: argparse.Namespace) -> int:
     session.on_frame_in = lambda frame: _print("IN ", frame)
     initiator = FixInitiator(session, args.host or fcfg.host, args.port or fcfg.port, _on_event,
                              connect_timeout_s=fcfg.connect_timeout_s, backoff=Backoff(seed=args.seed),
-                             trace_out=lambda frame: _print("OUT", frame))
+                             trace_out=lambda frame: _print("OUT", frame),
+                             ssl_context=client_ssl_context(fcfg.tls), server_hostname=fcfg.tls.server_name)
     loop = asyncio.get_running_loop()
     stop_task: list[asyncio.Task[None]] = []
 
@@ -106,6 +107,9 @@ async def _connect(args: argparse.Namespace) -> int:
         await initiator.run()
         if stop_task:
             await stop_task[0]
+    except TlsVerifyError as e:
+        _note(f"error: {e}")
+        return 2
     finally:
         store.close()
     _note("stopped")

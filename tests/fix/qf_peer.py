@@ -10,7 +10,10 @@ event on stdout. Commands arrive as JSON lines on stdin, so a test can make it m
 ``{"cmd": "quit"}``.
 
 Usage: qf_peer.py --port P --dir D --dicts DICT_DIR --key-id K --secret S
-       --session NAME:OUR_ID:THEIR_ID[:reset] [--session ...]
+       --session NAME:OUR_ID:THEIR_ID[:reset] [--session ...] [--tls CERT,KEY[,CLIENT_CA]]
+
+With ``--tls`` the acceptor is QuickFIX's SSL acceptor (its certificate and key; an optional CA file is
+handed to QuickFIX for client certificates).
 """
 
 from __future__ import annotations
@@ -100,6 +103,12 @@ class App(EventApp):
 def settings_text(args: argparse.Namespace) -> str:
     lines = ["[DEFAULT]", "ConnectionType=acceptor", f"SocketAcceptPort={args.port}",
              "SocketAcceptHost=127.0.0.1", *dictionary_settings(args.dicts, args.dir), "SocketReuseAddress=Y"]
+    if args.tls:
+        cert, key, *ca = args.tls.split(",")
+        lines += ["SSLProtocol=+TLSv1_2 +TLSv1_3", f"ServerCertificateFile={cert}",
+                  f"ServerCertificateKeyFile={key}"]
+        if ca:
+            lines += [f"CertificateAuthoritiesFile={ca[0]}", "CertificateVerifyLevel=2"]
     for spec in args.session:
         _name, ours, theirs, *rest = spec.split(":")
         lines += ["", "[SESSION]", "BeginString=FIXT.1.1", f"SenderCompID={ours}", f"TargetCompID={theirs}",
@@ -115,6 +124,7 @@ def main() -> int:
     ap.add_argument("--key-id", required=True)
     ap.add_argument("--secret", required=True)
     ap.add_argument("--session", action="append", required=True)
+    ap.add_argument("--tls", default="")
     args = ap.parse_args()
     cfg = Path(args.dir) / "acceptor.cfg"
     cfg.write_text(settings_text(args))
@@ -124,8 +134,8 @@ def main() -> int:
         names[f"{ours}->{theirs}"] = name
     app = App(names, args.key_id, args.secret)
     settings = fix.SessionSettings(str(cfg))
-    acceptor = fix.ThreadedSocketAcceptor(app, fix.FileStoreFactory(settings), settings,
-                                          fix.FileLogFactory(settings))
+    kind = fix.ThreadedSSLSocketAcceptor if args.tls else fix.ThreadedSocketAcceptor
+    acceptor = kind(app, fix.FileStoreFactory(settings), settings, fix.FileLogFactory(settings))
     acceptor.start()
     emit(ev="ready")
     try:
