@@ -30,7 +30,17 @@ Session rules (venue facts section 4) and where they are handled:
   orders are never re-sent (``_answer_resend``);
 * SendingTime more than ``sending_time_tolerance_s`` off -> Reject 373=10 and Logout;
 * Logout either way, with a timeout for the answer; session Reject (35=3, 45/371/372/373) for malformed
-  messages, from the codec or from the pluggable application ``decoder``.
+  messages, from the codec or from the pluggable application ``decoder``;
+* session messages are checked against TrueX's FIXT11 dictionary (:mod:`fastmm.fix.dictionary`, QuickFIX's
+  switches): undefined tag 373=0, tag not in the message 373=2, required tag missing 373=1; a tag without
+  a value 373=4 (also an empty 49/56); a MsgType in neither dictionary 373=11 (``_process``, ``_deliver``);
+* a Logon with 141=Y and 34=1 while logged on resets both sides and is answered with our Logon 141=Y
+  (``_on_reset_logon``); a Logon answer with a bad SendingTime is a Logout and disconnect, no Reject;
+* no Heartbeat while our TestRequest is outstanding (QuickFIX's rule);
+* a too-low ResendRequest is still answered and a too-low Logout still honoured (QuickFIX's behaviour,
+  README "FIX session"); anything else too low is a Logout;
+* our ResendRequest with no progress for ``resend_timeout_s`` is sent again, ``resend_retries`` times, then
+  the session is recycled (Logout, disconnect; the initiator reconnects) (``_on_resend_timer``).
 
 The acceptor role validates a Logon instead of sending one; the password check is pluggable.
 """
