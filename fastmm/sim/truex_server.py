@@ -44,10 +44,16 @@ class _ReadStampedConnection(FixConnection):
     session parses them: the far end of the latency harness's wire-to-wire measurement."""
 
     read_ns = 0
+    on_lost: Callable[[FixConnection], None] | None = None  # the venue sees the socket go (kill -9 too)
 
     def data_received(self, data: bytes) -> None:
         self.read_ns = time.monotonic_ns()
         super().data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.on_lost is not None:
+            self.on_lost(self)
 
 
 class TruexSimServer:
@@ -151,9 +157,17 @@ class TruexSimServer:
                 self.exchange.on_order_message(owner, ev.msg, now)
                 self._flush()
             elif isinstance(ev, LoggedOut | DisconnectWanted) and self._oe.get(owner) is conn:
-                del self._oe[owner]
+                self._oe_gone(owner, conn)
 
         return self._session(self.settings.oe_comp_id, OE_TYPES, owner), handler
+
+    def _oe_gone(self, owner: str, conn: FixConnection) -> None:
+        """The owner's order-entry connection ended (Logout, timeout or a dropped socket)."""
+        if self._oe.get(owner) is not conn:
+            return
+        del self._oe[owner]
+        if self.exchange.session_dropped(owner, self._clock()):
+            self._flush()
 
     def _md_factory(self) -> tuple[FixSession, Callable[[FixConnection, object], None]]:
         def handler(conn: FixConnection, ev: object) -> None:
@@ -227,7 +241,9 @@ class TruexSimServer:
         """Listen for both sessions; with ``ssl_context`` both are TLS only (a venue behind TLS)."""
         def make_oe() -> FixConnection:
             session, handler = self._oe_factory()
-            return _ReadStampedConnection(session, handler, self._clock)
+            conn = _ReadStampedConnection(session, handler, self._clock)
+            conn.on_lost = lambda c: self._oe_gone(self.settings.client_comp_id, c)
+            return conn
 
         oe = await asyncio.get_running_loop().create_server(make_oe, host, oe_port, ssl=ssl_context)
         md = await serve(host, md_port, self._md_factory, clock=self._clock, ssl_context=ssl_context)
