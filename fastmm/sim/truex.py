@@ -207,6 +207,10 @@ class TruexExchange:
             elif isinstance(ev, BusinessReject):
                 self._out.setdefault(owner, []).append((b"j", self.business_reject(ev)))
 
+    def take(self, side: str, lots: int, now_ns: int) -> None:
+        """A taker order from outside the sessions (tests, chaos runs): trades with what rests."""
+        self._route(self.engine.take(side, lots, owner=TAKER), now_ns)
+
     def cancel_by_id(self, order_id: str, now_ns: int) -> bool:
         """Cancel a live order by the exchange's id (REST DELETE, cancel_on_disconnect); the owner's
         session gets the ExecutionReport as for a FIX cancel. False when no such order is live."""

@@ -198,6 +198,13 @@ class TruexSimServer:
         return self._session(self.settings.md_comp_id, MD_TYPES), handler
 
     # -- output -----------------------------------------------------------------------------------
+    def clock(self) -> int:
+        return self._clock()
+
+    def flush(self) -> None:
+        """Send what the exchange has for the sessions now (after a REST action on it)."""
+        self._flush()
+
     def _flush(self) -> None:
         """Send every pending order-entry answer, then the market-data changes they caused."""
         ex = self.exchange
