@@ -211,6 +211,14 @@ class TruexConfig:
     api_key_id: Secret = _secret()
     api_secret: Secret = _secret()
     client_id: Secret = _secret()
+    user_id: str = _f("", doc="REST x-truex-auth-userid (reconciliation, cancel_on_disconnect)")
+    rest_min_interval_ms: int = _f(200, 0, 60000, doc="REST pacing: at least this long between requests")
+    rest_timeout_s: float = _f(10.0, 0.1, 300.0)
+    reconcile_at_start: bool = _f(False, doc="after logon, before quoting: the venue's live orders and "
+                                  "last fills (REST) against the journal; unknown orders canceled, missed "
+                                  "fills booked")
+    cancel_on_disconnect: bool = _f(False, doc="set TrueX's cancel_on_disconnect at start (needs "
+                                    "reconcile_at_start)")
 
 
 @dataclass(frozen=True, slots=True)
