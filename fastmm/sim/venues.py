@@ -181,8 +181,9 @@ def config_for(cfg: Config, venues: VenueSet) -> dict[str, str]:
     """FASTMM_* overrides that point an engine at ``venues`` (for ephemeral ports)."""
     a = venues.addresses
     env = {"FASTMM_TRUEX__ORDER_ENTRY__PORT": a["truex order entry"].rsplit(":", 1)[1],
-           "FASTMM_TRUEX__MARKET_DATA__PORT": a["truex market data"].rsplit(":", 1)[1],
-           "FASTMM_TRUEX__REST_URL": a["truex rest"]}
+           "FASTMM_TRUEX__MARKET_DATA__PORT": a["truex market data"].rsplit(":", 1)[1]}
+    if "truex rest" in a:
+        env["FASTMM_TRUEX__REST_URL"] = a["truex rest"]
     if "coinbase ws" in a:
         env["FASTMM_COINBASE__WS_URL"] = a["coinbase ws"]
     if "kraken rest" in a:
