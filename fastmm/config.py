@@ -170,6 +170,19 @@ class RiskConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """TLS for one FIX session (fastmm.fix.transport.client_ssl_context): verified, never a plain-text
+    fallback; any file set while ``enabled`` is off is a config error."""
+
+    enabled: bool = _f(False, doc="connect over TLS; the venue's certificate must verify")
+    ca_file: str = _f("", doc="PEM CA bundle to verify the venue with; empty: the system's CAs")
+    cert_file: str = _f("", doc="PEM client certificate (mutual TLS); empty: none")
+    key_file: str = _f("", doc="PEM key of cert_file; empty: the key is in cert_file")
+    server_name: str = _f("", doc="name checked against the certificate (and sent as SNI); empty: host")
+    min_version: Literal["TLSv1.2", "TLSv1.3"] = _f("TLSv1.2")
+
+
+@dataclass(frozen=True, slots=True)
 class FixSessionConfig:
     host: str = _f("127.0.0.1")
     port: int = _f(19484, 1, 65535)
@@ -180,6 +193,18 @@ class FixSessionConfig:
     seq_store_fsync: bool = _f(False, doc="fsync the sequence numbers (host-crash safety, ~ms per message)")
     connect_timeout_s: float = _f(5.0, 0.1, 300.0)
     logon_timeout_s: float = _f(10.0, 0.1, 300.0)
+    encrypt_method: bool = _f(False, doc="98=0 on the Logon: stock FIXT acceptors require it, TrueX omits it")
+    allow_unknown_fields: bool = _f(False, doc="session messages may carry tags TrueX's FIXT11 dictionary "
+                                    "does not give them (QuickFIX AllowUnknownMsgFields)")
+    validate_user_defined_fields: bool = _f(True, doc="check tags 5000 and up too "
+                                            "(QuickFIX ValidateUserDefinedFields)")
+    validate_fields_out_of_order: bool = _f(True, doc="Reject a header tag after the body "
+                                            "(QuickFIX ValidateFieldsOutOfOrder)")
+    resend_timeout_s: float = _f(10.0, 0.1, 600.0, doc="a ResendRequest with no progress for this long is "
+                                 "asked again")
+    resend_retries: int = _f(2, 0, 100, doc="re-asks of an unanswered ResendRequest before the session is "
+                             "recycled (Logout, reconnect)")
+    tls: TlsConfig = field(default_factory=TlsConfig)
 
 
 def _md_session() -> FixSessionConfig:
@@ -195,6 +220,14 @@ class TruexConfig:
     api_key_id: Secret = _secret()
     api_secret: Secret = _secret()
     client_id: Secret = _secret()
+    user_id: str = _f("", doc="REST x-truex-auth-userid (reconciliation, cancel_on_disconnect)")
+    rest_min_interval_ms: int = _f(200, 0, 60000, doc="REST pacing: at least this long between requests")
+    rest_timeout_s: float = _f(10.0, 0.1, 300.0)
+    reconcile_at_start: bool = _f(False, doc="after logon, before quoting: the venue's live orders and "
+                                  "last fills (REST) against the journal; unknown orders canceled, missed "
+                                  "fills booked")
+    cancel_on_disconnect: bool = _f(False, doc="set TrueX's cancel_on_disconnect at start (needs "
+                                    "reconcile_at_start)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -496,6 +529,8 @@ def _check_cross_field(cfg: Config) -> None:
     h = cfg.hedge
     if h.min_hedge_btc > h.max_hedge_btc:
         raise ConfigError("hedge.min_hedge_btc: must not exceed hedge.max_hedge_btc")
+    for name, fs in (("order_entry", cfg.truex.order_entry), ("market_data", cfg.truex.market_data)):
+        _check_tls(f"truex.{name}.tls", fs.tls)
     slots = cfg.shm.ring_slots
     if slots & (slots - 1):
         raise ConfigError(f"shm.ring_slots: {slots} is not a power of two")
@@ -503,6 +538,20 @@ def _check_cross_field(cfg: Config) -> None:
         q = getattr(cfg.quoting, name)
         if q % cfg.instrument.lot_size:
             raise ConfigError(f"quoting.{name}: {q} is not a multiple of instrument.lot_size")
+
+
+def _check_tls(key: str, tls: TlsConfig) -> None:
+    if not tls.enabled:
+        for f in ("ca_file", "cert_file", "key_file", "server_name"):
+            if getattr(tls, f):
+                raise ConfigError(f"{key}.{f}: set while {key}.enabled is false (no plain-text fallback)")
+        return
+    if tls.key_file and not tls.cert_file:
+        raise ConfigError(f"{key}.key_file: set without {key}.cert_file")
+    for f in ("ca_file", "cert_file", "key_file"):
+        path = getattr(tls, f)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"{key}.{f}: {path} is not a file")
 
 
 def load_config(path: str | os.PathLike[str] | None = None,

@@ -29,7 +29,7 @@ from fastmm.fix.session import (
     SessionRejectSent,
 )
 from fastmm.fix.store import StoreError
-from fastmm.fix.transport import Backoff, FixConnection, run
+from fastmm.fix.transport import Backoff, FixConnection, TlsVerifyError, run
 from fastmm.instrument import Instrument
 from fastmm.logs import setup_logging
 from fastmm.venues.truex import factory as truex_sessions
@@ -103,6 +103,9 @@ async def _connect(args: argparse.Namespace) -> int:
         await initiator.run()
         if stop_task:
             await stop_task[0]
+    except TlsVerifyError as e:
+        _note(f"error: {e}")
+        return 2
     finally:
         store.close()
     _note("stopped")

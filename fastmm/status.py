@@ -27,6 +27,8 @@ from fastmm.procs.book_channel import read_top
 from fastmm.procs.latency_channel import read_latency
 from fastmm.procs.lifecycle import Phase
 from fastmm.procs.plan import PROCESSES, QUOTER_LATENCY, health_channel
+from fastmm.procs.venue_reconcile import STATUS_FILE as RECONCILE_FILE
+from fastmm.procs.venue_reconcile import render_status as render_reconcile
 from fastmm.shm import LatestValue, ShmError
 from fastmm.shm.instance_lock import holder_pid
 from fastmm.shm.records import (
@@ -146,6 +148,8 @@ def _add_files(out: dict[str, Any], state_path: Path, journal_file: str) -> None
     latency = read_latency_file(state_path)
     if latency is not None:
         out["latency"] = latency
+    with contextlib.suppress(OSError, ValueError):
+        out["reconcile"] = json.loads((state_path / RECONCILE_FILE).read_text())
     if not out.get("running"):
         with contextlib.suppress(OSError, ValueError):
             out["last_report"] = json.loads((state_path / "report.json").read_text())
@@ -210,6 +214,8 @@ def _render_live_latency(lat: dict[str, Any] | None) -> list[str]:
 
 def _render_files(st: dict[str, Any]) -> list[str]:
     lines = []
+    if st.get("reconcile"):
+        lines.append(render_reconcile(st["reconcile"]))
     tail = st.get("journal_tail")
     if tail:
         rts = tail.get("round_trips", {})

@@ -28,12 +28,13 @@ def free_port() -> int:
 
 
 def test_fastmm_sim_serves_every_venue_and_stops_on_sigterm(tmp_path: Path) -> None:
-    ports = [free_port() for _ in range(5)]
+    ports = [free_port() for _ in range(6)]
     env = {**os.environ, "FASTMM_TRUEX__ORDER_ENTRY__PORT": str(ports[0]),
            "FASTMM_TRUEX__MARKET_DATA__PORT": str(ports[1]),
            "FASTMM_COINBASE__WS_URL": f"ws://127.0.0.1:{ports[2]}",
            "FASTMM_KRAKEN__REST_URL": f"http://127.0.0.1:{ports[3]}",
-           "FASTMM_KRAKEN__WS_URL": f"ws://127.0.0.1:{ports[4]}", "FASTMM_INSTANCE__LOG_LEVEL": "WARNING"}
+           "FASTMM_KRAKEN__WS_URL": f"ws://127.0.0.1:{ports[4]}", "FASTMM_INSTANCE__LOG_LEVEL": "WARNING",
+           "FASTMM_TRUEX__REST_URL": f"http://127.0.0.1:{ports[5]}"}
     proc = subprocess.Popen([*FASTMM, "sim", "--max-lines", "5000", "--speed", "1", "--seed", "7"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:

@@ -30,7 +30,17 @@ Session rules (venue facts section 4) and where they are handled:
   orders are never re-sent (``_answer_resend``);
 * SendingTime more than ``sending_time_tolerance_s`` off -> Reject 373=10 and Logout;
 * Logout either way, with a timeout for the answer; session Reject (35=3, 45/371/372/373) for malformed
-  messages, from the codec or from the pluggable application ``decoder``.
+  messages, from the codec or from the pluggable application ``decoder``;
+* session messages are checked against TrueX's FIXT11 dictionary (:mod:`fastmm.fix.dictionary`, QuickFIX's
+  switches): undefined tag 373=0, tag not in the message 373=2, required tag missing 373=1; a tag without
+  a value 373=4 (also an empty 49/56); a MsgType in neither dictionary 373=11 (``_process``, ``_deliver``);
+* a Logon with 141=Y and 34=1 while logged on resets both sides and is answered with our Logon 141=Y
+  (``_on_reset_logon``); a Logon answer with a bad SendingTime is a Logout and disconnect, no Reject;
+* no Heartbeat while our TestRequest is outstanding (QuickFIX's rule);
+* a too-low ResendRequest is still answered and a too-low Logout still honoured (QuickFIX's behaviour,
+  README "FIX session"); anything else too low is a Logout;
+* our ResendRequest with no progress for ``resend_timeout_s`` is sent again, ``resend_retries`` times, then
+  the session is recycled (Logout, disconnect; the initiator reconnects) (``_on_resend_timer``).
 
 The acceptor role validates a Logon instead of sending one; the password check is pluggable.
 """
@@ -41,7 +51,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fastmm.fix._state import InvalidState, State, Trigger, next_state
 from fastmm.fix.codec import (
@@ -50,9 +60,11 @@ from fastmm.fix.codec import (
     REJ_DATA_FORMAT,
     REJ_INVALID_MSGTYPE,
     REJ_OTHER,
+    REJ_OUT_OF_ORDER,
     REJ_REQUIRED_TAG_MISSING,
     REJ_SENDING_TIME,
     REJ_SIGNATURE,
+    REJ_TAG_WITHOUT_VALUE,
     REJ_VALUE_INCORRECT,
     Encoder,
     FrameParser,
@@ -62,7 +74,11 @@ from fastmm.fix.codec import (
     format_timestamp,
     parse_timestamp,
 )
+from fastmm.fix.dictionary import APP_MSG_TYPES, check_admin
 from fastmm.logs import OnceLogger
+
+if TYPE_CHECKING:
+    from fastmm.config import FixSessionConfig
 
 log = logging.getLogger(__name__)
 
@@ -120,13 +136,34 @@ class SessionSettings:
     max_frame: int = DEFAULT_MAX_FRAME
     max_queued: int = 10_000  # messages held while a gap is being filled
     orig_sending_time_on_gap_fill: bool = False  # TrueX rejected 122; FIX allows it off on SequenceReset
-    app_msg_types: frozenset[bytes] | None = None  # None: every non-admin type goes to the application
+    app_msg_types: frozenset[bytes] | None = None  # None: every type of TrueX's dictionary goes to the app
+    encrypt_method: bool = False  # 98=0 on our Logon: stock FIXT acceptors require it; TrueX omits it
+    # QuickFIX's validation switches for session messages (AllowUnknownMsgFields, ValidateUserDefinedFields,
+    # ValidateFieldsOutOfOrder), against TrueX's FIXT11 dictionary (fastmm.fix.dictionary).
+    allow_unknown_fields: bool = False
+    validate_user_defined_fields: bool = True
+    validate_fields_out_of_order: bool = True
+    resend_timeout_s: float = 10.0  # a ResendRequest with no progress for this long is asked again...
+    resend_retries: int = 2  # ...this many times; then the session is recycled (Logout, disconnect)
 
     def __post_init__(self) -> None:
         if self.heartbeat_s <= 0:
             raise ValueError("heartbeat_s must be positive")
         if not 1.0 < self.test_request_factor < self.disconnect_factor:
             raise ValueError("need 1 < test_request_factor < disconnect_factor")
+        if self.resend_timeout_s <= 0 or self.resend_retries < 0:
+            raise ValueError("need resend_timeout_s > 0 and resend_retries >= 0")
+
+
+def session_options(fs: FixSessionConfig) -> dict[str, Any]:
+    """The SessionSettings keywords a ``[truex.*]`` FIX session table sets beyond the CompIDs: the dialect
+    and validation switches and the resend timeout (``SessionSettings(s, t, **session_options(fs))``)."""
+    return {"heartbeat_s": fs.heartbeat_s, "reset_on_logon": fs.reset_on_logon,
+            "logon_timeout_s": fs.logon_timeout_s, "encrypt_method": fs.encrypt_method,
+            "allow_unknown_fields": fs.allow_unknown_fields,
+            "validate_user_defined_fields": fs.validate_user_defined_fields,
+            "validate_fields_out_of_order": fs.validate_fields_out_of_order,
+            "resend_timeout_s": fs.resend_timeout_s, "resend_retries": fs.resend_retries}
 
 
 # -- events ------------------------------------------------------------------------------------------
@@ -184,6 +221,22 @@ class GapFilled:
 
 
 @dataclass(frozen=True, slots=True)
+class ResendRequestRepeated:
+    """Our ResendRequest saw no progress within ``resend_timeout_s``: asked again (``asks`` so far)."""
+
+    expected: int
+    asks: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionResetByLogon:
+    """The peer reset both sequences with a Logon 141=Y while logged on; we answered, both go on from 1."""
+
+    next_sender: int
+    next_target: int
+
+
+@dataclass(frozen=True, slots=True)
 class ResendAnswered:
     begin: int
     new_seq: int
@@ -208,7 +261,8 @@ class FrameDropped:
 
 
 Event = (LoggedOn | AppMessage | LoggedOut | DisconnectWanted | SessionRejectSent | SessionRejectReceived
-         | GapDetected | GapFilled | ResendAnswered | SequenceResetReceived | TestRequestSent | FrameDropped)
+         | GapDetected | GapFilled | ResendRequestRepeated | SessionResetByLogon | ResendAnswered
+         | SequenceResetReceived | TestRequestSent | FrameDropped)
 
 
 def _int(v: bytes | None) -> int | None:
@@ -245,6 +299,10 @@ class FixSession:
         self._deadline = 0  # logon or logout timeout
         self._queue: dict[int, Message] = {}
         self._resend_until = 0  # highest seq seen when we asked for a resend; 0 = none outstanding
+        self._resend_deadline = 0  # when our outstanding ResendRequest is judged unanswered
+        self._resend_asks = 0  # ResendRequests sent for the outstanding gap
+        self._resend_mark = 0  # next_target when the deadline was set: progress moves it
+        self._resend_timeout_ns = int(settings.resend_timeout_s * _NS)
         self._answered_resends: set[int] = set()
         self._logon_seq = 0  # MsgSeqNum of a Logon answer that arrived too high (queued behind the gap)
         self.on_frame_in: Callable[[bytes], None] | None = None  # tracing hook (fix_cli); off by default
@@ -281,9 +339,7 @@ class FixSession:
     def connection_made(self, now_ns: int) -> None:
         """A transport is up: an initiator sends its Logon, an acceptor starts waiting for one."""
         self._parser.reset()
-        self._queue.clear()
-        self._resend_until = 0
-        self._answered_resends.clear()
+        self._clear_gap()
         self._logon_seq = 0
         self._test_req_pending = False
         self._test_req_id = b""
@@ -302,8 +358,7 @@ class FixSession:
         """The transport is gone (either side closed it): ready for the next connection_made."""
         self._fire(Trigger.CONNECTION_LOST)
         self._parser.reset()
-        self._queue.clear()
-        self._resend_until = 0
+        self._clear_gap()
 
     def logout(self, text: str, now_ns: int) -> None:
         """Start a clean Logout; the peer's answer (or the logout timeout) ends the session."""
@@ -339,9 +394,13 @@ class FixSession:
             return 0
         hb = self._hb_ns
         cfg = self.settings
-        factor = cfg.disconnect_factor if self._test_req_pending else cfg.test_request_factor
-        silence = self._last_recv + int(hb * factor)
-        return min(self._last_sent + hb, silence)
+        if self._test_req_pending:  # no Heartbeat while our TestRequest is outstanding (QuickFIX's rule)
+            due = self._last_recv + int(hb * cfg.disconnect_factor)
+        else:
+            due = min(self._last_sent + hb, self._last_recv + int(hb * cfg.test_request_factor))
+        if self._resend_until:
+            due = min(due, self._resend_deadline)
+        return due
 
     def on_timer(self, now_ns: int) -> None:
         st = self.state
@@ -362,13 +421,32 @@ class FixSession:
             self._events.append(LoggedOut("peer silent", by_peer=False))
             self._end(f"nothing received for {quiet / _NS:.1f} s (TestRequest unanswered)")
             return
+        if self._resend_until and now_ns >= self._resend_deadline and not self._on_resend_timer(now_ns):
+            return
         if quiet >= hb * self.settings.test_request_factor and not self._test_req_pending:
             self._test_req_id = b"TEST-%d" % now_ns
             self._test_req_pending = True
             self._send_admin(b"1", b"112=%b\x01" % self._test_req_id, now_ns)
             self._events.append(TestRequestSent(self._test_req_id.decode()))
-        if now_ns - self._last_sent >= hb:
+        if now_ns - self._last_sent >= hb and not self._test_req_pending:
             self._send_admin(b"0", b"", now_ns)
+
+    def _on_resend_timer(self, now_ns: int) -> bool:
+        """Our ResendRequest is due: progress renews it, silence asks again; after ``resend_retries``
+        re-asks without progress the session is recycled. False when the session ended."""
+        nt = self.store.next_target
+        if nt > self._resend_mark:
+            self._resend_mark = nt
+        elif self._resend_asks > self.settings.resend_retries:
+            self._fail(f"ResendRequest from {nt} unanswered after {self._resend_asks} asks", now_ns)
+            return False
+        else:
+            self._resend_asks += 1
+            self.bad_input("ResendRequest unanswered, asking again", f"7={nt}")
+            self._send_admin(b"2", b"7=%d\x0116=0\x01" % nt, now_ns)
+            self._events.append(ResendRequestRepeated(nt, self._resend_asks))
+        self._resend_deadline = now_ns + self._resend_timeout_ns
+        return True
 
     # -- receiving ------------------------------------------------------------------------------------
     def receive_data(self, data: bytes, now_ns: int) -> None:
@@ -395,7 +473,8 @@ class FixSession:
         if self.state in (State.LOGON_SENT, State.AWAIT_LOGON):
             self._on_logon_state(msg, now_ns)
             return
-        if msg.sender != self._target_b or msg.target != self._sender_b:
+        if ((msg.sender != self._target_b or msg.target != self._sender_b)
+                and not self._empty_comp_id(msg)):  # an empty 49/56 is 373=4 (in _process), not 373=9
             self._send_reject(msg.seq, msg.msg_type, REJ_COMPID, 49 if msg.sender != self._target_b else 56,
                               "CompID problem", now_ns)
             self._fail("CompID problem", now_ns)
@@ -403,6 +482,9 @@ class FixSession:
         mt = msg.msg_type
         if mt == b"4" and msg.get(123) != b"Y":
             self._on_sequence_reset(msg, now_ns)
+            return
+        if mt == b"A" and self.state is State.ACTIVE and msg.get(141) == b"Y":
+            self._on_reset_logon(msg, now_ns)
             return
         seq = msg.seq
         if seq <= 0:
@@ -415,12 +497,48 @@ class FixSession:
         if seq < expected:
             if msg.poss_dup:
                 return  # a duplicate of something already processed: ignore silently
+            if mt in (b"2", b"5") and msg.error is None:
+                # Decided as QuickFIX does (README, FIX session): a too-low ResendRequest is still answered
+                # and a too-low Logout still honoured; neither moves the expected number.
+                self.bad_input("MsgSeqNum too low on a ResendRequest or Logout",
+                               f"35={mt.decode()} 34={seq}, expecting {expected}")
+                self._process(msg, now_ns, advance=False)
+                return
             self._fail(f"MsgSeqNum too low, expecting {expected} but received {seq}", now_ns)
             return
         if not self._check_times(msg, now_ns):
             return
         self._process(msg, now_ns)
         self._drain_queue(now_ns)
+
+    @staticmethod
+    def _empty_comp_id(msg: Message) -> bool:
+        err = msg.error
+        return err is not None and err[0] == REJ_TAG_WITHOUT_VALUE and err[1] in (49, 56)
+
+    def _on_reset_logon(self, msg: Message, now_ns: int) -> None:
+        """A Logon with 141=Y while logged on (FIXT.1.1 allows it, e.g. a venue's scheduled reset): both
+        sides start again from 1, and the answer is our own Logon with 141=Y."""
+        if msg.seq != 1:
+            self._fail(f"Logon with ResetSeqNumFlag needs MsgSeqNum 1, received {msg.seq}", now_ns)
+            return
+        if msg.error is not None:
+            self._fail(f"malformed Logon: {msg.error[2]}", now_ns)
+            return
+        try:
+            sent = parse_timestamp(msg.sending_time)
+        except ValueError:
+            self._fail("Logon with a malformed SendingTime", now_ns)
+            return
+        if abs(now_ns - sent) > self._tolerance_ns:
+            self._fail("SendingTime accuracy problem", now_ns)
+            return
+        self._clear_gap()
+        self._logon_seq = 0
+        self.store.reset()
+        self._send_logon(now_ns, True, self._hb_ns // _NS)
+        self._advance()
+        self._events.append(SessionResetByLogon(self.store.next_sender, self.store.next_target))
 
     def _on_too_high(self, msg: Message, now_ns: int) -> None:
         mt = msg.msg_type
@@ -438,6 +556,9 @@ class FixSession:
             expected = self.store.next_target
             self._send_admin(b"2", b"7=%d\x0116=0\x01" % expected, now_ns)
             self._events.append(GapDetected(expected, msg.seq))
+            self._resend_asks = 1
+            self._resend_mark = expected
+            self._resend_deadline = now_ns + self._resend_timeout_ns
         self._resend_until = max(self._resend_until, msg.seq)
 
     def _drain_queue(self, now_ns: int) -> None:
@@ -455,10 +576,14 @@ class FixSession:
                     continue
                 self._process(m, now_ns)
         if self._resend_until and self.store.next_target > self._resend_until:
-            self._resend_until = 0
-            self._queue.clear()
-            self._answered_resends.clear()
+            self._clear_gap()
             self._events.append(GapFilled(self.store.next_target))
+
+    def _clear_gap(self) -> None:
+        self._queue.clear()
+        self._resend_until = 0
+        self._resend_asks = 0
+        self._answered_resends.clear()
 
     def _check_times(self, msg: Message, now_ns: int) -> bool:
         try:
@@ -500,13 +625,20 @@ class FixSession:
     def _process(self, msg: Message, now_ns: int, advance: bool = True) -> None:
         """A message in sequence: act on it, then count it (unless it moved the number itself)."""
         mt = msg.msg_type
-        if msg.error is not None:
-            reason, tag, text = msg.error
+        error = msg.error
+        if (error is not None and error[0] == REJ_OUT_OF_ORDER
+                and not self.settings.validate_fields_out_of_order):
+            error = None
+        if error is None and mt in ADMIN_TYPES and mt != b"A":
+            error = self._check_fields(msg)
+        if error is not None:
+            reason, tag, text = error
             self.bad_input("malformed message", text)
-            self._send_reject(msg.seq, mt, reason, tag, text, now_ns)
-            if advance:
-                self._advance()
-            return
+            if mt != b"5":  # a Logout is honoured whatever it carries: the peer is leaving
+                self._send_reject(msg.seq, mt, reason, tag, text, now_ns)
+                if advance:
+                    self._advance()
+                return
         if mt not in ADMIN_TYPES:
             self._deliver(msg, now_ns)
         elif mt == b"0":
@@ -560,6 +692,11 @@ class FixSession:
         if advance:
             self._advance()
 
+    def _check_fields(self, msg: Message) -> tuple[int, int, str] | None:
+        cfg = self.settings
+        return check_admin(msg, allow_unknown_fields=cfg.allow_unknown_fields,
+                           validate_user_defined_fields=cfg.validate_user_defined_fields)
+
     def _queue_logon_consumed(self, msg: Message) -> bool:
         """A Logon answer that was too high is queued and, once reached, only counted."""
         if self._logon_seq and self._logon_seq == msg.seq:
@@ -570,7 +707,7 @@ class FixSession:
     def _deliver(self, msg: Message, now_ns: int) -> None:
         mt = msg.msg_type
         allowed = self.settings.app_msg_types
-        if allowed is not None and mt not in allowed:
+        if mt not in (APP_MSG_TYPES if allowed is None else allowed):
             self._send_reject(msg.seq, mt, REJ_INVALID_MSGTYPE, 35, f"unsupported MsgType {mt!r}", now_ns)
             return
         record: object = None
@@ -589,6 +726,11 @@ class FixSession:
 
     def _on_sequence_reset(self, msg: Message, now_ns: int) -> None:
         """SequenceReset-Reset: expected = NewSeqNo whatever MsgSeqNum is, but never lower."""
+        error = msg.error or self._check_fields(msg)
+        if error is not None:
+            self.bad_input("malformed message", error[2])
+            self._send_reject(msg.seq, b"4", error[0], error[1], error[2], now_ns)
+            return
         new = _int(msg.get(36))
         expected = self.store.next_target
         if new is None:
@@ -687,8 +829,7 @@ class FixSession:
         except ValueError:
             self._fail("Logon with a malformed SendingTime", now_ns)
             return
-        if abs(now_ns - sent) > self._tolerance_ns:
-            self._send_reject(msg.seq, b"A", REJ_SENDING_TIME, 52, "SendingTime accuracy problem", now_ns)
+        if abs(now_ns - sent) > self._tolerance_ns:  # no session yet: Logout and disconnect, no Reject
             self._fail("SendingTime accuracy problem", now_ns)
             return
         reset = msg.get(141) == b"Y"
@@ -727,7 +868,7 @@ class FixSession:
     def _send_logon(self, now_ns: int, reset: bool, hb: int) -> None:
         seq = self.store.next_sender
         st = format_timestamp(now_ns)
-        body = b"108=%d\x01" % hb
+        body = b"98=0\x01108=%d\x01" % hb if self.settings.encrypt_method else b"108=%d\x01" % hb
         if reset:
             body += b"141=Y\x01"
         if self._logon_fields is not None and self.settings.role is Role.INITIATOR:

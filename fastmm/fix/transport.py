@@ -7,6 +7,10 @@
   session core's), reconnect with exponential backoff and seeded jitter (:class:`Backoff`), and a clean
   :meth:`~FixInitiator.stop` (Logout, wait for the answer, close).
 * :func:`serve` is the acceptor side (the simulator's FIX exchange): one new session per connection.
+* TLS: :func:`client_ssl_context` builds the initiator's context from a session's ``tls`` table
+  (verification always on, minimum version, CA file, client certificate); with a context the initiator
+  connects over TLS only. A certificate that does not verify raises :class:`TlsVerifyError` out of
+  :meth:`FixInitiator.run` with the reason: a configuration problem, never retried in plain text.
 
 :func:`run` runs a coroutine on uvloop where it is installed, else on the standard loop.
 """
@@ -17,13 +21,17 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastmm.fix._state import InvalidState, State
 from fastmm.fix.session import DisconnectWanted, Event, FixSession, LoggedOn
 from fastmm.logs import reason
+
+if TYPE_CHECKING:
+    from fastmm.config import TlsConfig
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +47,40 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     except ImportError:  # pragma: no cover - uvloop is a dependency; kept for other platforms
         return asyncio.run(main)
     return uvloop.run(main)
+
+
+class TlsVerifyError(ConnectionError):
+    """The venue's TLS certificate did not verify (wrong CA, name, expired): never retried in plain text."""
+
+
+_TLS_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+
+
+def client_ssl_context(tls: TlsConfig) -> ssl.SSLContext | None:
+    """The initiator's TLS context from a session's ``tls`` table; None when TLS is off.
+
+    Verification is always on (certificate chain and host name); ``ca_file`` replaces the system's CAs,
+    ``cert_file``/``key_file`` add a client certificate. A file that cannot be loaded raises
+    ``ssl.SSLError``/``OSError`` at start, before any connection."""
+    if not tls.enabled:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca_file or None)
+    ctx.minimum_version = _TLS_VERSIONS[tls.min_version]
+    if tls.cert_file:
+        ctx.load_cert_chain(tls.cert_file, tls.key_file or None)
+    return ctx
+
+
+def server_ssl_context(cert_file: str, key_file: str, *, client_ca_file: str = "",
+                       min_version: str = "TLSv1.2") -> ssl.SSLContext:
+    """An acceptor's context (the simulator behind TLS); ``client_ca_file`` requires client certificates."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = _TLS_VERSIONS[min_version]
+    ctx.load_cert_chain(cert_file, key_file)
+    if client_ca_file:
+        ctx.load_verify_locations(client_ca_file)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
 
 
 class Backoff:
@@ -195,8 +237,11 @@ class FixInitiator:
 
     def __init__(self, session: FixSession, host: str, port: int, handler: Handler | None = None, *,
                  connect_timeout_s: float = 5.0, backoff: Backoff | None = None, clock: Clock = time.time_ns,
-                 trace_out: Callable[[bytes], None] | None = None, reconnect: bool = True) -> None:
+                 trace_out: Callable[[bytes], None] | None = None, reconnect: bool = True,
+                 ssl_context: ssl.SSLContext | None = None, server_hostname: str = "") -> None:
         self.session = session
+        self.ssl_context = ssl_context  # None: plain TCP; set: TLS only, never a plain-text fallback
+        self.server_hostname = server_hostname or host
         self.host, self.port = host, port
         self._handler = handler or (lambda c, e: None)
         self.connect_timeout_s = connect_timeout_s
@@ -237,12 +282,20 @@ class FixInitiator:
         while not self._stopping:
             conn: FixConnection | None = None
             try:
+                tls: dict[str, Any] = {} if self.ssl_context is None else {
+                    "ssl": self.ssl_context, "server_hostname": self.server_hostname,
+                    "ssl_handshake_timeout": self.connect_timeout_s}
                 _, proto = await asyncio.wait_for(
                     loop.create_connection(
                         lambda: FixConnection(self.session, self._on_event, self._clock, self._trace_out),
-                        self.host, self.port),
+                        self.host, self.port, **tls),
                     self.connect_timeout_s)
                 conn = proto
+            except ssl.SSLCertVerificationError as e:
+                why = (f"FIX {self.host}:{self.port}: TLS certificate of {self.server_hostname!r} did not "
+                       f"verify: {e.verify_message or e}")
+                log.error("%s", why)
+                raise TlsVerifyError(why) from e
             except (OSError, TimeoutError) as e:
                 log.warning("FIX %s:%d connect failed: %s", self.host, self.port,
                             reason(e))
@@ -282,7 +335,7 @@ class FixInitiator:
 
 
 async def serve(host: str, port: int, session_factory: Callable[[], tuple[FixSession, Handler]], *,
-                clock: Clock = time.time_ns) -> asyncio.Server:
+                clock: Clock = time.time_ns, ssl_context: ssl.SSLContext | None = None) -> asyncio.Server:
     """Acceptor side: every accepted connection gets a fresh session (role ACCEPTOR) and handler."""
     loop = asyncio.get_running_loop()
 
@@ -290,5 +343,5 @@ async def serve(host: str, port: int, session_factory: Callable[[], tuple[FixSes
         session, handler = session_factory()
         return FixConnection(session, handler, clock)
 
-    return await loop.create_server(make, host, port)
+    return await loop.create_server(make, host, port, ssl=ssl_context)
 

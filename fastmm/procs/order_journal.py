@@ -34,6 +34,7 @@ from fastmm.core.types import (
 )
 from fastmm.journal import Journal
 from fastmm.venues.truex.codec import BusinessMessageReject, ExecutionReport, OrderCancelReject, TruexCodec
+from fastmm.venues.truex.reconcile import MATCH_KEY_PREFIX
 
 
 def order_message(codec: TruexCodec, a: Action) -> tuple[str, dict[str, Any], bytes, bytes]:
@@ -63,12 +64,18 @@ def journal_report(j: Journal, rec: object, fill_ids: RecentIds, **extra: Any) -
             j.append("ack", wall, cl_ord_id=rec.cl_ord_id, order_id=rec.order_id, **extra)
             return OrderAccepted(rec.cl_ord_id, rec.order_id)
         if et == "F":
-            if not fill_ids.add(rec.exec_id):
+            # also once by TrdMatchID: a fill booked from REST at start (fastmm.procs.venue_reconcile)
+            # may come again over FIX with its own ExecID
+            match_key = MATCH_KEY_PREFIX + rec.trd_match_id if rec.trd_match_id else ""
+            if (match_key and match_key in fill_ids) or not fill_ids.add(rec.exec_id):
                 j.append("note", wall, detail="duplicate fill ignored", exec_id=rec.exec_id,
                          poss_dup=rec.poss_dup, **extra)
                 return None
             fee = sum((f.amount for f in rec.fees), Decimal(0)) if rec.fees else None
-            j.append("fill", wall, cl_ord_id=rec.cl_ord_id, exec_id=rec.exec_id, side=rec.side,
+            if match_key:
+                fill_ids.add(match_key)
+            j.append("fill", wall, cl_ord_id=rec.cl_ord_id, exec_id=rec.exec_id, match_id=rec.trd_match_id,
+                     order_id=rec.order_id, side=rec.side,
                      px_ticks=rec.last_px, qty_lots=rec.last_qty, leaves_lots=rec.leaves_qty,
                      liquidity=rec.liquidity, fee=str(fee) if fee is not None else None, **extra)
             return OrderFilled(rec.cl_ord_id, rec.exec_id, Side.BUY if rec.side == "1" else Side.SELL,

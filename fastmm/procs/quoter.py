@@ -52,6 +52,7 @@ from fastmm.procs.order_journal import journal_report, order_message
 from fastmm.procs.plan import QUOTER_LATENCY
 from fastmm.procs.recovery import recover
 from fastmm.procs.rehearsal import Rehearsal
+from fastmm.procs.venue_reconcile import reconcile_at_start
 from fastmm.shm import EventRing, LatestValue, SegmentMissing
 from fastmm.shm.records import (
     FILL,
@@ -116,6 +117,8 @@ class Quoter:
         self._wake_ns = 0
         self._t_decide = 0
         self._fill_ids = RecentIds()          # ExecIDs journalled and booked (a resent fill once)
+        self.reconciling = False              # REST reconciliation at start running (venue_reconcile)
+        self.deferred_start = 0               # a start_quoting that came meanwhile, run once it is done
         self.core.stop(time.monotonic_ns())      # halted until the supervisor says start_quoting
 
     # -- FIX ----------------------------------------------------------------------------------------
@@ -301,6 +304,9 @@ class Quoter:
     def on_command(self, cid: int, name: str) -> bool:
         now = time.monotonic_ns()
         if name == "start_quoting":
+            if self.reconciling:              # the venue's state first (reconcile_at_start)
+                self.deferred_start = cid
+                return False
             self.quoting = True
             self._set(STATE_QUOTING, True)
             self.journal.append("phase", time.time_ns(), detail="quoting started")
@@ -471,6 +477,17 @@ async def run_supervised(cfg: Config, name: str = "quoter") -> int:
                 break
             except TimeoutError:
                 log.error("order entry: not logged on yet; still trying")
+        # -- reconciliation with TrueX (REST) after logon, before quoting (issue 19) -------------------
+        if cfg.truex.reconcile_at_start and not stop.is_set():
+            q.reconciling = True
+            try:
+                await reconcile_at_start(q)
+            finally:
+                q.reconciling = False
+                if q.deferred_start:
+                    cid, q.deferred_start = q.deferred_start, 0
+                    q.on_command(cid, "start_quoting")
+                    link.ack(cid)
         if recovered.possibly_live and not stop.is_set():
             # Tracked as live orders, so the (halted) engine cancels them through its rate limiter, retries
             # what TrueX throttles and ends what TrueX does not know; a burst here would be throttled.

@@ -29,6 +29,7 @@ from fastmm.config import Config
 from fastmm.core.trading_core import TradingCore
 from fastmm.core.types import HedgeFilled, Liquidity, OrderFilled, Side
 from fastmm.journal import read_journal, segments
+from fastmm.venues.truex.reconcile import MATCH_KEY_PREFIX
 
 log = logging.getLogger("fastmm.recovery")
 
@@ -138,6 +139,8 @@ def recover(journal_path: Path, core: TradingCore, cfg: Config) -> Recovered:
             core.on_order_event(ev, now)
             out.truex_fills += 1
             out.fill_ids.add(exec_id)
+            if rec.get("match_id"):   # a fill booked from REST must not come again over FIX (and back)
+                out.fill_ids.add(MATCH_KEY_PREFIX + str(rec["match_id"]))
         elif kind == "hedge_fill" and rec.get("source") == "quoter":
             exec_id = rec.get("exec_id", "")
             if exec_id in seen_exec:

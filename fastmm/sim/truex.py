@@ -76,6 +76,12 @@ class TruexExchange:
         self._synth_ref = 0
         self._out: dict[str, list[tuple[bytes, bytes]]] = {}   # owner -> [(msg type, body)]
         self.fills: list[ExecReport] = []                       # every fill of a session's order
+        # What TrueX's REST API shows (fastmm.sim.truex_rest): fills with their time, each session order's
+        # latest state by order id, and the account's cancel_on_disconnect setting.
+        self.trade_log: list[tuple[int, ExecReport]] = []
+        self.order_state: dict[str, ExecReport] = {}
+        self.cancel_on_disconnect = False
+        self._rest_cancels = 0
         self.taker_orders = 0
         self.replayed = 0
 
@@ -192,11 +198,39 @@ class TruexExchange:
             if isinstance(ev, ExecReport):
                 if ev.exec_type == ExecType.TRADE:
                     self.fills.append(ev)
+                    self.trade_log.append((now_ns, ev))
+                if ev.order_id:
+                    self.order_state[ev.order_id] = ev
                 self._out.setdefault(owner, []).append((b"8", self.execution_report(ev, now_ns)))
             elif isinstance(ev, CancelReject):
                 self._out.setdefault(owner, []).append((b"9", self.cancel_reject(ev)))
             elif isinstance(ev, BusinessReject):
                 self._out.setdefault(owner, []).append((b"j", self.business_reject(ev)))
+
+    def take(self, side: str, lots: int, now_ns: int) -> None:
+        """A taker order from outside the sessions (tests, chaos runs): trades with what rests."""
+        self._route(self.engine.take(side, lots, owner=TAKER), now_ns)
+
+    def cancel_by_id(self, order_id: str, now_ns: int) -> bool:
+        """Cancel a live order by the exchange's id (REST DELETE, cancel_on_disconnect); the owner's
+        session gets the ExecutionReport as for a FIX cancel. False when no such order is live."""
+        order = next((o for o in self.engine.live_orders() if o.order_id == order_id
+                      and o.owner not in (SYNTH, TAKER)), None)
+        if order is None:
+            return False
+        self._rest_cancels += 1
+        client = self.engine.client_id_of(order.owner)
+        events = self.engine.cancel(order.owner, f"venue-{self._rest_cancels}", order.last_cl_ord_id, client,
+                                    now_ns, throttle=False)
+        self._route(events, now_ns)
+        return True
+
+    def session_dropped(self, owner: str, now_ns: int) -> int:
+        """The owner's order-entry session is gone: with cancel_on_disconnect, cancel its orders."""
+        if not self.cancel_on_disconnect:
+            return 0
+        ids = [o.order_id for o in self.engine.live_orders(owner)]
+        return sum(self.cancel_by_id(i, now_ns) for i in ids)
 
     def outbox(self, owner: str) -> list[tuple[bytes, bytes]]:
         return self._out.pop(owner, [])
@@ -222,8 +256,9 @@ class TruexExchange:
         if ev.exec_type == ExecType.TRADE:
             pairs += [(31, px(ev.last_px)), (32, qt(ev.last_qty))]
         pairs += [(151, qt(ev.leaves)), (14, qt(ev.cum)), (60, format_timestamp(now_ns))]
-        if ev.exec_type == ExecType.TRADE:
-            pairs += [(851, ev.liquidity), (136, 1), (137, format(ev.fee, "f")), (139, "4")]
+        if ev.exec_type == ExecType.TRADE:  # the fill's match id is its ExecID here (REST match_id too)
+            pairs += [(851, ev.liquidity), (880, ev.exec_id), (136, 1), (137, format(ev.fee, "f")),
+                      (139, "4")]
         if ev.text:
             pairs.append((58, ev.text))
         return fields(pairs)

@@ -184,6 +184,9 @@ class MatchingEngine:
     def add_session(self, owner: str, client_id: str | None = None) -> None:
         self._sessions.setdefault(owner, _Session(client_id or self.rules.client_id))
 
+    def client_id_of(self, owner: str) -> str:
+        return self._session(owner).client_id
+
     def set_reference(self, price_ticks: int) -> None:
         self.reference = price_ticks
 
@@ -280,9 +283,9 @@ class MatchingEngine:
         return events
 
     def cancel(self, owner: str, cl_ord_id: str, orig_cl_ord_id: str, party_id: str,
-               now_ns: int) -> list[Event]:
+               now_ns: int, throttle: bool = True) -> list[Event]:
         sess = self._session(owner)
-        if not self._admit(sess, now_ns):
+        if throttle and not self._admit(sess, now_ns):
             return [BusinessReject(owner, "F", cl_ord_id, BIZ_THROTTLE, "Throttle limit exceeded")]
         order = self._orders.get((owner, orig_cl_ord_id))
         if party_id != sess.client_id:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Callable, Iterable
 
@@ -43,10 +44,16 @@ class _ReadStampedConnection(FixConnection):
     session parses them: the far end of the latency harness's wire-to-wire measurement."""
 
     read_ns = 0
+    on_lost: Callable[[FixConnection], None] | None = None  # the venue sees the socket go (kill -9 too)
 
     def data_received(self, data: bytes) -> None:
         self.read_ns = time.monotonic_ns()
         super().data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.on_lost is not None:
+            self.on_lost(self)
 
 
 class TruexSimServer:
@@ -150,9 +157,17 @@ class TruexSimServer:
                 self.exchange.on_order_message(owner, ev.msg, now)
                 self._flush()
             elif isinstance(ev, LoggedOut | DisconnectWanted) and self._oe.get(owner) is conn:
-                del self._oe[owner]
+                self._oe_gone(owner, conn)
 
         return self._session(self.settings.oe_comp_id, OE_TYPES, owner), handler
+
+    def _oe_gone(self, owner: str, conn: FixConnection) -> None:
+        """The owner's order-entry connection ended (Logout, timeout or a dropped socket)."""
+        if self._oe.get(owner) is not conn:
+            return
+        del self._oe[owner]
+        if self.exchange.session_dropped(owner, self._clock()):
+            self._flush()
 
     def _md_factory(self) -> tuple[FixSession, Callable[[FixConnection, object], None]]:
         def handler(conn: FixConnection, ev: object) -> None:
@@ -183,6 +198,13 @@ class TruexSimServer:
         return self._session(self.settings.md_comp_id, MD_TYPES), handler
 
     # -- output -----------------------------------------------------------------------------------
+    def clock(self) -> int:
+        return self._clock()
+
+    def flush(self) -> None:
+        """Send what the exchange has for the sessions now (after a REST action on it)."""
+        self._flush()
+
     def _flush(self) -> None:
         """Send every pending order-entry answer, then the market-data changes they caused."""
         ex = self.exchange
@@ -221,13 +243,17 @@ class TruexSimServer:
             await asyncio.sleep(0 if n >= 2000 else max(0.0, min(0.05, (nxt - self._clock()) / 1e9)))
 
     # -- lifecycle --------------------------------------------------------------------------------
-    async def start(self, host: str = "127.0.0.1", oe_port: int = 0, md_port: int = 0) -> tuple[int, int]:
+    async def start(self, host: str = "127.0.0.1", oe_port: int = 0, md_port: int = 0, *,
+                    ssl_context: ssl.SSLContext | None = None) -> tuple[int, int]:
+        """Listen for both sessions; with ``ssl_context`` both are TLS only (a venue behind TLS)."""
         def make_oe() -> FixConnection:
             session, handler = self._oe_factory()
-            return _ReadStampedConnection(session, handler, self._clock)
+            conn = _ReadStampedConnection(session, handler, self._clock)
+            conn.on_lost = lambda c: self._oe_gone(self.settings.client_comp_id, c)
+            return conn
 
-        oe = await asyncio.get_running_loop().create_server(make_oe, host, oe_port)
-        md = await serve(host, md_port, self._md_factory, clock=self._clock)
+        oe = await asyncio.get_running_loop().create_server(make_oe, host, oe_port, ssl=ssl_context)
+        md = await serve(host, md_port, self._md_factory, clock=self._clock, ssl_context=ssl_context)
         self._servers = [oe, md]
         self._task = asyncio.get_running_loop().create_task(self._drive())
         ports = (oe.sockets[0].getsockname()[1], md.sockets[0].getsockname()[1])

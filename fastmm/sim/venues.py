@@ -33,6 +33,7 @@ from fastmm.sim.kraken_ws import KrakenWsSettings
 from fastmm.sim.kraken_ws_server import KrakenWsSimServer
 from fastmm.sim.truex import TruexSimSettings
 from fastmm.sim.truex_matching import ExchangeRules
+from fastmm.sim.truex_rest import TruexRestSim
 from fastmm.sim.truex_server import TruexSimServer
 
 log = logging.getLogger("fastmm.sim")
@@ -106,13 +107,14 @@ def frame_events(path: Path, product_id: str, max_lines: int | None = None) -> I
 @dataclass
 class VenueSet:
     truex: TruexSimServer
+    truex_rest: TruexRestSim
     coinbase: CoinbaseSimServer | None
     kraken: KrakenSimServer | None
     kraken_ws: KrakenWsSimServer | None
     addresses: dict[str, str]
 
     async def stop(self) -> None:
-        for s in (self.truex, self.coinbase, self.kraken, self.kraken_ws):
+        for s in (self.truex_rest, self.truex, self.coinbase, self.kraken, self.kraken_ws):
             if s is not None:
                 await s.stop()
 
@@ -178,11 +180,12 @@ def build(cfg: Config, *, host: str = "127.0.0.1", faults: CoinbaseFaults | None
     ports = {
         "truex_oe": 0 if ephemeral else cfg.truex.order_entry.port,
         "truex_md": 0 if ephemeral else cfg.truex.market_data.port,
+        "truex_rest": 0 if ephemeral else _port(cfg.truex.rest_url),
         "coinbase": 0 if ephemeral else _port(cfg.coinbase.ws_url),
         "kraken": 0 if ephemeral else _port(cfg.kraken.rest_url),
         "kraken_ws": 0 if ephemeral else _port(cfg.kraken.ws_url),
     }
-    return VenueSet(truex, coinbase, kraken, kraken_ws, {}), ports
+    return VenueSet(truex, TruexRestSim(truex), coinbase, kraken, kraken_ws, {}), ports
 
 
 async def start(cfg: Config, *, host: str = "127.0.0.1", faults: CoinbaseFaults | None = None,
@@ -193,6 +196,9 @@ async def start(cfg: Config, *, host: str = "127.0.0.1", faults: CoinbaseFaults 
         oe, md = await venues.truex.start(host, ports["truex_oe"], ports["truex_md"])
         started.append(venues.truex)
         addr = {"truex order entry": f"{host}:{oe}", "truex market data": f"{host}:{md}"}
+        p = await venues.truex_rest.start(host, ports["truex_rest"])
+        started.append(venues.truex_rest)
+        addr["truex rest"] = f"http://{host}:{p}"
         if venues.coinbase is not None:
             p = await venues.coinbase.start(host, ports["coinbase"])
             started.append(venues.coinbase)
@@ -218,6 +224,8 @@ def config_for(cfg: Config, venues: VenueSet) -> dict[str, str]:
     a = venues.addresses
     env = {"FASTMM_TRUEX__ORDER_ENTRY__PORT": a["truex order entry"].rsplit(":", 1)[1],
            "FASTMM_TRUEX__MARKET_DATA__PORT": a["truex market data"].rsplit(":", 1)[1]}
+    if "truex rest" in a:
+        env["FASTMM_TRUEX__REST_URL"] = a["truex rest"]
     if "coinbase ws" in a:
         env["FASTMM_COINBASE__WS_URL"] = a["coinbase ws"]
     if "kraken rest" in a:

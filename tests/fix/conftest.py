@@ -33,7 +33,8 @@ def free_port() -> int:
 class QfPeer:
     """The QuickFIX acceptor of ``qf_peer.py`` in its own process; events are JSON lines."""
 
-    def __init__(self, tmp: Path, sessions: list[str], key_id: str = KEY_ID, secret: str = SECRET) -> None:
+    def __init__(self, tmp: Path, sessions: list[str], key_id: str = KEY_ID, secret: str = SECRET,
+                 tls: str = "") -> None:
         assert (DICTS / "TrueX_FIX50SP2.xml").is_file(), f"TrueX dictionaries not found in {DICTS}"
         self.port = free_port()
         tmp.mkdir(parents=True, exist_ok=True)
@@ -42,6 +43,8 @@ class QfPeer:
                "--dicts", str(DICTS), "--key-id", key_id, "--secret", secret]
         for s in sessions:
             cmd += ["--session", s]
+        if tls:
+            cmd += ["--tls", tls]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
                                      text=True, bufsize=1)
         self.events: list[dict[str, Any]] = []

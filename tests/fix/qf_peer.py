@@ -6,10 +6,14 @@ orders with ExecutionReports and a MarketDataRequest with a snapshot, and prints
 event on stdout. Commands arrive as JSON lines on stdin, so a test can make it misbehave:
 ``{"cmd": "skip", "s": "oe", "n": 3}`` (jump its outgoing MsgSeqNum), ``{"cmd": "set_next_sender",
 ...}``, ``{"cmd": "er", "s": "oe"}`` (an unsolicited ExecutionReport), ``{"cmd": "disconnect", ...}``,
-``{"cmd": "seq", ...}``, ``{"cmd": "quit"}``.
+``{"cmd": "seq", ...}``, ``{"cmd": "reset_logon", "s": "oe"}`` (a Logon 141=Y mid-session),
+``{"cmd": "quit"}``.
 
 Usage: qf_peer.py --port P --dir D --dicts DICT_DIR --key-id K --secret S
-       --session NAME:OUR_ID:THEIR_ID[:reset] [--session ...]
+       --session NAME:OUR_ID:THEIR_ID[:reset] [--session ...] [--tls CERT,KEY[,CLIENT_CA]]
+
+With ``--tls`` the acceptor is QuickFIX's SSL acceptor (its certificate and key; an optional CA file is
+handed to QuickFIX for client certificates).
 """
 
 from __future__ import annotations
@@ -99,6 +103,12 @@ class App(EventApp):
 def settings_text(args: argparse.Namespace) -> str:
     lines = ["[DEFAULT]", "ConnectionType=acceptor", f"SocketAcceptPort={args.port}",
              "SocketAcceptHost=127.0.0.1", *dictionary_settings(args.dicts, args.dir), "SocketReuseAddress=Y"]
+    if args.tls:
+        cert, key, *ca = args.tls.split(",")
+        lines += ["SSLProtocol=+TLSv1_2 +TLSv1_3", f"ServerCertificateFile={cert}",
+                  f"ServerCertificateKeyFile={key}"]
+        if ca:
+            lines += [f"CertificateAuthoritiesFile={ca[0]}", "CertificateVerifyLevel=2"]
     for spec in args.session:
         _name, ours, theirs, *rest = spec.split(":")
         lines += ["", "[SESSION]", "BeginString=FIXT.1.1", f"SenderCompID={ours}", f"TargetCompID={theirs}",
@@ -114,6 +124,7 @@ def main() -> int:
     ap.add_argument("--key-id", required=True)
     ap.add_argument("--secret", required=True)
     ap.add_argument("--session", action="append", required=True)
+    ap.add_argument("--tls", default="")
     args = ap.parse_args()
     cfg = Path(args.dir) / "acceptor.cfg"
     cfg.write_text(settings_text(args))
@@ -123,8 +134,8 @@ def main() -> int:
         names[f"{ours}->{theirs}"] = name
     app = App(names, args.key_id, args.secret)
     settings = fix.SessionSettings(str(cfg))
-    acceptor = fix.ThreadedSocketAcceptor(app, fix.FileStoreFactory(settings), settings,
-                                          fix.FileLogFactory(settings))
+    kind = fix.ThreadedSSLSocketAcceptor if args.tls else fix.ThreadedSocketAcceptor
+    acceptor = kind(app, fix.FileStoreFactory(settings), settings, fix.FileLogFactory(settings))
     acceptor.start()
     emit(ev="ready")
     try:
@@ -142,7 +153,14 @@ def main() -> int:
                 sess.disconnect()
             elif cmd == "logout":
                 sess.logout(c.get("text", ""))
-            if cmd in ("skip", "set_next_sender", "seq", "er", "disconnect", "logout"):
+            elif cmd == "reset_logon":  # a Logon 141=Y in the running session: QuickFIX resets and sends 34=1
+                m = fix.Message()
+                m.getHeader().setField(fix.BeginString("FIXT.1.1"))
+                m.getHeader().setField(fix.MsgType("A"))
+                for tag, v in ((108, c.get("hb", "1")), (141, "Y"), (1137, "9")):
+                    m.setField(tag, v)
+                fix.Session.sendToTarget(m, sid)
+            if cmd in ("skip", "set_next_sender", "seq", "er", "disconnect", "logout", "reset_logon"):
                 emit(ev="seq", s=c["s"], sender=sess.getExpectedSenderNum(),
                      target=sess.getExpectedTargetNum(), cmd=cmd)
     finally:

@@ -67,3 +67,43 @@ def test_connect_without_credentials_is_a_config_error(tmp_path: Path) -> None:
     r = subprocess.run(cmd, env=_env(tmp_path), capture_output=True, text=True, timeout=30)
     assert r.returncode == 2
     assert "FASTMM_TRUEX_API_KEY_ID" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_connect_over_tls_from_config_and_a_certificate_that_does_not_verify(
+        qf_peer: Callable[..., QfPeer], tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tls_certs import make_certs
+
+    certs = make_certs(tmp_path / "tls")
+    peer = qf_peer(["oe:TRUEX_SIM_OE:FASTMM_OE"], tls=f"{certs.server_cert},{certs.server_key}")
+    cmd = [sys.executable, "-m", "fastmm.cli", "fix", "connect", "--host", "127.0.0.1", "--port", str(peer.port),
+           "--sender", "FASTMM_OE", "--target", "TRUEX_SIM_OE", "--heartbeat", "1", "--reset"]
+    base = dict(FASTMM_TRUEX_API_KEY_ID=KEY_ID, FASTMM_TRUEX_API_SECRET=SECRET,
+                FASTMM_TRUEX__ORDER_ENTRY__TLS__ENABLED="true", FASTMM_TRUEX__ORDER_ENTRY__TLS__SERVER_NAME="localhost")
+    bad = subprocess.run(cmd, env=_env(tmp_path, **base, FASTMM_TRUEX__ORDER_ENTRY__TLS__CA_FILE=str(certs.other_ca)),
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2
+    assert "TLS certificate of 'localhost' did not verify" in bad.stdout + bad.stderr
+    assert "OUT Logon(A)" not in bad.stdout
+    assert peer.find(lambda e: e["ev"] == "in") is None
+    proc = subprocess.Popen(cmd, env=_env(tmp_path, **base, FASTMM_TRUEX__ORDER_ENTRY__TLS__CA_FILE=str(certs.ca)),
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
+    reader.start()
+    try:
+        end = time.monotonic() + 15
+        while not any("IN  Logon(A)" in ln for ln in lines):
+            assert time.monotonic() < end, lines
+            assert proc.poll() is None, lines
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        reader.join(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    peer.wait_blocking(lambda e: e["ev"] == "auth_ok", 5)

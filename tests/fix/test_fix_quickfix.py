@@ -25,6 +25,7 @@ from fastmm.fix.session import (
     GapFilled,
     SessionRejectReceived,
     SessionRejectSent,
+    SessionResetByLogon,
     SessionSettings,
 )
 from fastmm.fix.store import MemorySeqStore
@@ -218,5 +219,34 @@ def test_wrong_secret_is_refused_by_quickfix(qf_peer: Callable[..., QfPeer]) -> 
         await peer.wait(lambda e: e["ev"] == "auth_failed", 5)
         assert any(isinstance(e, DisconnectWanted) for e in oe.events)
         assert peer.find(lambda e: e["ev"] == "logon") is None
+
+    run(main())
+
+
+def test_quickfix_resets_sequences_with_a_logon_mid_session(qf_peer: Callable[..., QfPeer]) -> None:
+    """Issue 19 item 1: a venue's scheduled reset (Logon 34=1 141=Y while logged on) is answered with a
+    Logon 141=Y; both sides go on from 1 and orders still flow, with no Reject and no Logout."""
+    peer = qf_peer([OE])
+
+    async def main() -> None:
+        oe = Side(peer, "FASTMM_OE", "TRUEX_SIM_OE")
+        await oe.start()
+        for i in range(3):
+            oe.ini.send(b"D", CODEC.new_order_single(f"r{i}", BUY, 1, 120000))
+        await oe.until(lambda: len(oe.records(ExecutionReport)) == 3)
+        assert oe.session.next_sender > 4
+        peer.cmd(cmd="reset_logon", s="oe")
+        await oe.until(lambda: any(isinstance(e, SessionResetByLogon) for e in oe.events))
+        ans = await peer.wait(lambda e: e["ev"] == "in" and msg_type(e) == "A" and field(e, 141) == "Y"
+                              and field(e, 34) == "1", 5)
+        assert ans is not None
+        oe.ini.send(b"D", CODEC.new_order_single("after-reset", BUY, 1, 120000))
+        await oe.until(lambda: len(oe.records(ExecutionReport)) == 4)
+        d = await peer.wait(lambda e: e["ev"] == "in" and msg_type(e) == "D" and field(e, 11) == "after-reset", 5)
+        assert field(d, 34) == "2"
+        assert oe.session.state is State.ACTIVE and oe.ini.connects == 1
+        await oe.stop()
+        await peer.wait(lambda e: e["ev"] == "logout", 5)
+        no_rejects(peer, oe)
 
     run(main())

@@ -183,7 +183,11 @@ def test_test_request_after_silence_then_disconnect() -> None:
     (tr,) = out_msgs(s)
     assert tr.msg_type == b"1" and tr.get(112) == b"TEST-%d" % (T0 + 12 * S)
     assert isinstance(s.events_received()[0], TestRequestSent)
-    assert s.next_deadline() == T0 + 22 * S  # our next heartbeat, before the 2.4 x limit at 24 s
+    # No Heartbeat while our TestRequest is outstanding (QuickFIX's rule, issue 19 item 6): the next
+    # deadline is the 2.4 x limit at 24 s, not our heartbeat at 22 s.
+    assert s.next_deadline() == T0 + 24 * S
+    s.on_timer(T0 + 22 * S)
+    assert out_msgs(s) == []
     s.on_timer(T0 + 24 * S)  # 2.4 x: still nothing
     evs = s.events_received()
     assert isinstance(evs[-1], DisconnectWanted) and "TestRequest unanswered" in evs[-1].reason

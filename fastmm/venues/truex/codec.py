@@ -266,6 +266,10 @@ class TruexCodec:
                                                 value_bytes(instrument.security_type))
         self._exec_inst = b"18=%b\x01" % value_bytes(exec_inst) if exec_inst else b""
 
+    def set_client_id(self, client_id: str) -> None:
+        """The client id learnt at start (REST ``GET /client``) when the config has none."""
+        self._parties = b"453=1\x01448=%b\x01452=3\x01" % value_bytes(client_id)
+
     def _parties_or_fail(self) -> bytes:
         if not self._parties:
             raise ValueError("TrueX orders need the client id (FASTMM_TRUEX_CLIENT_ID) for Parties 448")

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fastmm.config import Config, FixSessionConfig
-from fastmm.fix.session import Decoder, FixSession, SessionSettings
+from fastmm.fix.session import Decoder, FixSession, SessionSettings, session_options
 from fastmm.fix.store import FileSeqStore, store_path
-from fastmm.fix.transport import Backoff, FixInitiator, Handler
+from fastmm.fix.transport import Backoff, FixInitiator, Handler, client_ssl_context
 from fastmm.venues.truex.auth import LogonCredentials
 from fastmm.venues.truex.codec import MARKET_DATA_TYPES, ORDER_ENTRY_TYPES
 
@@ -47,11 +47,12 @@ def session(cfg: Config, fcfg: FixSessionConfig, *, app_msg_types: frozenset[byt
             heartbeat_s: int | None = None, reset_on_logon: bool | None = None) -> FixSession:
     """A TrueX FIX session from ``fcfg`` (order entry or market data), logging on with the instance's
     API key; the keyword arguments replace single settings (``fastmm fix connect``'s options)."""
-    settings = SessionSettings(
-        sender or fcfg.sender_comp_id, target or fcfg.target_comp_id,
-        heartbeat_s=heartbeat_s or fcfg.heartbeat_s,
-        reset_on_logon=fcfg.reset_on_logon if reset_on_logon is None else reset_on_logon,
-        logon_timeout_s=fcfg.logon_timeout_s, app_msg_types=app_msg_types)
+    opts = session_options(fcfg) | {"app_msg_types": app_msg_types}
+    if heartbeat_s:
+        opts["heartbeat_s"] = heartbeat_s
+    if reset_on_logon is not None:
+        opts["reset_on_logon"] = reset_on_logon
+    settings = SessionSettings(sender or fcfg.sender_comp_id, target or fcfg.target_comp_id, **opts)
     logon = LogonCredentials(cfg.truex.api_key_id, cfg.truex.api_secret)   # raises before a store is open
     store = open_store(cfg, settings.sender_comp_id, settings.target_comp_id, fsync=fcfg.seq_store_fsync)
     return FixSession(settings, store, logon_fields=logon, decoder=decoder)
@@ -60,9 +61,11 @@ def session(cfg: Config, fcfg: FixSessionConfig, *, app_msg_types: frozenset[byt
 def initiator(fs: FixSession, fcfg: FixSessionConfig, on_event: Handler | None, *, host: str | None = None,
               port: int | None = None, backoff: Backoff | None = None,
               trace_out: Callable[[bytes], None] | None = None) -> FixInitiator:
-    """The shell that connects ``fs`` to ``fcfg``'s host and port (or the ones given) and reconnects."""
+    """The shell that connects ``fs`` to ``fcfg``'s host and port (or the ones given) and reconnects,
+    over TLS when ``fcfg.tls`` says so (a certificate that does not verify ends ``run()``, no plain text)."""
     return FixInitiator(fs, host or fcfg.host, port or fcfg.port, on_event,
-                        connect_timeout_s=fcfg.connect_timeout_s, backoff=backoff, trace_out=trace_out)
+                        connect_timeout_s=fcfg.connect_timeout_s, backoff=backoff, trace_out=trace_out,
+                        ssl_context=client_ssl_context(fcfg.tls), server_hostname=fcfg.tls.server_name)
 
 
 def order_entry(cfg: Config, decoder: Decoder | None, on_event: Handler | None) -> FixInitiator:
