@@ -45,6 +45,7 @@ from fastmm.fix.session import AppMessage, DisconnectWanted, LoggedOn, LoggedOut
 from fastmm.fix.transport import FixConnection, FixInitiator
 from fastmm.journal import Journal
 from fastmm.latency import LatencyRecorder
+from fastmm.logs import reason
 from fastmm.procs.book_channel import read_top
 from fastmm.procs.child import SupervisorLink, serve_supervisor, stop_on_signals
 from fastmm.procs.latency_channel import LatencyPublisher, StageLatencyView
@@ -476,6 +477,12 @@ async def run_supervised(cfg: Config, name: str = "quoter") -> int:
                 await initiator.wait_logged_on(cfg.truex.order_entry.logon_timeout_s * 3)
                 break
             except TimeoutError:
+                if fix_task.done():     # the session gave up for good (a TLS certificate that fails)
+                    exc = None if fix_task.cancelled() else fix_task.exception()
+                    log.critical("order entry cannot connect: %s; the quoter exits",
+                                 reason(exc) if exc else "the session ended")
+                    stop.set()
+                    return
                 log.error("order entry: not logged on yet; still trying")
         # -- reconciliation with TrueX (REST) after logon, before quoting (issue 19) -------------------
         if cfg.truex.reconcile_at_start and not stop.is_set():
