@@ -108,11 +108,13 @@ class QuotingConfig:
 class VenueRulesConfig:
     """TrueX exchange rules; not published by TrueX, so configurable (venue facts section 1)."""
 
-    max_orders_per_sec: int = _f(8, 1, 1000, doc="our own limit, under TrueX's 10/s")
+    max_orders_per_sec: int = _f(8, 1, 1000, doc="our own limit for new orders and replaces, under TrueX's")
     max_orders_per_min: int = _f(300, 1, 60000)
+    venue_max_orders_per_sec: int = _f(10, 1, 1000, doc="TrueX's own throttle: cancels may use it all, so "
+                                       "quoting never takes the slots a pull needs")
     duplicate_window_ms: int = _f(500, 0, 60000, doc="no identical order again within this window")
-    rate_guard_ms: int = _f(250, 0, 5000, doc="our rate windows are this much longer than TrueX's, so "
-                                                "delivery jitter never bunches our messages over its limit")
+    rate_guard_ms: int = _f(250, 0, 5000, doc="a message's rate slot frees this long after TrueX's window, "
+                                                "counted from its acknowledgement (margin for clock drift)")
     min_notional: Decimal = _f(Decimal(1), Decimal(0), Decimal(1000000), doc="PYUSD")
     price_band_pct: Decimal = _f(Decimal("2.5"), Decimal("0.01"), Decimal(100))
 
@@ -157,7 +159,8 @@ class RiskConfig:
     max_drawdown: Decimal = _f(Decimal(1000), Decimal(0), Decimal(10**9), doc="PYUSD")
     max_order_rate_per_min: int = _f(300, 1, 60000)
     max_reject_rate_per_min: int = _f(30, 1, 60000)
-    stale_data_ms: int = _f(2000, 10, 3600000)
+    stale_data_ms: int = _f(1000, 10, 3600000, doc="no reference price for this long pulls the quotes (a "
+                            "backstop behind the feeds' stale_after_ms); never a kill-switch trip")
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +196,8 @@ class CoinbaseConfig:
     enabled: bool = _f(True)
     ws_url: str = _f("ws://127.0.0.1:18765")
     product_id: str = _f("BTC-USD")
-    stale_after_ms: int = _f(2000, 10, 3600000)
+    stale_after_ms: int = _f(500, 10, 3600000, doc="silence for this long marks the source stale: its "
+                             "price is dropped, and with no source left the quotes are pulled")
     depth_levels: int = _f(5, 1, 20)
 
 
@@ -203,7 +207,8 @@ class KrakenConfig:
     rest_url: str = _f("http://127.0.0.1:18766")
     ws_url: str = _f("ws://127.0.0.1:18767")
     ws_symbol: str = _f("BTC/USD")
-    stale_after_ms: int = _f(2000, 10, 3600000)
+    stale_after_ms: int = _f(500, 10, 3600000, doc="silence for this long marks the source stale: its "
+                             "price is dropped, and with no source left the quotes are pulled")
     api_key: Secret = _secret()
     api_secret: Secret = _secret()
 
@@ -431,6 +436,10 @@ def _check_cross_field(cfg: Config) -> None:
     h = cfg.hedge
     if h.min_hedge_btc > h.max_hedge_btc:
         raise ConfigError("hedge.min_hedge_btc: must not exceed hedge.max_hedge_btc")
+    vr = cfg.venue_rules
+    if vr.venue_max_orders_per_sec < vr.max_orders_per_sec:
+        raise ConfigError("venue_rules.venue_max_orders_per_sec: must be at least "
+                          "venue_rules.max_orders_per_sec")
     slots = cfg.shm.ring_slots
     if slots & (slots - 1):
         raise ConfigError(f"shm.ring_slots: {slots} is not a power of two")

@@ -60,13 +60,15 @@ class QuoteEngine:
     def __init__(self, quoting: QuotingConfig, rules: VenueRulesConfig, instrument: Instrument,
                  inventory: InventoryManager, risk: RiskManager | None = None, *, cl_ord_prefix: str = "fm",
                  size_tolerance_pct: int = 50, widen_mult: float = 2.0, pending_timeout_ms: int = 5000,
-                 max_input_age_ms: int = 1000, rate_guard_ms: int = 50) -> None:
+                 max_input_age_ms: int = 1000, rate_guard_ms: int = 50,
+                 venue_max_orders_per_sec: int | None = None) -> None:
         """Settings not in config yet: ``cl_ord_prefix`` (unique per run, made by the shell),
         ``size_tolerance_pct`` (a resting order whose size is within this of its level stays),
         ``widen_mult`` (the accumulating side's half-spread factor past inventory.widen_at_pct),
         ``pending_timeout_ms`` (a request unanswered this long gets its order canceled) and
-        ``max_input_age_ms`` (no price event for this long pulls the quotes) and ``rate_guard_ms`` (how
-        much longer than TrueX's our rate windows are, against jitter on the way)."""
+        ``max_input_age_ms`` (no price event for this long pulls the quotes), ``rate_guard_ms`` (how
+        long after TrueX's window a message's rate slot frees, counted from its acknowledgement) and
+        ``venue_max_orders_per_sec`` (TrueX's own throttle, which cancels may use up; default: ours)."""
         self.cfg = quoting
         self.instrument = instrument
         self.inventory = inventory
@@ -74,7 +76,9 @@ class QuoteEngine:
         self.builder = LadderBuilder(quoting, rules, instrument)
         self.tracker = OrderTracker()
         self.limiter = RateLimiter(rules.max_orders_per_sec, rules.max_orders_per_min,
-                                   rules.duplicate_window_ms * 1_000_000, rate_guard_ms * 1_000_000)
+                                   rules.duplicate_window_ms * 1_000_000, rate_guard_ms * 1_000_000,
+                                   venue_per_sec=venue_max_orders_per_sec,
+                                   unacked_timeout_ns=pending_timeout_ms * 1_000_000)
         self.ids = ClOrdIdGen(cl_ord_prefix)
         self.vol = VolatilityEstimator(quoting.volatility_window_s)
         self.intensity = IntensityEstimator(quoting.volatility_window_s)
@@ -132,6 +136,10 @@ class QuoteEngine:
     def on_event(self, ev: OrderEvent, now_ns: int) -> bool:
         """An execution event; True for a new fill (book it) or a state change. Actions follow on the
         next :meth:`requote`, price event or timer."""
+        # any report naming one of our requests frees its rate slot (and those sent before it)
+        ref = ev.ref_id if isinstance(ev, MessageRejected) else getattr(ev, "cl_ord_id", None)
+        if isinstance(ref, str):
+            self.limiter.on_ack(ref, now_ns)
         changed = self.tracker.apply(ev, now_ns)
         self._prepare()
         if self.risk is not None and isinstance(ev, OrderRejected | CancelRejected | MessageRejected):
@@ -142,10 +150,11 @@ class QuoteEngine:
         """Cancel orders stuck in flight, and re-quote (pulls quotes when the inputs got old)."""
         out: list[Action] = []
         for o in self.tracker.stale(now_ns, self._pending_ns):
-            if not self.limiter.try_acquire(now_ns):
+            if not self.limiter.try_acquire(now_ns, cancel=True):
                 break
             self._bad("quote engine: request unanswered past the timeout; canceling the order", o.cl_ord_id)
             a = CancelOrder(self.ids.next(), o.cl_ord_id, o.side)
+            self.limiter.name((a.cl_ord_id,))
             self.tracker.on_cancel(a, now_ns)
             out.append(a)
         if out and self.risk is not None:
@@ -227,9 +236,10 @@ class QuoteEngine:
         key = (bids, asks, tracker.version)
         if key == self._last_key and not self._deferred:
             return []
-        budget = self.limiter.available(now_ns)
-        if budget <= 0:
-            # nothing could go out now: skip the planning, try again on the next event or timer
+        limiter = self.limiter
+        # Pulling (nothing wanted), the cancels may use the venue's whole budget; quoting, only ours. When
+        # nothing could go out now, skip the planning and try again on the next event or timer.
+        if (limiter.available(now_ns) if bids or asks else limiter.available_for_cancels(now_ns)) <= 0:
             self._deferred = True
             self._last_key = key
             return []
@@ -245,9 +255,13 @@ class QuoteEngine:
             self._last_key = key
             self._deferred = False
             return []
-        sent, waiting = self.limiter.admit(todo, now_ns, budget)
-        self._deferred = waiting > 0
+        sent, waiting = limiter.admit(todo, now_ns)
         actions = self._emit(sent, now_ns)
+        if len(actions) < len(sent):     # held back by the band, the notional or the kill switch
+            limiter.retract(len(sent) - len(actions))
+        self._deferred = waiting > 0
+        if actions:
+            limiter.name([a[0] for a in actions])
         self._last_key = (bids, asks, tracker.version)
         if actions and self.risk is not None:
             self.risk.on_orders_sent(now_ns, len(actions))

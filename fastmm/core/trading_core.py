@@ -33,6 +33,9 @@ class TradingCore:
         self.inventory = InventoryManager(cfg.inventory, cfg.hedge, self.instrument)
         self.pnl = PnLTracker(cfg.pnl, cfg.fees, self.instrument)
         self.risk = RiskManager(cfg.risk, cfg.inventory, self.instrument)
+        # a stale reference pulls the quotes (the engine's input age), it never trips the kill switch
+        engine_options.setdefault("max_input_age_ms", cfg.risk.stale_data_ms)
+        engine_options.setdefault("venue_max_orders_per_sec", cfg.venue_rules.venue_max_orders_per_sec)
         self.engine = QuoteEngine(cfg.quoting, cfg.venue_rules, self.instrument, self.inventory, self.risk,
                                   cl_ord_prefix=cl_ord_prefix, **engine_options)  # type: ignore[arg-type]
         self._hedge_exec_ids = RecentIds()
@@ -41,9 +44,7 @@ class TradingCore:
     def on_price(self, now_ns: int, mid: float, confidence: float, stale: bool, best_bid: int = 0,
                  best_ask: int = 0) -> list[Action]:
         self.pnl.on_mark(now_ns, mid)
-        risk = self.risk
-        risk.on_data(now_ns, stale)
-        risk.on_pnl(now_ns, self.pnl.total_units)
+        self.risk.on_pnl(now_ns, self.pnl.total_units)
         return self.engine.on_price(now_ns, mid, confidence, stale, best_bid, best_ask)
 
     def on_order_event(self, ev: OrderEvent, now_ns: int) -> list[Action]:
@@ -78,7 +79,6 @@ class TradingCore:
 
     def on_timer(self, now_ns: int) -> list[Action]:
         self.pnl.on_timer(now_ns)
-        self.risk.on_timer(now_ns)
         self.risk.on_pnl(now_ns, self.pnl.total_units)
         return self.engine.on_timer(now_ns)
 
