@@ -309,6 +309,10 @@ async def cancel_orders(cfg: Config, timeout_s: float, out: TextIO) -> int:
         elif isinstance(ev, AppMessage) and ev.record is not None:
             journal_report(journal, ev.record, fill_ids, source="cancel-orders")
             canceler.on_report(ev.record)
+            # the answer names our request: the venue has handled it, its rate slot frees a window later
+            ref = getattr(ev.record, "cl_ord_id", None) or getattr(ev.record, "ref_id", None)
+            if isinstance(ref, str):
+                core.engine.limiter.on_ack(ref, time.monotonic_ns())
             changed.set()
 
     initiator = FixInitiator(session, oe.host, oe.port, on_event, connect_timeout_s=oe.connect_timeout_s)
@@ -322,9 +326,10 @@ async def cancel_orders(cfg: Config, timeout_s: float, out: TextIO) -> int:
         limiter = core.engine.limiter  # counts what the engine sent in the last minute (from the journal)
 
         async def send_cancel(orig: str) -> None:
-            while not limiter.try_acquire(time.monotonic_ns()):   # paced: a burst would be throttled
+            while not limiter.try_acquire(time.monotonic_ns(), cancel=True):   # paced: a burst is throttled
                 await asyncio.sleep(0.02)
             cl = core.engine.ids.next()
+            limiter.name((cl,))
             canceler.orig_by_cancel[cl] = orig
             kind, fields, msg_type, body = order_message(codec, CancelOrder(cl, orig, side_of[orig]))
             journal.append(kind, time.time_ns(), **fields, source="cancel-orders")
