@@ -110,10 +110,10 @@ class VenueRulesConfig:
 
     max_orders_per_sec: int = _f(8, 1, 1000, doc="our own limit for new orders and replaces, under TrueX's")
     max_orders_per_min: int = _f(300, 1, 60000)
-    venue_max_orders_per_sec: int = _f(10, 1, 1000, doc="TrueX's own throttle: cancels may use it all, so "
-                                       "quoting never takes the slots a pull needs")
+    venue_max_orders_per_sec: int = _f(10, 1, 1000, doc="TrueX's own throttle: cancels may use it all (at "
+                                       "least max_orders_per_sec), so quoting never takes a pull's slots")
     duplicate_window_ms: int = _f(500, 0, 60000, doc="no identical order again within this window")
-    rate_guard_ms: int = _f(250, 0, 5000, doc="a message's rate slot frees this long after TrueX's window, "
+    rate_guard_ms: int = _f(50, 0, 5000, doc="a message's rate slot frees this long after TrueX's window, "
                                                 "counted from its acknowledgement (margin for clock drift)")
     min_notional: Decimal = _f(Decimal(1), Decimal(0), Decimal(1000000), doc="PYUSD")
     price_band_pct: Decimal = _f(Decimal("2.5"), Decimal("0.01"), Decimal(100))
@@ -436,10 +436,6 @@ def _check_cross_field(cfg: Config) -> None:
     h = cfg.hedge
     if h.min_hedge_btc > h.max_hedge_btc:
         raise ConfigError("hedge.min_hedge_btc: must not exceed hedge.max_hedge_btc")
-    vr = cfg.venue_rules
-    if vr.venue_max_orders_per_sec < vr.max_orders_per_sec:
-        raise ConfigError("venue_rules.venue_max_orders_per_sec: must be at least "
-                          "venue_rules.max_orders_per_sec")
     slots = cfg.shm.ring_slots
     if slots & (slots - 1):
         raise ConfigError(f"shm.ring_slots: {slots} is not a power of two")

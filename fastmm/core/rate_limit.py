@@ -39,13 +39,11 @@ class RateLimiter:
     def __init__(self, per_sec: int = 8, per_min: int = 300, duplicate_window_ns: int = 500_000_000,
                  guard_ns: int = 50_000_000, *, venue_per_sec: int | None = None,
                  venue_per_min: int | None = None, unacked_timeout_ns: int = 5 * _SEC) -> None:
-        v_sec = per_sec if venue_per_sec is None else venue_per_sec
-        v_min = per_min if venue_per_min is None else venue_per_min
         if per_sec < 1 or per_min < 1 or guard_ns < 0 or unacked_timeout_ns < 0:
             raise ValueError("rate limits must be at least one message, the guard and timeout not negative")
-        if v_sec < per_sec or v_min < per_min:
-            raise ValueError(f"the venue's limits ({v_sec}/s, {v_min}/min) must not be under ours "
-                             f"({per_sec}/s, {per_min}/min)")
+        # cancels get at least our own budget (a lifted limit, as in a rehearsal or a benchmark, lifts both)
+        v_sec = max(per_sec, venue_per_sec or 0)
+        v_min = max(per_min, venue_per_min or 0)
         self._w_sec = _SEC + guard_ns
         self._w_min = _MIN + guard_ns
         self._per_sec = per_sec
@@ -136,6 +134,8 @@ class RateLimiter:
         for cl in cl_ord_ids:
             k += 1
             ids[cl] = k
+        if len(ids) > 1024 + 2 * len(self._flight):
+            self._forget_released()
 
     def retract(self, n: int) -> None:
         """The last ``n`` messages taken were not sent after all (held back after admission)."""
@@ -159,11 +159,16 @@ class RateLimiter:
             sec.append(now)
             mn.append(now)
         self._acked = k
+        if len(self._ids) > 1024 + 2 * len(flight):
+            self._forget_released()
+
+    def _forget_released(self) -> None:
+        """Drop the names of messages no longer in flight (released by a later ack or the timeout: their
+        own answer never came), so the names stay bounded by what is in flight."""
+        acked = self._acked
         ids = self._ids
-        if len(ids) > 1024:   # names of messages released by a later ack (their own answer never came)
-            acked = self._acked
-            for cl in [cl for cl, n in ids.items() if n <= acked]:
-                del ids[cl]
+        for cl in [cl for cl, n in ids.items() if n <= acked]:
+            del ids[cl]
 
     @property
     def in_flight(self) -> int:

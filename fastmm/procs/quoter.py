@@ -124,6 +124,7 @@ class Quoter:
         self._wake_ns = 0
         self._t_decide = 0
         self._fill_ids = RecentIds()          # ExecIDs journalled and booked (a resent fill once)
+        self._pull_reason = ""                # why the engine last said its quotes are pulled ("" quoting)
         self.core.stop(time.monotonic_ns())      # halted until the supervisor says start_quoting
 
     # -- FIX ----------------------------------------------------------------------------------------
@@ -272,6 +273,15 @@ class Quoter:
         self.send_actions(actions, now)
         if actions:
             self._after_orders()
+        if self.core.engine.pull_reason != self._pull_reason:
+            self._note_pull(now)
+
+    def _note_pull(self, now_ns: int) -> None:
+        """Journal why the quotes are pulled whenever that changes (a reference went stale, quoting came
+        back): with the monotonic time, so an outage's detection lines up with its cancels."""
+        reason = self._pull_reason = self.core.engine.pull_reason
+        detail = f"quotes pulled: {reason}" if reason else "quoting"
+        self.journal.append("phase", time.time_ns(), detail=detail, t_mono_ns=now_ns)
 
     def on_timer(self) -> None:
         now = time.monotonic_ns()
@@ -284,6 +294,8 @@ class Quoter:
             self._marked_e8 = self._fair_mid_e8
             self.journal.append("mark", time.time_ns(), fair_mid_e8=self._fair_mid_e8)
         self.send_actions(self.core.on_timer(now), now)
+        if self.core.engine.pull_reason != self._pull_reason:
+            self._note_pull(now)
         for ev in self.core.events():
             kind = type(ev).__name__
             if kind in ("RiskTrip", "RiskReset"):
