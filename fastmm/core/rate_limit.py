@@ -170,6 +170,17 @@ class RateLimiter:
         for cl in [cl for cl, n in ids.items() if n <= acked]:
             del ids[cl]
 
+    def release_in_flight(self, now_ns: int) -> None:
+        """A new order-entry session is up: what the old connection carried was handled or lost before
+        it, so every message still in flight counts as acknowledged now (one more window, no timeout)."""
+        flight = self._flight
+        if flight:
+            self._acked = flight[-1][1]
+            now = max(now_ns, self._last_ns)
+            self._sec.extend([now] * len(flight))
+            self._min.extend([now] * len(flight))
+            flight.clear()
+
     @property
     def in_flight(self) -> int:
         """Messages sent and not acknowledged yet."""

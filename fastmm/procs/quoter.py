@@ -150,6 +150,7 @@ class Quoter:
         now = time.monotonic_ns()
         if isinstance(ev, LoggedOn):
             log.info("order entry logged on")
+            self.core.engine.limiter.release_in_flight(now)   # the old connection's answers never come
             self.journal.append("session", time.time_ns(), session="oe", event="logged_on",
                                 next_sender=ev.next_sender, next_target=ev.next_target)
             self._set(STATE_LOGGED_ON | STATE_CONNECTED, True)

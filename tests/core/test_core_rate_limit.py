@@ -58,6 +58,15 @@ def test_an_unacknowledged_message_keeps_its_slot_until_the_timeout() -> None:
     assert r.available(T0 + 12 * S) == 2
 
 
+def test_a_new_session_releases_what_the_old_connection_carried() -> None:
+    r = RateLimiter(4, 300, 0, guard_ns=0, unacked_timeout_ns=5 * S)
+    take(r, T0, 4)
+    r.release_in_flight(T0 + 200 * MS)                # logged on again: their answers went to the old one
+    assert r.in_flight == 0
+    assert r.available(T0 + 200 * MS + S - 1) == 0    # still counted one window from the logon
+    assert r.available(T0 + 200 * MS + S) == 4        # not held for the 5 s timeout
+
+
 def test_cancels_may_use_the_venues_budget_quoting_only_ours() -> None:
     r = RateLimiter(8, 300, 0, guard_ns=0, venue_per_sec=10)
     assert len(take(r, T0, 10)) == 8                  # quoting stops at 8
