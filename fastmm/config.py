@@ -106,7 +106,6 @@ class QuotingConfig:
                            "inventory.widen_at_pct")
     pending_timeout_ms: int = _f(5000, 10, 3600000, doc="a request unanswered this long gets its order "
                                  "canceled")
-    max_input_age_ms: int = _f(1000, 10, 3600000, doc="no price event for this long pulls the quotes")
     # model-based spreads (Avellaneda-Stoikov / GLFT)
     risk_aversion: float = _f(0.1, 1e-6, 100.0, doc="gamma")
     horizon_s: float = _f(60.0, 0.001, 86400.0, doc="Avellaneda-Stoikov T - t")
@@ -117,11 +116,13 @@ class QuotingConfig:
 class VenueRulesConfig:
     """TrueX exchange rules; not published by TrueX, so configurable (venue facts section 1)."""
 
-    max_orders_per_sec: int = _f(8, 1, 1000, doc="our own limit, under TrueX's 10/s")
+    max_orders_per_sec: int = _f(8, 1, 1000, doc="our own limit for new orders and replaces, under TrueX's")
     max_orders_per_min: int = _f(300, 1, 60000)
+    venue_max_orders_per_sec: int = _f(10, 1, 1000, doc="TrueX's own throttle: cancels may use it all (at "
+                                       "least max_orders_per_sec), so quoting never takes a pull's slots")
     duplicate_window_ms: int = _f(500, 0, 60000, doc="no identical order again within this window")
-    rate_guard_ms: int = _f(250, 0, 5000, doc="our rate windows are this much longer than TrueX's, so "
-                                                "delivery jitter never bunches our messages over its limit")
+    rate_guard_ms: int = _f(50, 0, 5000, doc="a message's rate slot frees this long after TrueX's window, "
+                                                "counted from its acknowledgement (margin for clock drift)")
     min_notional: Decimal = _f(Decimal(1), Decimal(0), Decimal(1000000), doc="PYUSD")
     price_band_pct: Decimal = _f(Decimal("2.5"), Decimal("0.01"), Decimal(100))
 
@@ -166,7 +167,8 @@ class RiskConfig:
     max_drawdown: Decimal = _f(Decimal(1000), Decimal(0), Decimal(10**9), doc="PYUSD")
     max_order_rate_per_min: int = _f(300, 1, 60000)
     max_reject_rate_per_min: int = _f(30, 1, 60000)
-    stale_data_ms: int = _f(2000, 10, 3600000)
+    stale_data_ms: int = _f(1000, 10, 3600000, doc="no reference price for this long pulls the quotes (a "
+                            "backstop behind the feeds' stale_after_ms); never a kill-switch trip")
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +237,8 @@ class CoinbaseConfig:
     enabled: bool = _f(True)
     ws_url: str = _f("ws://127.0.0.1:18765")
     product_id: str = _f("BTC-USD")
-    stale_after_ms: int = _f(2000, 10, 3600000)
+    stale_after_ms: int = _f(500, 10, 3600000, doc="silence for this long marks the source stale: its "
+                             "price is dropped, and with no source left the quotes are pulled")
     depth_levels: int = _f(5, 1, 20)
 
 
@@ -245,7 +248,8 @@ class KrakenConfig:
     rest_url: str = _f("http://127.0.0.1:18766")
     ws_url: str = _f("ws://127.0.0.1:18767")
     ws_symbol: str = _f("BTC/USD")
-    stale_after_ms: int = _f(2000, 10, 3600000)
+    stale_after_ms: int = _f(500, 10, 3600000, doc="silence for this long marks the source stale: its "
+                             "price is dropped, and with no source left the quotes are pulled")
     api_key: Secret = _secret()
     api_secret: Secret = _secret()
 

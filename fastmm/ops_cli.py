@@ -309,6 +309,10 @@ async def cancel_orders(cfg: Config, timeout_s: float, out: TextIO) -> int:
         elif isinstance(ev, AppMessage) and ev.record is not None:
             journal_report(journal, ev.record, fill_ids, source="cancel-orders")
             canceler.on_report(ev.record)
+            # the answer names our request: the venue has handled it, its rate slot frees a window later
+            ref = getattr(ev.record, "cl_ord_id", None) or getattr(ev.record, "ref_id", None)
+            if isinstance(ref, str):
+                core.on_venue_answer(ref, time.monotonic_ns())
             changed.set()
 
     initiator = truex_sessions.order_entry(cfg, codec.decode, on_event)
@@ -322,10 +326,11 @@ async def cancel_orders(cfg: Config, timeout_s: float, out: TextIO) -> int:
         await asyncio.sleep(0.2)      # answers to a ResendRequest (reports missed while down) come first
         async def send_cancel(orig: str) -> None:
             # paced by the engine's own limiter, which counts what the engine sent in the last minute
-            # (from the journal): a burst would be throttled
-            while not core.try_acquire_message(time.monotonic_ns()):
+            # (from the journal) and frees a slot from TrueX's answer: a burst would be throttled
+            while not core.try_acquire_message(time.monotonic_ns(), cancel=True):
                 await asyncio.sleep(0.02)
             cl = core.next_cl_ord_id()
+            core.sent_as(cl)
             canceler.orig_by_cancel[cl] = orig
             kind, fields, msg_type, body = order_message(codec, CancelOrder(cl, orig, side_of[orig]))
             journal.append(kind, time.time_ns(), **fields, source="cancel-orders")

@@ -59,10 +59,11 @@ class QuoteEngine:
 
     def __init__(self, quoting: QuotingConfig, rules: VenueRulesConfig, instrument: Instrument,
                  inventory: InventoryManager, risk: RiskManager | None = None, *,
-                 cl_ord_prefix: str = "fm") -> None:
-        """Every setting comes from config (``quoting``: size_tolerance_pct, widen_mult, pending_timeout_ms,
-        max_input_age_ms; ``rules``: the rate limits and rate_guard_ms) so each user of the engine runs the
-        same one; ``cl_ord_prefix`` is not a setting but an identity (unique per run, made by the shell)."""
+                 cl_ord_prefix: str = "fm", max_input_age_ms: int = 1000) -> None:
+        """Every setting comes from config (``quoting``: size_tolerance_pct, widen_mult, pending_timeout_ms;
+        ``max_input_age_ms`` is ``risk.stale_data_ms``: no price for that long pulls the quotes; ``rules``: the rate limits, rate_guard_ms and TrueX's own venue_max_orders_per_sec,
+        which cancels may use up) so each user of the engine runs the same one; ``cl_ord_prefix`` is not a
+        setting but an identity (unique per run, made by the shell)."""
         self.cfg = quoting
         self.instrument = instrument
         self.inventory = inventory
@@ -70,7 +71,9 @@ class QuoteEngine:
         self.builder = LadderBuilder(quoting, rules, instrument)
         self.tracker = OrderTracker()
         self.limiter = RateLimiter(rules.max_orders_per_sec, rules.max_orders_per_min,
-                                   rules.duplicate_window_ms * 1_000_000, rules.rate_guard_ms * 1_000_000)
+                                   rules.duplicate_window_ms * 1_000_000, rules.rate_guard_ms * 1_000_000,
+                                   venue_per_sec=rules.venue_max_orders_per_sec,
+                                   unacked_timeout_ns=quoting.pending_timeout_ms * 1_000_000)
         self.ids = ClOrdIdGen(cl_ord_prefix)
         self.vol = VolatilityEstimator(quoting.volatility_window_s)
         self.intensity = IntensityEstimator(quoting.volatility_window_s)
@@ -84,7 +87,7 @@ class QuoteEngine:
         self._widen = quoting.widen_mult - 1.0
         self._post_only = quoting.post_only
         self._pending_ns = quoting.pending_timeout_ms * 1_000_000
-        self._max_age_ns = quoting.max_input_age_ms * 1_000_000
+        self._max_age_ns = max_input_age_ms * 1_000_000
         self._bad = OnceLogger(log)
         # last inputs
         self._mid_ticks = 0.0
@@ -128,6 +131,10 @@ class QuoteEngine:
     def on_event(self, ev: OrderEvent, now_ns: int) -> bool:
         """An execution event; True for a new fill (book it) or a state change. Actions follow on the
         next :meth:`requote`, price event or timer."""
+        # any report naming one of our requests frees its rate slot (and those sent before it)
+        ref = ev.ref_id if isinstance(ev, MessageRejected) else getattr(ev, "cl_ord_id", None)
+        if isinstance(ref, str):
+            self.limiter.on_ack(ref, now_ns)
         tracker = self.tracker
         race = tracker.fill_race(ev)
         changed = tracker.apply(ev, now_ns)
@@ -142,10 +149,11 @@ class QuoteEngine:
         """Cancel orders stuck in flight, and re-quote (pulls quotes when the inputs got old)."""
         out: list[Action] = []
         for o in self.tracker.stale(now_ns, self._pending_ns):
-            if not self.limiter.try_acquire(now_ns):
+            if not self.limiter.try_acquire(now_ns, cancel=True):
                 break
             self._bad("quote engine: request unanswered past the timeout; canceling the order", o.cl_ord_id)
             a = CancelOrder(self.ids.next(), o.cl_ord_id, o.side)
+            self.limiter.name((a.cl_ord_id,))
             self.tracker.on_cancel(a, now_ns)
             out.append(a)
         if out and self.risk is not None:
@@ -227,9 +235,10 @@ class QuoteEngine:
         key = (bids, asks, tracker.version)
         if key == self._last_key and not self._deferred:
             return []
-        budget = self.limiter.available(now_ns)
-        if budget <= 0:
-            # nothing could go out now: skip the planning, try again on the next event or timer
+        limiter = self.limiter
+        # Pulling (nothing wanted), the cancels may use the venue's whole budget; quoting, only ours. When
+        # nothing could go out now, skip the planning and try again on the next event or timer.
+        if (limiter.available(now_ns) if bids or asks else limiter.available_for_cancels(now_ns)) <= 0:
             self._deferred = True
             self._last_key = key
             return []
@@ -245,9 +254,13 @@ class QuoteEngine:
             self._last_key = key
             self._deferred = False
             return []
-        sent, waiting = self.limiter.admit(todo, now_ns, budget)
-        self._deferred = waiting > 0
+        sent, waiting = limiter.admit(todo, now_ns)
         actions = self._emit(sent, now_ns)
+        if len(actions) < len(sent):     # held back by the band, the notional or the kill switch
+            limiter.retract(len(sent) - len(actions))
+        self._deferred = waiting > 0
+        if actions:
+            limiter.name([a[0] for a in actions])
         self._last_key = (bids, asks, tracker.version)
         if actions and self.risk is not None:
             self.risk.on_orders_sent(now_ns, len(actions))

@@ -1,4 +1,4 @@
-"""The kill switch: trips on drawdown, position, order rate, reject rate or stale data; stays tripped.
+"""The kill switch: trips on drawdown, position, order rate or reject rate; stays tripped.
 
 Once tripped, only risk-reducing actions pass :meth:`RiskManager.allows` (cancels always; an order
 only on the side that shrinks the position and no larger than what is left to shrink), and the quote
@@ -7,8 +7,11 @@ rate windows and the drawdown peak afresh, so a condition that still holds trips
 
 Checks (``RiskConfig``): drawdown of total PnL from its peak above ``max_drawdown``; |position| above
 ``inventory.emergency_position_btc``; more than ``max_order_rate_per_min`` order messages or
-``max_reject_rate_per_min`` rejects in the last 60 s; reference data stale (flagged stale, or silent)
-for ``stale_data_ms``.
+``max_reject_rate_per_min`` rejects in the last 60 s.
+
+Stale reference data is not a trip: it is no risk taken, only a reason not to quote. The quote engine
+pulls every quote while the reference is stale or silent (``risk.stale_data_ms`` is its backstop) and
+quotes again by itself when a fresh price with enough confidence is back.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ class TripReason(StrEnum):
     POSITION = "position"
     ORDER_RATE = "order_rate"
     REJECT_RATE = "reject_rate"
-    STALE_DATA = "stale_data"
     MANUAL = "manual"
 
 
@@ -72,22 +74,18 @@ class _Window:
 
 
 class RiskManager:
-    __slots__ = ("_emergency_lots", "_events", "_last_data_ns", "_max_dd", "_max_orders", "_max_rejects",
-                 "_orders", "_peak", "_rejects", "_stale_ns", "_stale_since", "_total", "trip_info",
-                 "tripped")
+    __slots__ = ("_emergency_lots", "_events", "_max_dd", "_max_orders", "_max_rejects", "_orders", "_peak",
+                 "_rejects", "_total", "trip_info", "tripped")
 
     def __init__(self, cfg: RiskConfig, inventory: InventoryConfig, instrument: Instrument) -> None:
         self._max_dd = to_units(cfg.max_drawdown)
         self._max_orders = cfg.max_order_rate_per_min
         self._max_rejects = cfg.max_reject_rate_per_min
-        self._stale_ns = cfg.stale_data_ms * 1_000_000
         self._emergency_lots = instrument.qty_floor_lots(inventory.emergency_position_btc)
         self._orders = _Window(_MIN_NS)
         self._rejects = _Window(_MIN_NS)
         self._peak: int | None = None
         self._total = 0
-        self._stale_since: int | None = None
-        self._last_data_ns: int | None = None
         self.tripped = False
         self.trip_info: RiskTrip | None = None
         self._events: list[RiskTrip | RiskReset] = []
@@ -110,8 +108,6 @@ class RiskManager:
         self._orders.clear()
         self._rejects.clear()
         self._peak = self._total
-        self._stale_since = None
-        self._last_data_ns = None
         self._events.append(ev)
         log.warning("kill switch reset by %s (was %s)", operator, ev.was)
         return ev
@@ -137,25 +133,6 @@ class RiskManager:
         if abs(position_lots) > self._emergency_lots:
             self.trip(now_ns, TripReason.POSITION,
                       f"position {position_lots} lots over {self._emergency_lots}")
-
-    def on_data(self, now_ns: int, stale: bool) -> None:
-        """Every reference update, with the aggregator's staleness flag."""
-        self._last_data_ns = now_ns
-        if not stale:
-            self._stale_since = None
-            return
-        if self._stale_since is None:
-            self._stale_since = now_ns
-        elif now_ns - self._stale_since >= self._stale_ns:
-            self.trip(now_ns, TripReason.STALE_DATA, f"reference stale for {self._stale_ns // 1_000_000} ms")
-
-    def on_timer(self, now_ns: int) -> None:
-        """Catches data that stopped coming at all."""
-        if self._stale_since is not None and now_ns - self._stale_since >= self._stale_ns:
-            self.trip(now_ns, TripReason.STALE_DATA, f"reference stale for {self._stale_ns // 1_000_000} ms")
-        elif self._last_data_ns is not None and now_ns - self._last_data_ns >= self._stale_ns:
-            self.trip(now_ns, TripReason.STALE_DATA,
-                      f"no reference data for {self._stale_ns // 1_000_000} ms")
 
     # -- decisions --------------------------------------------------------------------------------
     def allows(self, side: int, qty_lots: int, position_lots: int, open_same_side_lots: int = 0) -> bool:

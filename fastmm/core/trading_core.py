@@ -37,14 +37,13 @@ CoreEvent = PnlChange | PnlSummary | RiskTrip | RiskReset
 
 # the config sections the core's parts are built from (a settings snapshot lists these)
 _SECTIONS = ("instrument", "quoting", "venue_rules", "inventory", "fees", "pnl", "hedge", "risk", "pricing")
-_QUOTING_KNOBS = ("size_tolerance_pct", "widen_mult", "pending_timeout_ms", "max_input_age_ms")
+_QUOTING_KNOBS = ("size_tolerance_pct", "widen_mult", "pending_timeout_ms")
 
 
 class TradingCore:
     def __init__(self, cfg: Config, *, cl_ord_prefix: str = "fm", **overrides: int | float) -> None:
         """``overrides`` (tests only) replace settings by name: ``rate_guard_ms`` (venue_rules) and the
-        quote engine's ``size_tolerance_pct``, ``widen_mult``, ``pending_timeout_ms``, ``max_input_age_ms``
-        (quoting); the effective config is ``self.cfg``. Shells use :meth:`from_config`."""
+        quote engine's ``size_tolerance_pct``, ``widen_mult``, ``pending_timeout_ms`` (quoting); the effective config is ``self.cfg``. Shells use :meth:`from_config`."""
         cfg = _with_overrides(cfg, overrides)
         self.cfg = cfg
         self.instrument = Instrument.from_config(cfg.instrument)
@@ -52,8 +51,9 @@ class TradingCore:
         self.inventory = InventoryManager(cfg.inventory, cfg.hedge, self.instrument)
         self.pnl = PnLTracker(cfg.pnl, cfg.fees, self.instrument)
         self.risk = RiskManager(cfg.risk, cfg.inventory, self.instrument)
+        # a stale reference pulls the quotes (the engine's input age), it never trips the kill switch
         self.engine = QuoteEngine(cfg.quoting, cfg.venue_rules, self.instrument, self.inventory, self.risk,
-                                  cl_ord_prefix=cl_ord_prefix)
+                                  cl_ord_prefix=cl_ord_prefix, max_input_age_ms=cfg.risk.stale_data_ms)
         self._hedge_exec_ids = RecentIds()
         self._bad = OnceLogger(log)
         self._bb = self._ba = 0      # TrueX top in ticks (0: none)
@@ -110,7 +110,6 @@ class TradingCore:
         # on_price inlined: this is the hot path
         self.pnl.on_mark(now_ns, mid)
         risk = self.risk
-        risk.on_data(now_ns, stale)
         risk.on_pnl(now_ns, self.pnl.total_units)
         return self.engine.on_price(now_ns, mid, f.confidence, stale, self._bb, self._ba)
 
@@ -130,9 +129,7 @@ class TradingCore:
         """A fair price made outside the core (tests, a harness with its own price): bypasses the
         aggregator."""
         self.pnl.on_mark(now_ns, mid)
-        risk = self.risk
-        risk.on_data(now_ns, stale)
-        risk.on_pnl(now_ns, self.pnl.total_units)
+        self.risk.on_pnl(now_ns, self.pnl.total_units)
         return self.engine.on_price(now_ns, mid, confidence, stale, best_bid, best_ask)
 
     def on_order_event(self, ev: OrderEvent, now_ns: int) -> list[Action]:
@@ -171,7 +168,6 @@ class TradingCore:
         self._fair_ns = now_ns
         out = self.decide(now_ns) if self.aggregator.on_timer(now_ns) is not None else []
         self.pnl.on_timer(now_ns)
-        self.risk.on_timer(now_ns)
         self.risk.on_pnl(now_ns, self.pnl.total_units)
         out += self.engine.on_timer(now_ns)
         return out
@@ -236,10 +232,18 @@ class TradingCore:
         """Messages a previous run sent recently (on this clock): the rate limiter counts them."""
         self.engine.limiter.preload(sent_ns)
 
-    def try_acquire_message(self, now_ns: int) -> bool:
+    def try_acquire_message(self, now_ns: int, cancel: bool = False) -> bool:
         """One message's room in the rate limit, for a message the engine did not plan (an operator's
-        cancel); False: wait."""
-        return self.engine.limiter.try_acquire(now_ns)
+        cancel: ``cancel`` may use TrueX's own budget); False: wait. Name it with :meth:`sent_as`."""
+        return self.engine.limiter.try_acquire(now_ns, cancel=cancel)
+
+    def sent_as(self, cl_ord_id: str) -> None:
+        """The message just acquired went out with ``cl_ord_id``: its slot frees from TrueX's answer."""
+        self.engine.limiter.name((cl_ord_id,))
+
+    def on_venue_answer(self, cl_ord_id: str, now_ns: int) -> None:
+        """A report naming ``cl_ord_id`` arrived (for messages not sent through the quote engine)."""
+        self.engine.limiter.on_ack(cl_ord_id, now_ns)
 
     def next_cl_ord_id(self) -> str:
         """A fresh ClOrdID of this core's run."""

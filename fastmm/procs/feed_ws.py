@@ -8,6 +8,7 @@ simulator or the real endpoint.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import time
@@ -52,16 +53,32 @@ async def run_supervised(cfg: Config, name: str) -> int:
     channel = LatestValue.attach(cfg.instance.name, f"ref.{venue}", TOP_OF_BOOK)
     channel.claim_writer()
     publisher = BookPublisher(channel, venue_code)
+    last = [0, 0, 0]     # t_venue, t_recv, venue seq of the top last published
+
+    def publish_top(t_venue_ns: int, t_recv_ns: int, seq: int) -> None:
+        bids, asks = feed.top()
+        publisher.publish(bids, asks, t_venue_ns=t_venue_ns, t_recv_ns=t_recv_ns, venue_seq=seq)
+        last[:] = [t_venue_ns, t_recv_ns, seq]
 
     def on_events(events: list) -> None:
         for ev in events:
             if isinstance(ev, TopChanged):
-                bids, asks = feed.top()
-                publisher.publish(bids, asks, t_venue_ns=ev.t_venue_ns, t_recv_ns=ev.t_recv_ns,
-                                  venue_seq=ev.sequence_num)
+                publish_top(ev.t_venue_ns, ev.t_recv_ns, ev.sequence_num)
                 link.messages += 1
                 link.set_state(STATE_FRESH)
         link.set_state(STATE_CONNECTED, client.connected)
+
+    async def keep_fresh() -> None:
+        """A quiet top (frames arrive, heartbeats included, but its levels stay) is still a live price:
+        republish it with the newest receive time, so the quoter never ages a healthy source out."""
+        period_s = stale_after_s / 4
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), period_s)
+            t = feed.last_recv_ns
+            if not client.stale and feed.synced and last[1] and t - last[1] >= period_s * 1e9:
+                publish_top(last[0], t, last[2])
+                link.set_state(STATE_FRESH)
 
     def on_stale(why: str) -> None:
         publisher.publish_stale(time.monotonic_ns())
@@ -71,11 +88,13 @@ async def run_supervised(cfg: Config, name: str) -> int:
 
     client = WsFeedClient(url, feed, on_events, on_stale, stale_after_s=stale_after_s)
     task = asyncio.create_task(client.run(stop))
+    fresh_task = asyncio.create_task(keep_fresh())
     try:
         await serve_supervisor(link, stop)
     finally:
         stop.set()
         await task
+        await fresh_task
         publisher.publish_stale(time.monotonic_ns())
         channel.close()
         link.close()

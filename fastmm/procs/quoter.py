@@ -120,6 +120,7 @@ class Quoter:
         self._fill_ids = RecentIds()          # ExecIDs journalled and booked (a resent fill once)
         self.reconciling = False              # REST reconciliation at start running (venue_reconcile)
         self.deferred_start = 0               # a start_quoting that came meanwhile, run once it is done
+        self._pull_reason = ""                # why the engine last said its quotes are pulled ("" quoting)
         self.core.stop(time.monotonic_ns())      # halted until the supervisor says start_quoting
 
     # -- FIX ----------------------------------------------------------------------------------------
@@ -135,6 +136,7 @@ class Quoter:
         now = time.monotonic_ns()
         if isinstance(ev, LoggedOn):
             log.info("order entry logged on")
+            self.core.engine.limiter.release_in_flight(now)   # the old connection's answers never come
             self.journal.append("session", time.time_ns(), session="oe", event="logged_on",
                                 next_sender=ev.next_sender, next_target=ev.next_target)
             self._set(STATE_LOGGED_ON | STATE_CONNECTED, True)
@@ -256,6 +258,15 @@ class Quoter:
         self.send_actions(actions, now)
         if actions:
             self._after_orders()
+        if self.core.engine.pull_reason != self._pull_reason:
+            self._note_pull(now)
+
+    def _note_pull(self, now_ns: int) -> None:
+        """Journal why the quotes are pulled whenever that changes (a reference went stale, quoting came
+        back): with the monotonic time, so an outage's detection lines up with its cancels."""
+        reason = self._pull_reason = self.core.engine.pull_reason
+        detail = f"quotes pulled: {reason}" if reason else "quoting"
+        self.journal.append("phase", time.time_ns(), detail=detail, t_mono_ns=now_ns)
 
     def on_timer(self) -> None:
         now = time.monotonic_ns()
@@ -267,6 +278,8 @@ class Quoter:
             self._marked_e8 = fair_mid_e8
             self.journal.append("mark", time.time_ns(), fair_mid_e8=fair_mid_e8)
         self.send_actions(actions, now)
+        if self.core.engine.pull_reason != self._pull_reason:
+            self._note_pull(now)
         for ev in self.core.events():
             kind = type(ev).__name__
             if kind in ("RiskTrip", "RiskReset"):

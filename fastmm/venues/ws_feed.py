@@ -3,7 +3,8 @@ move frames into the venue's sans-I/O codec, and back.
 
 It only moves bytes and time: every decision (sequence gaps, checksums, the book, bad frames) is the
 codec's. When the codec asks for it (:class:`Resubscribe`) it sends the codec's resubscription; on
-silence past ``stale_after`` it tells its owner the source is stale and, after twice that, reconnects;
+silence past ``stale_after`` it tells its owner the source is stale and, after twice that (at least
+``RECONNECT_AFTER_MIN_S``, so a venue's once-a-second heartbeat never causes a reconnect), reconnects;
 a lost connection is retried with exponential backoff and jitter (seeded, so tests are deterministic).
 """
 
@@ -28,6 +29,7 @@ from fastmm.sim.wire_time import parse_rfc3339_ns
 log = logging.getLogger("fastmm.feed")
 
 MAX_FRAME_BYTES = 16 * 1024 * 1024
+RECONNECT_AFTER_MIN_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,12 +191,13 @@ class WsFeedClient:
     async def _watch(self, ws: websockets.ClientConnection, stop: asyncio.Event) -> None:
         """Silence past stale_after marks the source stale; twice that, the connection is replaced."""
         period = min(0.05, self.stale_after_s / 4)
+        reconnect_s = max(2 * self.stale_after_s, RECONNECT_AFTER_MIN_S)
         while not stop.is_set():
             await asyncio.sleep(period)
             silent_s = (self.clock() - self.feed.last_recv_ns) / 1e9 if self.feed.last_recv_ns else 0.0
             if silent_s > self.stale_after_s:
                 self._mark_stale(f"silent for {silent_s:.1f} s")
-            if silent_s > 2 * self.stale_after_s:
+            if silent_s > reconnect_s:
                 log.warning("%s: silent for %.1f s; reconnecting", self.feed.venue, silent_s)
                 await ws.close()
                 return

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from fastmm.config import Config, QuotingConfig
+from fastmm.config import Config, QuotingConfig, RiskConfig
 from fastmm.core.reconcile import MOVE, NEW
 from fastmm.core.risk import RiskTrip, TripReason
 from fastmm.core.trading_core import TradingCore
@@ -107,12 +107,10 @@ def test_quotes_pulled(conf: float, stale: bool, mid: float, reason: str) -> Non
     c = core()
     t = quoted(c)
     acts = c.on_price(t, mid, conf, stale)
-    assert len(acts) == 8 and all(isinstance(a, CancelOrder) for a in acts)
+    # all ten at once: a pull may use TrueX's whole budget (10/s), not only the quoting budget (8/s)
+    assert len(acts) == 10 and all(isinstance(a, CancelOrder) for a in acts)
     assert c.engine.pull_reason == reason
     ack_all(c, acts, t)
-    acts = c.on_timer(t + S)
-    assert len(acts) == 2
-    ack_all(c, acts, t + S)
     assert c.engine.working() == []
     # back to normal: quotes return
     assert len(c.on_price(t + 2 * S, MID, 0.9, False)) == 8
@@ -182,11 +180,35 @@ def test_drawdown_trips_from_price_events() -> None:
     assert c.risk.trip_info.reason == TripReason.DRAWDOWN
 
 
+def test_a_reference_outage_pulls_the_quotes_never_trips_and_quoting_comes_back_by_itself() -> None:
+    c = core()
+    t = quoted(c)
+    acts = c.on_price(t, 0.0, 0.0, True)             # every source gone: no price, stale
+    assert len(acts) == 10 and all(isinstance(a, CancelOrder) for a in acts)
+    ack_all(c, acts, t)
+    for k in range(1, 121):                          # a minute of outage, far past risk.stale_data_ms
+        assert c.on_timer(t + k * S // 2) == []
+    assert not c.risk.tripped
+    assert not [e for e in c.events() if isinstance(e, RiskTrip)]
+    back = c.on_price(t + 61 * S, MID, 0.9, False)   # the reference is back, confident
+    assert len(back) == 8 and all(isinstance(a, NewOrder) for a in back)
+
+
+def test_silence_pulls_the_quotes_on_the_timer_after_stale_data_ms() -> None:
+    c = TradingCore(Config(risk=RiskConfig(stale_data_ms=1000)), cl_ord_prefix="t", rate_guard_ms=0)
+    t = quoted(c)
+    assert c.on_timer(t + 1000 * MS) == []           # the last price is 1 s old: still quoting
+    acts = c.on_timer(t + 1001 * MS)                 # no price event at all, only the timer
+    assert len(acts) == 10 and all(isinstance(a, CancelOrder) for a in acts)
+    assert c.engine.pull_reason == "no price input"
+    assert not c.risk.tripped
+
+
 def test_stop_halts_and_cancels() -> None:
     c = core()
     t = quoted(c)
     acts = c.stop(t)
-    assert len(acts) == 8 and all(isinstance(a, CancelOrder) for a in acts)
+    assert len(acts) == 10 and all(isinstance(a, CancelOrder) for a in acts)  # TrueX's budget, not ours
     assert c.engine.pull_reason == "halted"
 
 

@@ -54,23 +54,6 @@ def test_order_rate_and_reject_rate_per_minute() -> None:
     assert tripped_by(r2) == TripReason.REJECT_RATE
 
 
-def test_stale_flag_and_silence() -> None:
-    r = risk(stale_data_ms=2000)
-    r.on_data(T0, True)
-    r.on_data(T0 + 1999 * MS, True)
-    r.on_data(T0 + 2000 * MS, False)  # recovered in time
-    r.on_timer(T0 + 3000 * MS)
-    assert not r.tripped
-    r.on_data(T0 + 3000 * MS, True)
-    r.on_timer(T0 + 5000 * MS)
-    assert tripped_by(r) == TripReason.STALE_DATA
-    quiet = risk(stale_data_ms=2000)
-    quiet.on_timer(T0)  # no data yet: not started, no trip
-    quiet.on_data(T0, False)
-    quiet.on_timer(T0 + 2000 * MS)
-    assert tripped_by(quiet) == TripReason.STALE_DATA
-
-
 def test_only_risk_reducing_orders_while_tripped_until_reset() -> None:
     r = risk()
     assert r.allows(1, 100, 0)

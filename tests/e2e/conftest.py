@@ -26,8 +26,9 @@ _n = iter(range(10**6))
 
 
 class Engine:
-    def __init__(self, cfg: Config, sup: Supervisor, venues: sim_venues.VenueSet) -> None:
+    def __init__(self, cfg: Config, sup: Supervisor, venues: sim_venues.VenueSet, sim: SimThread) -> None:
         self.cfg, self.sup, self.venues = cfg, sup, venues
+        self.sim = sim        # the simulators' thread (its loop runs them)
 
     @property
     def owner(self) -> str:
@@ -110,7 +111,7 @@ def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable
                          restart=RestartPolicy(first_delay_ns=100_000_000))
         made.append((sup, st))
         sup.start()
-        return Engine(cfg, sup, venues)
+        return Engine(cfg, sup, venues, st)
 
     yield start
     for sup, st in made:

@@ -4,6 +4,7 @@ position and PnL exactly, respects TrueX's rate limits, and stops cleanly (seed 
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from decimal import Decimal
 
@@ -60,3 +61,38 @@ def test_rate_limits_hold_under_a_10x_replay_storm(engine) -> None:
     ids = {str(r.get("cl_ord_id", "")) for r in journal}
     assert not [i for i in ids if i.startswith("rehearse")], "a rehearsal order reached the journal"
     assert len(sent) <= sum(1 for r in journal if r["kind"] in ("order", "cancel", "replace"))
+
+
+def test_rate_limits_hold_when_the_venue_handles_messages_late(engine) -> None:
+    """A loaded machine delays and bunches what reaches TrueX (issue 16 item 11). TrueX stops reading the
+    order-entry connection for 2.5 s, three times, mid-storm (the references keep moving): all that was
+    sent meanwhile is handled at once when it reads again, and must still fit TrueX's 10/s. (A limiter
+    that frees a slot a window after sending sends 8 per window into the freeze, 16 or more in one go,
+    and TrueX throttles the surplus.)"""
+    e = engine({"FASTMM_SIM__SPEED": "10", "FASTMM_QUOTING__REPRICE_THRESHOLD_TICKS": "0"})
+    e.run_until(lambda: e.sup.lifecycle.phase == lc.Phase.QUOTING, 30, "QUOTING")
+    e.run_until(lambda: e.position().get("orders_sent", 0) >= 30, 60, "30 order messages")
+    thaws: list[int] = []
+
+    def freeze() -> None:           # on the simulators' loop: the bytes wait in the socket meanwhile
+        transport = e.venues.truex._oe[e.owner]._transport
+        transport.pause_reading()
+
+        def thaw() -> None:
+            thaws.append(time.monotonic_ns())
+            transport.resume_reading()
+        e.sim.loop.call_later(2.5, thaw)
+
+    for n in range(1, 4):
+        e.sim.loop.call_soon_threadsafe(freeze)
+        e.run_until(lambda n=n: len(thaws) == n, 10, "the thaw")
+        until = time.monotonic_ns() + 1_500_000_000
+        e.run_until(lambda until=until: time.monotonic_ns() >= until, 10, "a second and a half after the thaw")
+    sent = sorted(t for owner, mt, t in e.venues.truex.received if owner == e.owner and mt in (b"D", b"F", b"G"))
+    bursts = [sum(1 for t in sent if thaw <= t < thaw + 200_000_000) for thaw in thaws]
+    print(f"\nhandled by TrueX within 200 ms of each thaw: {bursts}")
+    assert max(bursts) >= 5, "messages sent during a freeze reached the venue together"
+    throttled = [r for r in e.journal() if r["kind"] == "reject" and r.get("business_reason") in (8, 9, 10)]
+    assert throttled == [], "no throttle reject from the TrueX simulator"
+    busiest = max(sum(1 for u in sent[i:i + 12] if u - t < 1_000_000_000) for i, t in enumerate(sent))
+    assert busiest <= 10, f"{busiest} order messages in one 1 s window at the venue (TrueX allows 10)"

@@ -22,7 +22,6 @@ SETTINGS = {
     "FASTMM_QUOTING__SIZE_TOLERANCE_PCT": "33",
     "FASTMM_QUOTING__WIDEN_MULT": "3.5",
     "FASTMM_QUOTING__PENDING_TIMEOUT_MS": "777",
-    "FASTMM_QUOTING__MAX_INPUT_AGE_MS": "555",
     "FASTMM_QUOTING__LEVELS": "3",
     "FASTMM_PRICING__BASIS_BPS": "1.5",
     "FASTMM_PRICING__MAX_DISPERSION_BPS": "12.0",
@@ -57,7 +56,7 @@ def test_every_user_runs_the_settings_of_one_config(tmp_path: Path) -> None:
     # the knobs reached the parts that use them
     assert live["engine.size_tolerance_pct"] == "33" and live["engine.widen_mult"] == "3.5"
     assert live["engine.pending_timeout_ns"] == str(777_000_000)
-    assert live["engine.max_input_age_ns"] == str(555_000_000)
+    assert live["engine.max_input_age_ns"] == str(2_500_000_000)      # risk.stale_data_ms
     assert live["engine.rate_windows_ns"] == f"{1_123_000_000},{60_123_000_000}"
     assert live["aggregator.sources"] == "coinbase,kraken"
     assert live["aggregator.stale_after_ns"] == f"{1_500_000_000},{2_000_000_000}"
@@ -75,7 +74,7 @@ def test_the_settings_follow_the_config() -> None:
     assert default["engine.rate_windows_ns"] == f"{1_250_000_000},{60_250_000_000}"   # venue_rules' 250 ms
     assert {k for k in default if default[k] != changed[k]} == {
         "venue_rules.rate_guard_ms", "venue_rules.max_orders_per_sec", "quoting.size_tolerance_pct",
-        "quoting.widen_mult", "quoting.pending_timeout_ms", "quoting.max_input_age_ms", "quoting.levels",
+        "quoting.widen_mult", "quoting.pending_timeout_ms", "quoting.levels",
         "pricing.basis_bps", "pricing.max_dispersion_bps", "risk.stale_data_ms", "engine.size_tolerance_pct",
         "engine.widen_mult", "engine.pending_timeout_ns", "engine.max_input_age_ns", "engine.rate_windows_ns",
         "aggregator.stale_after_ns", "aggregator.basis", "aggregator.max_dispersion"}

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from fastmm.config import load_config
+from fastmm.data.binance import read_capture
 from fastmm.procs import lifecycle as lc
 from fastmm.procs.book_channel import read_top
 from fastmm.procs.restart import RestartPolicy
@@ -18,7 +19,7 @@ from fastmm.procs.supervisor import Supervisor, default_children
 from fastmm.shm import LatestValue, list_segments
 from fastmm.shm.records import TOP_OF_BOOK
 from fastmm.sim.background import SimThread
-from fastmm.sim.coinbase import CoinbaseSettings
+from fastmm.sim.coinbase import CbBook, CoinbaseSettings, from_binance
 from fastmm.sim.coinbase_server import CoinbaseSimServer
 from fastmm.sim.kraken_ws import KrakenWsSettings
 from fastmm.sim.kraken_ws_server import KrakenWsSimServer
@@ -81,3 +82,50 @@ def test_feeds_publish_fresh_books_and_a_killed_feed_comes_back(sims, tmp_path: 
     finally:
         sup.close()
     assert list_segments(cfg.instance.name) == []
+
+
+def test_a_quiet_book_with_a_live_connection_stays_fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The venue sends the capture's recorded book and then only heartbeats (every 100 ms): the top never
+    changes, yet the feed republishes it with the newest receive time, so the quoter never ages a live
+    source out (stale_after_ms 500); the venue's own sequence number shows no book update came."""
+    book = next(ev for ev in from_binance(read_capture(None, max_lines=50)) if isinstance(ev, CbBook))
+    st = SimThread()
+    try:
+        _, cb_port = st.start(lambda: CoinbaseSimServer([book], settings=CoinbaseSettings(heartbeat_interval_ms=100)))
+        env = {
+            "FASTMM_INSTANCE__NAME": f"quiet{os.getpid()}",
+            "FASTMM_INSTANCE__STATE_DIR": str(tmp_path),
+            "FASTMM_COINBASE__WS_URL": f"ws://127.0.0.1:{cb_port}",
+            "FASTMM_COINBASE__STALE_AFTER_MS": "500",
+            "FASTMM_KRAKEN__ENABLED": "false",
+        }
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        cfg = load_config(None, os.environ)
+        sup = Supervisor(cfg, default_children(cfg, None, ("feed-coinbase",)),
+                         restart=RestartPolicy(first_delay_ns=100_000_000))
+        try:
+            sup.start()
+            run_until(sup, lambda: sup.lifecycle.fresh_feeds == {"coinbase"})
+            ch = LatestValue.attach(cfg.instance.name, "ref.coinbase", TOP_OF_BOOK)
+            try:
+                first = read_top(ch)
+                assert first is not None and first.usable
+                deadline = time.monotonic() + 3.0
+                while time.monotonic() < deadline:
+                    sup.step()
+                    time.sleep(0.01)
+                last = read_top(ch)
+                assert last is not None and last.usable
+                assert (last.bid_e8, last.ask_e8) == (first.bid_e8, first.ask_e8), "the book did not move"
+                assert last.venue_seq == first.venue_seq, "no book update came from the venue"
+                assert last.t_recv_ns - first.t_recv_ns >= 2_000_000_000, "republished with newer receive times"
+                assert last.seq > first.seq
+                assert "coinbase" in sup.lifecycle.fresh_feeds
+            finally:
+                ch.close()
+        finally:
+            sup.close()
+        assert list_segments(cfg.instance.name) == []
+    finally:
+        st.close()

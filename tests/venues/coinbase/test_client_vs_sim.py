@@ -68,9 +68,10 @@ def test_disconnect_reconnects_and_rebuilds() -> None:
 
 
 def test_silence_marks_the_source_stale_then_reconnects() -> None:
-    """The venue holds every message (heartbeats too) for 1.5 s: past stale_after (0.4 s) the source is
-    stale, past twice that the connection is replaced, and the new one rebuilds the book."""
-    faults = CoinbaseFaults(stall_seq=60, stall_ms=1500)
+    """The venue holds every message (heartbeats too) for 2.5 s: past stale_after (0.4 s) the source is
+    stale, past twice that (at least RECONNECT_AFTER_MIN_S, 2 s) the connection is replaced, and the new
+    one rebuilds the book."""
+    faults = CoinbaseFaults(stall_seq=60, stall_ms=2500)
     feed, client, _server, stale, _tops = asyncio.run(
         follow(CoinbaseSettings(speed=0, faults=faults), 20000, stale_after_s=0.4))
     assert any(s.startswith("silent for") for s in stale), stale
