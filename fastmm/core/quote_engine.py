@@ -61,8 +61,9 @@ class QuoteEngine:
                  inventory: InventoryManager, risk: RiskManager | None = None, *,
                  cl_ord_prefix: str = "fm", max_input_age_ms: int = 1000) -> None:
         """Every setting comes from config (``quoting``: size_tolerance_pct, widen_mult, pending_timeout_ms;
-        ``max_input_age_ms`` is ``risk.stale_data_ms``: no price for that long pulls the quotes; ``rules``: the rate limits, rate_guard_ms and TrueX's own venue_max_orders_per_sec,
-        which cancels may use up) so each user of the engine runs the same one; ``cl_ord_prefix`` is not a
+        ``max_input_age_ms`` is ``risk.stale_data_ms``: no price for that long pulls the quotes; ``rules``:
+        the rate limits, rate_guard_ms and TrueX's own venue_max_orders_per_sec, which cancels may use up)
+        so each user of the engine runs the same one; ``cl_ord_prefix`` is not a
         setting but an identity (unique per run, made by the shell)."""
         self.cfg = quoting
         self.instrument = instrument

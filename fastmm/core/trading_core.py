@@ -43,7 +43,8 @@ _QUOTING_KNOBS = ("size_tolerance_pct", "widen_mult", "pending_timeout_ms")
 class TradingCore:
     def __init__(self, cfg: Config, *, cl_ord_prefix: str = "fm", **overrides: int | float) -> None:
         """``overrides`` (tests only) replace settings by name: ``rate_guard_ms`` (venue_rules) and the
-        quote engine's ``size_tolerance_pct``, ``widen_mult``, ``pending_timeout_ms`` (quoting); the effective config is ``self.cfg``. Shells use :meth:`from_config`."""
+        quote engine's ``size_tolerance_pct``, ``widen_mult``, ``pending_timeout_ms`` (quoting); the
+        effective config is ``self.cfg``. Shells use :meth:`from_config`."""
         cfg = _with_overrides(cfg, overrides)
         self.cfg = cfg
         self.instrument = Instrument.from_config(cfg.instrument)
