@@ -35,7 +35,7 @@ Durability = Literal["none", "flush", "fsync"]
 KINDS = frozenset({
     "order", "cancel", "replace", "ack", "reject", "cancel_reject", "canceled", "replaced", "fill",
     "hedge", "hedge_ack", "hedge_fill", "hedge_reject", "risk", "phase", "session", "recovery", "note",
-    "mark",
+    "mark", "pnl",
 })
 
 _BUFFER_BYTES = 64 * 1024

@@ -23,6 +23,10 @@ FEED_TRUEX_MD = "feed-truex-md"
 QUOTER = "quoter"
 HEDGER = "hedger"
 PROCESSES = (FEED_COINBASE, FEED_KRAKEN, FEED_TRUEX_MD, QUOTER, HEDGER)
+# Optional processes, started only when their config section enables them (see processes()).
+SHIPPER = "shipper"   # journal -> PostgreSQL (ship.enabled)
+FIRM = "firm"         # firm-wide inventory in Redis (firm.enabled)
+OPTIONAL = (SHIPPER, FIRM)
 
 # The quoter's live per-stage latency (STAGE_LATENCY), read by ``fastmm status`` and ``fastmm metrics``.
 QUOTER_LATENCY = "latency.quoter"
@@ -39,6 +43,11 @@ class ChannelSpec:
     producer: str
     consumer: str | None      # the one process that may block on it (None: readers poll)
     capacity: int = 1
+
+
+def processes(cfg: Config) -> tuple[str, ...]:
+    """The processes of an instance: the engine's, plus each optional one its config enables."""
+    return PROCESSES + tuple(p for p, on in ((SHIPPER, cfg.ship.enabled), (FIRM, cfg.firm.enabled)) if on)
 
 
 def health_channel(process: str) -> str:

@@ -282,7 +282,12 @@ class Quoter:
             # off the price path: a session report draws quotes against this and marks PnL to it
             self._next_mark_ns = now + MARK_EVERY_NS
             self._marked_e8 = self._fair_mid_e8
-            self.journal.append("mark", time.time_ns(), fair_mid_e8=self._fair_mid_e8)
+            wall = time.time_ns()
+            self.journal.append("mark", wall, fair_mid_e8=self._fair_mid_e8)
+            pnl = self.core.pnl     # the PnL snapshot the database's per-hour and per-day views read
+            self.journal.append("pnl", wall, position_lots=self.core.inventory.position_lots,
+                                realized_e8=pnl.realized_units, unrealized_e8=pnl.unrealized_units,
+                                fees_e8=pnl.fees_units, fair_mid_e8=self._fair_mid_e8)
         self.send_actions(self.core.on_timer(now), now)
         for ev in self.core.events():
             kind = type(ev).__name__

@@ -18,7 +18,7 @@ from fastmm.config import ConfigError, load_config
 from fastmm.logs import setup_logging
 from fastmm.procs.child import die_with_parent
 from fastmm.procs.heap import freeze_startup_heap
-from fastmm.procs.plan import PROCESSES
+from fastmm.procs.plan import OPTIONAL, PROCESSES
 
 ENTRY_POINTS = {
     "feed-coinbase": ("fastmm.procs.feed_ws", "run_supervised"),
@@ -26,6 +26,8 @@ ENTRY_POINTS = {
     "feed-truex-md": ("fastmm.procs.feed_truex_md", "run_supervised"),
     "quoter": ("fastmm.procs.quoter", "run_supervised"),
     "hedger": ("fastmm.procs.hedger", "run_supervised"),
+    "shipper": ("fastmm.procs.shipper", "run_supervised"),
+    "firm": ("fastmm.procs.firm", "run_supervised"),
 }
 
 
@@ -40,7 +42,7 @@ def run_loop(coro: object) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m fastmm.procs.run")
-    ap.add_argument("name", choices=PROCESSES)
+    ap.add_argument("name", choices=PROCESSES + OPTIONAL)
     ap.add_argument("--config", "-c")
     args = ap.parse_args(argv)
     try:
