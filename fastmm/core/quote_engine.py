@@ -98,6 +98,9 @@ class QuoteEngine:
         self._ba = 0
         self._in_ns: int | None = None
         # state
+        # (lots it may still buy, sell) under the firm-wide cap, or None; set by the shell from the firm
+        # view (fastmm.core.firm_limit), applied in desired() on top of the instance's own room
+        self.firm_room: tuple[int, int] | None = None
         self.halted = False
         self.pull_reason = "no price yet"
         self._deferred = False
@@ -217,6 +220,9 @@ class QuoteEngine:
         mx = inv.max_lots
         bid_room = 0 if bm == _PULL else (mx - pos if pos < mx else 0)
         ask_room = 0 if am == _PULL else (mx + pos if pos > -mx else 0)
+        cap = self.firm_room
+        if cap is not None:     # the firm-wide cap (fastmm.core.firm_limit), set from outside
+            bid_room, ask_room = min(bid_room, cap[0]), min(ask_room, cap[1])
         if self._post_only:
             return self.builder.build(x, bid_off, ask_off, self._bb, self._ba, bid_room, ask_room)
         return self.builder.build(x, bid_off, ask_off, 0, 0, bid_room, ask_room)

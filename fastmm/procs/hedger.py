@@ -28,6 +28,7 @@ from fastmm.data.units import fixed_e8, parse_e8
 from fastmm.journal import Journal, read_journal
 from fastmm.procs.book_channel import read_top
 from fastmm.procs.child import SupervisorLink, serve_supervisor, stop_on_signals
+from fastmm.procs.firm_gate import FirmGate
 from fastmm.shm import EventRing, LatestValue, SegmentMissing
 from fastmm.shm.records import (
     FILL,
@@ -301,6 +302,7 @@ async def run_supervised(cfg: Config, name: str = "hedger") -> int:
     link = SupervisorLink(cfg, name)
     inst = cfg.instance.name
     position = LatestValue.attach(inst, "position", POSITION)
+    firm_gate = FirmGate.attach(cfg) if cfg.hedge.firm_net else None
     ring = EventRing.attach(inst, "hedge.fills", FILL)
     ring.claim_producer()
     try:
@@ -336,6 +338,10 @@ async def run_supervised(cfg: Config, name: str = "hedger") -> int:
                 if position.read() > 0:
                     pos_lots = int(position.rx["position_lots"][0])
                     applied = int(position.rx["hedge_fills"][0])
+                if firm_gate is not None and not flatten_cmd:
+                    others = firm_gate.others_lots(time.monotonic_ns())
+                    if others is not None:      # hedge.firm_net: hedge the firm's net of this asset
+                        pos_lots += others
                 top = read_top(ref) if ref is not None else None
                 if top is not None and top.usable:
                     bid, ask = top.bid_e8, top.ask_e8

@@ -15,6 +15,7 @@ import numpy as np
 from fastmm.config import Config
 from fastmm.shm import EventRing, LatestValue
 from fastmm.shm.records import CONTROL, FILL, HEALTH, POSITION, STAGE_LATENCY, TOP_OF_BOOK
+from fastmm.shm.records import FIRM as FIRM_RECORD
 
 SUPERVISOR = "supervisor"
 FEED_COINBASE = "feed-coinbase"
@@ -70,6 +71,8 @@ def channel_specs(cfg: Config, processes: tuple[str, ...] = PROCESSES) -> list[C
         specs.append(ChannelSpec(QUOTER_LATENCY, "latest", STAGE_LATENCY, QUOTER, None))
     if HEDGER in processes:
         specs.append(ChannelSpec("hedge.fills", "ring", FILL, HEDGER, QUOTER, cfg.shm.ring_slots))
+    if FIRM in processes:
+        specs.append(ChannelSpec("firm", "latest", FIRM_RECORD, FIRM, None))
     specs.extend(ChannelSpec(health_channel(p), "latest", HEALTH, p, None) for p in processes)
     return specs
 

@@ -50,6 +50,7 @@ from fastmm.journal import Journal
 from fastmm.latency import LatencyRecorder
 from fastmm.procs.book_channel import read_top
 from fastmm.procs.child import SupervisorLink, serve_supervisor, stop_on_signals
+from fastmm.procs.firm_gate import FirmGate
 from fastmm.procs.latency_channel import LatencyPublisher, StageLatencyView
 from fastmm.procs.order_journal import journal_report, order_message
 from fastmm.procs.plan import QUOTER_LATENCY
@@ -124,6 +125,7 @@ class Quoter:
         self._wake_ns = 0
         self._t_decide = 0
         self._fill_ids = RecentIds()          # ExecIDs journalled and booked (a resent fill once)
+        self.firm_gate: FirmGate | None = None
         self.core.stop(time.monotonic_ns())      # halted until the supervisor says start_quoting
 
     # -- FIX ----------------------------------------------------------------------------------------
@@ -289,6 +291,11 @@ class Quoter:
                                 realized_e8=pnl.realized_units, unrealized_e8=pnl.unrealized_units,
                                 fees_e8=pnl.fees_units, fair_mid_e8=self._fair_mid_e8)
         self.send_actions(self.core.on_timer(now), now)
+        if self.firm_gate is not None:      # the firm-wide cap, off the price path (fastmm.procs.firm_gate)
+            room = self.firm_gate.room(self.core.inventory.position_lots, now)
+            if room != self.core.engine.firm_room:
+                self.core.engine.firm_room = room
+                self.send_actions(self.core.engine.requote(now), now)
         for ev in self.core.events():
             kind = type(ev).__name__
             if kind in ("RiskTrip", "RiskReset"):
@@ -405,6 +412,7 @@ async def run_supervised(cfg: Config, name: str = "quoter") -> int:
     cfg.state_path.mkdir(parents=True, exist_ok=True)
     journal = Journal(cfg.state_path / cfg.journal.file, cfg.journal.durability, cfg.journal.rotate_bytes)
     q = Quoter(cfg, link, journal, refs, book, ring, position)
+    q.firm_gate = FirmGate.attach(cfg)
     recovered = recover(cfg.state_path / cfg.journal.file, q.core, cfg)
     q.fills, q.hedge_fills = recovered.truex_fills, recovered.hedge_fills
     for exec_id in recovered.fill_ids:
