@@ -23,10 +23,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
 from fastmm.config import Config
 from fastmm.shm import LatestValue
 
 log = logging.getLogger("fastmm.firm")
+
+
+def base_asset(cfg: Config) -> str:
+    """The asset the firm cap sums: ``firm.asset``, else the symbol's part before '-' (BTC-PYUSD: BTC)."""
+    return cfg.firm.asset or cfg.instrument.symbol.split("-")[0]
 
 
 def key(prefix: str, instance: str) -> str:
@@ -104,8 +112,6 @@ class FirmPublisher:
 
 
 def client(cfg: Config, timeout_s: float = 0.5) -> Any:
-    import redis.asyncio as aioredis
-
     pw = cfg.firm.password.reveal() or None
     return aioredis.Redis.from_url(cfg.firm.redis_url, password=pw, socket_timeout=timeout_s,
                                    socket_connect_timeout=timeout_s, retry_on_timeout=False)
@@ -124,10 +130,6 @@ async def run(cfg: Config, stop: asyncio.Event, position: LatestValue, out: Late
               phase: Callable[[], str] = lambda: "",
               on_status: Callable[[FirmStatus], None] | None = None) -> None:
     """Publish and read every ``firm.publish_ms`` until ``stop``; a failure is logged once per outage."""
-    from redis.exceptions import RedisError
-
-    from fastmm.db.shipper import base_asset
-
     ins = cfg.instrument
     lot_e8 = int(ins.lot_size * 100_000_000)
     asset = base_asset(cfg)

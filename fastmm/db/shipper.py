@@ -27,6 +27,7 @@ import psycopg
 
 from fastmm.config import Config
 from fastmm.db import rows
+from fastmm.db.firm import base_asset
 from fastmm.db.migrate import migrate
 from fastmm.db.tail import JournalTail
 
@@ -44,10 +45,6 @@ def streams_of(cfg: Config) -> dict[str, Path]:
     st = cfg.state_path
     return {"quoter": st / cfg.journal.file, "hedger": st / "hedger.jsonl",
             "supervisor": st / "supervisor.jsonl"}
-
-
-def base_asset(cfg: Config) -> str:
-    return cfg.firm.asset or cfg.instrument.symbol.split("-")[0]
 
 
 @dataclass
