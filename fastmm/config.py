@@ -301,6 +301,7 @@ class FirmConfig:
                         doc="Redis URL without a password (FASTMM_REDIS_PASSWORD)")
     prefix: str = _f("fastmm", doc="key prefix: <prefix>:inst:<instance>")
     publish_ms: int = _f(1000, 50, 60000)
+    timeout_ms: int = _f(1000, 10, 60000, doc="a Redis round trip slower than this counts as Redis down")
     ttl_s: int = _f(5, 1, 3600, doc="an instance's entry expires this long after its last publish")
     asset: str = _f("", doc="base asset summed against risk.firm_max_position_btc; "
                             "empty = the symbol's part before '-'")

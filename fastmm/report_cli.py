@@ -448,7 +448,7 @@ def make_report(journal: Path, out_dir: Path, cfg: Config) -> dict[str, Any]:
 
 def _report(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, os.environ)
-    if args.db:
+    if args.db is not None:
         return _report_db(args, cfg)
     if not args.journal:
         print("fastmm report: give a JOURNAL, or --db URL", file=sys.stderr)
@@ -477,7 +477,8 @@ def _report_db(args: argparse.Namespace, cfg: Config) -> int:
     out = Path(args.out or "session-report")
     pw = cfg.ship.password.reveal() or None
     try:
-        with psycopg.connect(args.db, connect_timeout=10, **({"password": pw} if pw else {})) as conn:
+        with psycopg.connect(args.db or cfg.ship.dsn, connect_timeout=10,
+                             **({"password": pw} if pw else {})) as conn:
             res = make_db_report(conn, out, cfg, instance=args.instance,
                                  since_ns=parse_since(args.since, now_ns()))
     except psycopg.Error as e:
@@ -500,8 +501,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "summary.json. supervisor.jsonl, latency.quoter.txt and report.json "
                                    "next to the journal are used when present.")
     p.add_argument("journal", nargs="?", help="the journal file, e.g. var/<instance>/journal.jsonl")
-    p.add_argument("--db", metavar="URL", help="draw it from the trading-records database instead, across "
-                   "instances (password from FASTMM_DB_PASSWORD)")
+    p.add_argument("--db", metavar="URL", nargs="?", const="", help="draw it from the trading-records "
+                   "database instead, across instances (no URL: the config's ship.dsn; password from "
+                   "FASTMM_DB_PASSWORD)")
     p.add_argument("--instance", help="with --db: only this instance")
     p.add_argument("--since", help="with --db: from this time (ISO 8601) or age (90m, 6h, 2d)")
     p.add_argument("--out", help="output folder (default: session-report/ next to the journal)")

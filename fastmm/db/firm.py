@@ -111,8 +111,9 @@ class FirmPublisher:
         return fold(self.instance, mine["asset"], dict(zip(names, got, strict=True)), now_ms, self.ttl_ms)
 
 
-def client(cfg: Config, timeout_s: float = 0.5) -> Any:
+def client(cfg: Config) -> Any:
     pw = cfg.firm.password.reveal() or None
+    timeout_s = cfg.firm.timeout_ms / 1000
     return aioredis.Redis.from_url(cfg.firm.redis_url, password=pw, socket_timeout=timeout_s,
                                    socket_connect_timeout=timeout_s, retry_on_timeout=False)
 
@@ -150,7 +151,8 @@ async def run(cfg: Config, stop: asyncio.Event, position: LatestValue, out: Late
                          t_ms=time.time_ns() // 1_000_000)
             tx = out.tx[0]
             try:
-                others = await asyncio.wait_for(pub.exchange(mine, int(mine["t_ms"])), max(1.0, 2 * period))
+                others = await asyncio.wait_for(pub.exchange(mine, int(mine["t_ms"])),
+                                                2 * cfg.firm.timeout_ms / 1000)
             except (RedisError, OSError, TimeoutError) as e:
                 st.errors += 1
                 text = f"{type(e).__name__}: {e}".splitlines()[0][:200]
