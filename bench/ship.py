@@ -3,6 +3,10 @@ with shipping on and off, in the same run.
 
 A throwaway PostgreSQL (fastmm.db.servers) on loopback. Rows:
 
+* ``paper_max_speed``: ``fastmm paper --speed 0`` (the recording replayed as fast as the engine takes it)
+  for ``--paper-s`` seconds with ``ship.enabled``: the journals' records per second over the session,
+  and whether the shipper process had shipped every record when the engine stopped (before the
+  supervisor's last few records, which the next start ships);
 * ``journal_write``: the engine's record mix (order, ack, fill, mark, pnl; hedges, cancels, phases;
   tests/db/db_journals.py) appended with the default durability (``flush``: one write per record) as
   fast as one process can: the most records per second any replay speed can make the journal take;
@@ -11,11 +15,12 @@ A throwaway PostgreSQL (fastmm.db.servers) on loopback. Rows:
   written the shipper drains it;
 * ``price_event_ship_off`` / ``_on``: bench/core.py's price event (aggregator -> fair mid -> ladder ->
   reconcile -> actions) timed per event, 1 ms apart, while a writer process appends the record mix at
-  ``--rate`` records per second to a journal; "on" runs the real ``fastmm db ship`` process on it (and
-  PostgreSQL takes the rows), "off" does not. Off and on alternate ``--rounds`` times so drift on a
+  each of ``--rates`` records per second to a journal; "on" runs the real ``fastmm db ship`` process
+  on it (and PostgreSQL takes the rows), "off" does not. Off and on alternate ``--rounds`` times so drift on a
   shared machine falls on both.
 
-    .venv/bin/python bench/ship.py [--records 60000] [--rate 2000] [--events 3000] [--rounds 3] [--json P]
+    .venv/bin/python bench/ship.py [--paper-s 30] [--records 60000] [--rates 200,2000] [--events 3000]
+                                   [--rounds 3] [--json P]
 """
 
 from __future__ import annotations
@@ -92,16 +97,52 @@ def throughput(pg: PostgresServer, root: Path, records: int) -> dict[str, float]
             "ship_over_write": (n / t_ship) / (n / t_write), "batches": stats.batches}
 
 
+def paper(pg: PostgresServer, root: Path, seconds: float) -> dict[str, float]:
+    """A max-speed paper session with the shipper on: the journals' write rate and what got shipped."""
+    import psycopg
+
+    from fastmm.journal import read_journal
+
+    name = f"paper{os.getpid()}"
+    env = {**os.environ, "FASTMM_INSTANCE__NAME": name, "FASTMM_INSTANCE__STATE_DIR": str(root),
+           "FASTMM_INSTANCE__LOG_LEVEL": "WARNING", "FASTMM_SHIP__ENABLED": "true",
+           "FASTMM_SHIP__DSN": pg.dsn(), "FASTMM_SIM__TAKER_PROBABILITY": "1.0",
+           "FASTMM_QUOTING__BASE_SPREAD_BPS": "2"}
+    p = subprocess.run([sys.executable, "-m", "fastmm.cli", "paper", "--speed", "0", "--duration",
+                        str(seconds), "--quiet"], env=env, capture_output=True, text=True,
+                       timeout=seconds + 300)
+    if p.returncode != 0:
+        raise RuntimeError(f"paper exited {p.returncode}: {p.stderr[-2000:]}")
+    cfg = cfg_for(root, pg.dsn(), name)
+    total = 0
+    t_lo, t_hi = 2**63, 0
+    shipped = 0
+    with psycopg.connect(pg.dsn(), password=pg.password) as c:
+        for stream, path in shipper.streams_of(cfg).items():
+            recs = list(read_journal(path))
+            total += len(recs)
+            if stream == "quoter" and recs:
+                t_lo, t_hi = min(t_lo, recs[0]["t_ns"]), max(t_hi, recs[-1]["t_ns"])
+            row = c.execute("SELECT seq FROM ship_cursor WHERE instance = %s AND stream = %s",
+                            (name, stream)).fetchone()
+            shipped += row[0] if row else 0
+    span = max(1e-9, (t_hi - t_lo) / 1e9)
+    quoter = sum(1 for _ in read_journal(shipper.streams_of(cfg)["quoter"]))
+    return {"records": total, "quoter_records": quoter, "quoter_span_s": span,
+            "quoter_per_s": quoter / span, "shipped": shipped, "unshipped_at_stop": total - shipped}
+
+
 def latency(pg: PostgresServer, root: Path, rate: float, events: int,
             rounds: int) -> dict[str, dict[str, float]]:
     runs: dict[str, list[int]] = {"off": [], "on": []}
     shipped = 0
     for r in range(rounds):
         for mode in ("off", "on"):
-            state = root / f"lat{r}{mode}"
+            name = f"lat{int(rate)}r{r}{mode}"
+            state = root / name
             state.mkdir(parents=True)
-            env = {**os.environ, "FASTMM_INSTANCE__NAME": f"lat{r}{mode}",
-                   "FASTMM_INSTANCE__STATE_DIR": str(root), "FASTMM_SHIP__DSN": pg.dsn()}
+            env = {**os.environ, "FASTMM_INSTANCE__NAME": name, "FASTMM_INSTANCE__STATE_DIR": str(root),
+                   "FASTMM_SHIP__DSN": pg.dsn()}
             procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(HERE.parent / "tests" / "db"),
                                        str(state), str(rate)], env=env)]
             if mode == "on":
@@ -125,18 +166,19 @@ def latency(pg: PostgresServer, root: Path, rate: float, events: int,
 
                 with psycopg.connect(pg.dsn(), password=pg.password) as c:
                     shipped += c.execute("SELECT count(*) FROM journal_records WHERE instance = %s",
-                                         (f"lat{r}{mode}",)).fetchone()[0]
-    out = {f"price_event_ship_{m}": summary(v) for m, v in runs.items()}
-    out["shipped_during_on"] = {"records": float(shipped)}
-    return out
+                                         (name,)).fetchone()[0]
+    return {"off": summary(runs["off"]), "on": summary(runs["on"]), "shipped_during_on": {"n": shipped}}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=60_000)
-    ap.add_argument("--rate", type=float, default=2000.0, help="journal records per second while timing")
+    ap.add_argument("--rates", default="200,2000",
+                    help="journal records per second while timing, one row pair each (the quoter's "
+                         "journal takes at most ~40/s: TrueX lets 8-10 orders a second through)")
     ap.add_argument("--events", type=int, default=3000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--paper-s", type=float, default=30.0, help="max-speed paper session length (0 = skip)")
     ap.add_argument("--json", metavar="PATH")
     args = ap.parse_args()
     freeze_startup_heap()
@@ -145,26 +187,38 @@ def main() -> int:
     try:
         pg.start()
         os.environ["FASTMM_DB_PASSWORD"] = pg.password
+        pp = paper(pg, root / "paper", args.paper_s) if args.paper_s > 0 else None
         tp = throughput(pg, root, args.records)
-        lat = latency(pg, root, args.rate, args.events, args.rounds)
+        lat = {rate: latency(pg, root, float(rate), args.events, args.rounds)
+               for rate in args.rates.split(",")}
     finally:
         pg.remove()
         subprocess.run(["rm", "-rf", str(root)], check=False)
-    off, on = lat["price_event_ship_off"], lat["price_event_ship_on"]
-    print(f"{'row':<28} {'value':>14}")
-    print(f"{'journal_write records/s':<28} {tp['write_per_s']:>14,.0f}")
-    print(f"{'ship records/s':<28} {tp['ship_per_s']:>14,.0f}")
-    print(f"{'ship / write':<28} {tp['ship_over_write']:>14.2f}")
+    print(f"{'row':<40} {'value':>14}")
+    if pp is not None:
+        print(f"{'paper_max_speed quoter journal records/s':<40} {pp['quoter_per_s']:>14,.1f}")
+        print(f"{'paper_max_speed records (all journals)':<40} {pp['records']:>14,}")
+        print(f"{'paper_max_speed unshipped at stop':<40} {pp['unshipped_at_stop']:>14,}")
+    print(f"{'journal_write records/s':<40} {tp['write_per_s']:>14,.0f}")
+    print(f"{'ship records/s':<40} {tp['ship_per_s']:>14,.0f}")
+    print(f"{'ship / journal_write':<40} {tp['ship_over_write']:>14.2f}")
+    if pp is not None:
+        print(f"{'ship / paper_max_speed':<40} {tp['ship_per_s'] / pp['quoter_per_s']:>14.1f}")
     print()
-    print(f"{'row':<24} {'n':>7} {'p50 us':>8} {'p99 us':>8} {'p50 on/off':>11} {'p99 on/off':>11}")
-    for name, row in (("price_event_ship_off", off), ("price_event_ship_on", on)):
-        print(f"{name:<24} {int(row['n']):>7} {row['p50_us']:>8.2f} {row['p99_us']:>8.2f} "
-              f"{row['p50_us'] / off['p50_us']:>11.3f} {row['p99_us'] / off['p99_us']:>11.3f}")
-    print(f"journal rate while timing {args.rate:.0f} records/s; shipped during 'on': "
-          f"{int(lat['shipped_during_on']['records'])} records")
+    print(f"{'row':<34} {'n':>7} {'p50 us':>8} {'p99 us':>8} {'p50 on/off':>11} {'p99 on/off':>11} "
+          f"{'shipped':>8}")
+    for rate, rows in lat.items():
+        off = rows["off"]
+        for mode in ("off", "on"):
+            row = rows[mode]
+            n_sh = rows["shipped_during_on"]["n"] if mode == "on" else 0
+            print(f"{f'price_event_ship_{mode} @{rate}/s':<34} {int(row['n']):>7} {row['p50_us']:>8.2f} "
+                  f"{row['p99_us']:>8.2f} {row['p50_us'] / off['p50_us']:>11.3f} "
+                  f"{row['p99_us'] / off['p99_us']:>11.3f} {n_sh:>8}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"throughput": tp, "latency": lat, "args": vars(args),
-                                               "python": platform.python_version()}, indent=2))
+        Path(args.json).write_text(json.dumps({"paper": pp, "throughput": tp, "latency": lat,
+                                               "args": vars(args), "python": platform.python_version()},
+                                              indent=2))
     return 0
 
 
