@@ -129,7 +129,8 @@ def paper(pg: PostgresServer, root: Path, seconds: float) -> dict[str, float]:
     span = max(1e-9, (t_hi - t_lo) / 1e9)
     quoter = sum(1 for _ in read_journal(shipper.streams_of(cfg)["quoter"]))
     return {"records": total, "quoter_records": quoter, "quoter_span_s": span,
-            "quoter_per_s": quoter / span, "shipped": shipped, "unshipped_at_stop": total - shipped}
+            "quoter_per_s": quoter / span, "shipped": shipped, "unshipped_at_stop": total - shipped,
+            "paper_output_tail": p.stdout[-1500:]}
 
 
 def latency(pg: PostgresServer, root: Path, rate: float, events: int,
