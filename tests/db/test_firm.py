@@ -99,6 +99,7 @@ def test_firm_process_core_survives_a_redis_restart_and_logs_it_once(
             now = time.monotonic_ns()
             # firm +0.8 under a cap of 1: 0.2 BTC more may be bought
             assert gate.room(2_000, now) == (2_000, 18_000)
+            assert gate.others_lots(now) == 6_000                     # what hedge.firm_net adds
             await asyncio.to_thread(redis_server.crash)
             for _ in range(100):
                 await asyncio.sleep(0.05)
@@ -108,6 +109,7 @@ def test_firm_process_core_survives_a_redis_restart_and_logs_it_once(
             assert int(out.rx["redis_up"][0]) == 0 if out.read() > 0 else False
             # Redis gone: only reduce (stop_opening_when_down)
             assert gate.room(2_000, time.monotonic_ns()) == (0, 2_000)
+            assert gate.others_lots(time.monotonic_ns()) is None      # the hedger hedges its own only
             await asyncio.to_thread(redis_server.start)
             await other.r.aclose()
             other = firm.FirmPublisher(cfg_for(redis_url, "other", FASTMM_FIRM__PREFIX=cfg.firm.prefix),

@@ -121,7 +121,8 @@ def test_two_engines_one_database_one_redis_and_the_firm_cap(
     common = {
         "FASTMM_INSTANCE__STATE_DIR": str(tmp_path), "FASTMM_INSTANCE__LOG_LEVEL": "WARNING",
         "FASTMM_SIM__SPEED": "4", "FASTMM_SIM__TAKER_PROBABILITY": "1.0",
-        "FASTMM_QUOTING__BASE_SPREAD_BPS": "2", "FASTMM_PROCESSES__HEARTBEAT_TIMEOUT_MS": "3000",
+        "FASTMM_QUOTING__BASE_SPREAD_BPS": "2", "FASTMM_PROCESSES__HEARTBEAT_TIMEOUT_MS": "10000",
+        "FASTMM_RISK__STALE_DATA_MS": "30000",   # a host loaded by other work must not trip the kill switch
         "FASTMM_SHIP__ENABLED": "true", "FASTMM_SHIP__DSN": db, "FASTMM_SHIP__POLL_MS": "100",
         "FASTMM_FIRM__ENABLED": "true", "FASTMM_FIRM__REDIS_URL": redis_url, "FASTMM_FIRM__PREFIX": prefix,
         "FASTMM_FIRM__PUBLISH_MS": "200", "FASTMM_FIRM__TIMEOUT_MS": "3000", "FASTMM_FIRM__TTL_S": "10", "FASTMM_FIRM__STOP_OPENING_WHEN_DOWN": "true",
