@@ -10,13 +10,15 @@ T0 = 1_764_748_800_000_000_000   # 2025-12-03 08:00:00 UTC
 
 
 def write_session(state: Path, n: int, *, start: int = 0, rotate_bytes: int = 1 << 20,
-                  quoter: Journal | None = None, mid_ticks: int = 180_000) -> dict[str, int]:
+                  quoter: Journal | None = None, mid_ticks: int = 180_000,
+                  supervisor: bool = True) -> dict[str, int]:
     """Append ``n`` rounds of order -> ack -> fill -> mark -> pnl (plus hedges, phases, a repeated fill
-    now and then) to the journals in ``state``; returns records written per stream."""
+    now and then) to the journals in ``state``; returns records written per stream. ``supervisor=False``
+    leaves supervisor.jsonl to a real supervisor (one writer per journal)."""
     state.mkdir(parents=True, exist_ok=True)
     q = quoter or Journal(state / "journal.jsonl", "flush", rotate_bytes)
     h = Journal(state / "hedger.jsonl", "flush", rotate_bytes)
-    s = Journal(state / "supervisor.jsonl", "flush", rotate_bytes)
+    s = Journal(state / ("supervisor.jsonl" if supervisor else "supervisor.test.jsonl"), "flush", rotate_bytes)
     counts = {"quoter": 0, "hedger": 0, "supervisor": 0}
     try:
         if start == 0:

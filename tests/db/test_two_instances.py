@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from redis.exceptions import RedisError
 
-from fastmm.config import Config, load_config
+from fastmm.config import Config, _parse_env_value, _toml_value, load_config
 from fastmm.data.paths import data_dir
 from fastmm.db import firm
 from fastmm.db.shipper import streams_of
@@ -45,11 +45,32 @@ class Running:
         self.cfg, self.sup, self.sims = cfg, sup, sims
 
 
-def start_engine(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, made: list[Running]) -> Running:
+def toml_of(env: dict[str, str]) -> str:
+    """FASTMM_<SECTION>__<KEY> settings as a TOML file (each engine's own: its children read the file,
+    so a child the supervisor restarts never picks up the other engine's settings from the environment)."""
+    raw: dict = {}
     for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    sim_venues.paper_credentials(os.environ)
-    cfg = load_config(None, os.environ)
+        if k.startswith("FASTMM_") and "__" in k:
+            *path, last = k[len("FASTMM_"):].lower().split("__")
+            node = raw
+            for part in path:
+                node = node.setdefault(part, {})
+            node[last] = _parse_env_value(v)
+
+    def emit(prefix: str, table: dict) -> str:
+        out = f"[{prefix}]\n" if prefix else ""
+        out += "".join(f"{k} = {_toml_value(v)}\n" for k, v in table.items() if not isinstance(v, dict))
+        for k, v in table.items():
+            if isinstance(v, dict):
+                out += emit(f"{prefix}.{k}" if prefix else k, v)
+        return out
+
+    return emit("", raw)
+
+
+def start_engine(settings: dict[str, str], root: Path, made: list[Running]) -> Running:
+    sim_venues.paper_credentials(os.environ)        # secrets: the environment (the same for both)
+    cfg = load_config(None, {**os.environ, **settings})
     st = SimThread()
     holder: dict[str, sim_venues.VenueSet] = {}
 
@@ -67,11 +88,12 @@ def start_engine(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, made: lis
     except BaseException:
         st.close()
         raise
-    for k, v in sim_venues.config_for(cfg, holder["v"]).items():
-        monkeypatch.setenv(k, v)
-    cfg = load_config(None, os.environ)
+    settings = {**settings, **sim_venues.config_for(cfg, holder["v"])}
+    path = root / f"{settings['FASTMM_INSTANCE__NAME']}.toml"
+    path.write_text(toml_of(settings))
+    cfg = load_config(path, os.environ)
     assert processes(cfg)[-2:] == ("shipper", "firm")
-    sup = Supervisor(cfg, default_children(cfg, None, processes(cfg)),
+    sup = Supervisor(cfg, default_children(cfg, str(path), processes(cfg)),
                      restart=RestartPolicy(first_delay_ns=100_000_000))
     run = Running(cfg, sup, st)
     made.append(run)
@@ -80,9 +102,13 @@ def start_engine(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, made: lis
 
 
 @pytest.fixture
-def engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Running]]:
+def engines() -> Iterator[list[Running]]:
     made: list[Running] = []
+    before = set(os.environ)
     yield made
+    for k in set(os.environ) - before:          # the paper credentials start_engine put there
+        if k.startswith("FASTMM_"):
+            del os.environ[k]
     for r in made:
         try:
             if r.sup.lifecycle.phase != lc.Phase.STOPPED and r.sup.channels:
@@ -116,7 +142,7 @@ def position_lots(r: Running) -> int:
 @pytest.mark.timeout(600)
 @pytest.mark.skipif(not ETH_DATA.is_dir(), reason="the ETH recording is not in ../shared/data")
 def test_two_engines_one_database_one_redis_and_the_firm_cap(
-        tmp_path: Path, db: str, redis_url: str, engines: list[Running], monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, db: str, redis_url: str, engines: list[Running]) -> None:
     prefix = f"two{os.getpid()}"
     common = {
         "FASTMM_INSTANCE__STATE_DIR": str(tmp_path), "FASTMM_INSTANCE__LOG_LEVEL": "WARNING",
@@ -153,11 +179,11 @@ def test_two_engines_one_database_one_redis_and_the_firm_cap(
         btc = start_engine({**common, "FASTMM_INSTANCE__NAME": f"btc{os.getpid()}",
                             "FASTMM_RISK__FIRM_MAX_POSITION_BTC": "0.5",
                             "FASTMM_QUOTING__BASE_SIZE_BTC": "0.05", "FASTMM_SIM__TAKER_SIZE_SCALE": "20",
-                            "FASTMM_HEDGE__ENABLED": "false"}, monkeypatch, engines)
+                            "FASTMM_HEDGE__ENABLED": "false"}, tmp_path, engines)
         eth = start_engine({**common, "FASTMM_INSTANCE__NAME": f"eth{os.getpid()}",
                             "FASTMM_INSTRUMENT__SYMBOL": "ETH-PYUSD", "FASTMM_SIM__DATA_DIR": str(ETH_DATA),
                             "FASTMM_HEDGE__ENABLED": "false", "FASTMM_QUOTING__BASE_SIZE_BTC": "0.5"},
-                           monkeypatch, engines)
+                           tmp_path, engines)
         step_all(engines, lambda: all(r.sup.lifecycle.phase == lc.Phase.QUOTING for r in engines), 240, "QUOTING")
         peak = 0
         t_end = time.monotonic() + 40
@@ -182,9 +208,9 @@ def test_two_engines_one_database_one_redis_and_the_firm_cap(
     # The supervisor journals its last phases after its children (the shipper among them) have exited:
     # the next start of the instance ships them; here `fastmm db ship --once` does what it would.
     for r in (btc, eth):
-        out = subprocess.run([sys.executable, "-m", "fastmm.cli", "db", "ship", "--once"], capture_output=True,
-                             text=True, timeout=120, env={**os.environ, "FASTMM_INSTANCE__NAME": r.cfg.instance.name,
-                                                          "FASTMM_INSTRUMENT__SYMBOL": r.cfg.instrument.symbol})
+        out = subprocess.run([sys.executable, "-m", "fastmm.cli", "db", "ship", "--once", "-c",
+                              str(tmp_path / f"{r.cfg.instance.name}.toml")], capture_output=True, text=True,
+                             timeout=120, env=dict(os.environ))
         assert out.returncode == 0, out.stderr
     # Both instances' rows, and each instance's journals equal to its rows.
     with psycopg.connect(db, password=os.environ["FASTMM_DB_PASSWORD"]) as c:
