@@ -1,21 +1,24 @@
-"""The firm-wide position cap as room on each side of this instance's ladder. Pure.
+"""The firm-wide position cap as bounds on this instance's position. Pure.
 
-Several engines of one firm trade the same base asset (BTC on TrueX here, BTC elsewhere); each
-publishes its position to Redis and reads the others' (fastmm.db.firm). ``risk.firm_max_position_btc``
-caps |own + others|. The quote engine already limits each side by this instance's own room
-(``inventory.max_position_btc``); :func:`firm_room` gives a second, firm-wide limit it takes the smaller
-of. The others' positions are up to a publish interval old, so two engines filling at the same moment
-can pass the cap by at most their ladders' sizes until the next publish.
+Several engines of one firm trade the same base asset; each publishes its position to Redis and reads
+the others' (fastmm.db.firm). ``risk.firm_max_position_btc`` caps |own + others|, which bounds this
+instance's own position to ``[-(cap + others), cap - others]``: :func:`firm_bounds` gives
+``(max long, max short)`` in lots. The quote engine holds its position plus every working order on a
+side inside the bound (a fill turns working lots into position, so only new orders can grow the sum),
+and quotes no more than the room left (:func:`room`) on top of its own ``inventory.max_position_btc``.
+The others' positions are up to a publish interval old: two engines filling at the same moment can
+pass the cap by what the other filled since its last publish.
 
 Without a current firm view (Redis unreachable, or the firm process silent) the engine keeps its own
-limits; with ``firm.stop_opening_when_down`` it only reduces its position until the view is back.
+limits; with ``firm.stop_opening_when_down`` it bounds the position where it is, so only reducing
+orders go, until the view is back.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-Room = tuple[int, int]      # (lots this instance may still buy, lots it may still sell)
+Bounds = tuple[int, int]    # (largest long position, largest short position as a positive number), lots
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,19 +28,22 @@ class FirmView:
     current: bool               # Redis answered within the staleness bound
 
 
-def firm_room(own_lots: int, lot_e8: int, cap_e8: int, view: FirmView | None,
-              stop_opening_when_down: bool) -> Room | None:
-    """The firm-wide room on each side, in lots; None when the firm imposes nothing beyond own limits."""
+def firm_bounds(own_lots: int, lot_e8: int, cap_e8: int, view: FirmView | None,
+                stop_opening_when_down: bool) -> Bounds | None:
+    """This instance's position bounds under the firm cap; None when the firm imposes nothing."""
     if view is None or not view.current:
         if not stop_opening_when_down:
             return None
-        return (max(0, -own_lots), max(0, own_lots))       # only what brings the position to zero
+        return (max(0, own_lots), max(0, -own_lots))       # no further from zero than now
     if cap_e8 <= 0:
         return None
-    firm_e8 = view.others_position_e8 + own_lots * lot_e8
-    buy = (cap_e8 - firm_e8) // lot_e8
-    sell = (cap_e8 + firm_e8) // lot_e8
-    return (max(0, buy), max(0, sell))
+    others = view.others_position_e8
+    return (max(0, (cap_e8 - others) // lot_e8), max(0, (cap_e8 + others) // lot_e8))
+
+
+def room(bounds: Bounds, position_lots: int) -> tuple[int, int]:
+    """(lots that may still be bought, sold) from ``position_lots`` within ``bounds``."""
+    return (max(0, bounds[0] - position_lots), max(0, bounds[1] + position_lots))
 
 
 def view_from_record(rx: object, now_ns: int, stale_ns: int) -> FirmView:

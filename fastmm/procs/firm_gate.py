@@ -1,5 +1,5 @@
 """The quoter's and the hedger's side of the firm-wide view: the ``firm`` shared-memory value read off
-the hot path (on the quoter's timer, the hedger's loop), turned into a room by fastmm.core.firm_limit.
+the hot path (on the quoter's timer, the hedger's loop), turned into position bounds (fastmm.core.firm_limit).
 
 The firm process (fastmm.db.firm) writes the value about every ``firm.publish_ms``; a value whose last
 successful Redis round trip is older than three publish intervals (at least 3 s) counts as Redis down.
@@ -11,7 +11,7 @@ import contextlib
 import logging
 
 from fastmm.config import Config
-from fastmm.core.firm_limit import FirmView, Room, firm_room, view_from_record
+from fastmm.core.firm_limit import Bounds, FirmView, firm_bounds, view_from_record
 from fastmm.shm import LatestValue, SegmentMissing
 from fastmm.shm.records import FIRM
 
@@ -48,8 +48,8 @@ class FirmGate:
         self._was_current = current
         return v
 
-    def room(self, own_lots: int, now_ns: int) -> Room | None:
-        return firm_room(own_lots, self.lot_e8, self.cap_e8, self.view(now_ns), self.stop_when_down)
+    def bounds(self, own_lots: int, now_ns: int) -> Bounds | None:
+        return firm_bounds(own_lots, self.lot_e8, self.cap_e8, self.view(now_ns), self.stop_when_down)
 
     def others_lots(self, now_ns: int) -> int | None:
         """The other live instances' summed position in this instance's lots (None: no current view)."""

@@ -292,9 +292,9 @@ class Quoter:
                                 fees_e8=pnl.fees_units, fair_mid_e8=self._fair_mid_e8)
         self.send_actions(self.core.on_timer(now), now)
         if self.firm_gate is not None:      # the firm-wide cap, off the price path (fastmm.procs.firm_gate)
-            room = self.firm_gate.room(self.core.inventory.position_lots, now)
-            if room != self.core.engine.firm_room:
-                self.core.engine.firm_room = room
+            bounds = self.firm_gate.bounds(self.core.inventory.position_lots, now)
+            if bounds != self.core.engine.firm_bounds:
+                self.core.engine.firm_bounds = bounds
                 self.send_actions(self.core.engine.requote(now), now)
         for ev in self.core.events():
             kind = type(ev).__name__

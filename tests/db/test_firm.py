@@ -98,7 +98,7 @@ def test_firm_process_core_survives_a_redis_restart_and_logs_it_once(
             import time
             now = time.monotonic_ns()
             # firm +0.8 under a cap of 1: 0.2 BTC more may be bought
-            assert gate.room(2_000, now) == (2_000, 18_000)
+            assert gate.bounds(2_000, now) == (4_000, 16_000)
             assert gate.others_lots(now) == 6_000                     # what hedge.firm_net adds
             await asyncio.to_thread(redis_server.crash)
             for _ in range(100):
@@ -108,7 +108,7 @@ def test_firm_process_core_survives_a_redis_restart_and_logs_it_once(
             assert not seen[-1].up
             assert int(out.rx["redis_up"][0]) == 0 if out.read() > 0 else False
             # Redis gone: only reduce (stop_opening_when_down)
-            assert gate.room(2_000, time.monotonic_ns()) == (0, 2_000)
+            assert gate.bounds(2_000, time.monotonic_ns()) == (2_000, 0)
             assert gate.others_lots(time.monotonic_ns()) is None      # the hedger hedges its own only
             await asyncio.to_thread(redis_server.start)
             await other.r.aclose()
@@ -120,7 +120,7 @@ def test_firm_process_core_survives_a_redis_restart_and_logs_it_once(
                 if seen[-1].up and seen[-1].others and seen[-1].others.live == 1:
                     break
             assert seen[-1].up
-            assert gate.room(2_000, time.monotonic_ns()) == (9_000, 11_000)   # firm +0.1 now
+            assert gate.bounds(2_000, time.monotonic_ns()) == (11_000, 9_000)   # others -0.1 now
             stop.set()
             await asyncio.wait_for(task, 10)
             await other.r.aclose()
