@@ -28,6 +28,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "fastmm.ops_cli",
     "fastmm.report_cli",
     "fastmm.bench_cli",
+    "fastmm.db_cli",
 )
 
 

@@ -5,7 +5,8 @@ Read from a TOML file, then overridden by environment variables:
 * ``FASTMM_<SECTION>__<KEY>=value`` overrides any setting (the value is parsed as a TOML
   value when it can be, otherwise taken as a string), e.g. ``FASTMM_QUOTING__LEVELS=3``.
 * Secrets come only from the environment (``FASTMM_TRUEX_API_KEY_ID``, ``FASTMM_TRUEX_API_SECRET``,
-  ``FASTMM_TRUEX_CLIENT_ID``, ``FASTMM_KRAKEN_API_KEY``, ``FASTMM_KRAKEN_API_SECRET``); a secret in the
+  ``FASTMM_TRUEX_CLIENT_ID``, ``FASTMM_KRAKEN_API_KEY``, ``FASTMM_KRAKEN_API_SECRET``,
+  ``FASTMM_DB_PASSWORD``, ``FASTMM_REDIS_PASSWORD``); a secret in the
   TOML file is an error, so none ends up in a repository.
 
 Every problem (unknown key, wrong type, value out of range) raises :class:`ConfigError` with one line
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
+from urllib.parse import urlsplit
 
 ENV_PREFIX = "FASTMM_"
 
@@ -160,6 +162,9 @@ class HedgeConfig:
     min_hedge_btc: Decimal = _f(Decimal("0.001"), Decimal("0.00000001"), Decimal(1000))
     max_hedge_btc: Decimal = _f(Decimal("1.0"), Decimal("0.00000001"), Decimal(1000))
     dead_man_timeout_s: int = _f(0, 0, 86400, doc="CancelAllOrdersAfter; 0 = off")
+    firm_net: bool = _f(False, doc="hedge the firm-wide net of this base asset (own + other live "
+                                   "instances, from firm.enabled) instead of this instance's own; set it on "
+                                   "one instance and hedge.enabled = false on the others")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +174,9 @@ class RiskConfig:
     max_reject_rate_per_min: int = _f(30, 1, 60000)
     stale_data_ms: int = _f(1000, 10, 3600000, doc="no reference price for this long pulls the quotes (a "
                             "backstop behind the feeds' stale_after_ms); never a kill-switch trip")
+    firm_max_position_btc: Decimal = _f(Decimal(0), Decimal(0), Decimal(10**6),
+                                        doc="cap on the summed position of the firm's live instances in "
+                                            "this base asset (needs firm.enabled); 0 = off")
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +288,8 @@ class ProcessesConfig:
     feed_truex_md: list[int] = _f([])
     quoter: list[int] = _f([])
     hedger: list[int] = _f([])
+    shipper: list[int] = _f([])
+    firm: list[int] = _f([])
     heartbeat_timeout_ms: int = _f(3000, 50, 600000)
 
 
@@ -327,6 +337,38 @@ class JournalConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ShipConfig:
+    """The journal -> PostgreSQL shipper (fastmm.db.shipper), an optional process."""
+
+    enabled: bool = _f(False, doc="run the shipper process (the journal stays the source of truth)")
+    dsn: str = _f("postgresql://fastmm@127.0.0.1:5432/fastmm",
+                  doc="database URL without a password (FASTMM_DB_PASSWORD)")
+    batch_records: int = _f(2000, 1, 1_000_000, doc="records per transaction and stream")
+    poll_ms: int = _f(200, 1, 60000, doc="look for new journal records this often when idle")
+    retry_s: float = _f(2.0, 0.05, 3600.0, doc="wait before reconnecting to a database that failed")
+    migrate: bool = _f(True, doc="apply schema migrations on connect (else: fastmm db migrate)")
+    password: Secret = _secret()
+
+
+@dataclass(frozen=True, slots=True)
+class FirmConfig:
+    """Firm-wide inventory in Redis (fastmm.db.firm), an optional process."""
+
+    enabled: bool = _f(False, doc="publish position, PnL and phase to Redis and read the other instances'")
+    redis_url: str = _f("redis://127.0.0.1:6379/0",
+                        doc="Redis URL without a password (FASTMM_REDIS_PASSWORD)")
+    prefix: str = _f("fastmm", doc="key prefix: <prefix>:inst:<instance>")
+    publish_ms: int = _f(1000, 50, 60000)
+    timeout_ms: int = _f(1000, 10, 60000, doc="a Redis round trip slower than this counts as Redis down")
+    ttl_s: int = _f(5, 1, 3600, doc="an instance's entry expires this long after its last publish")
+    asset: str = _f("", doc="base asset summed against risk.firm_max_position_btc; "
+                            "empty = the symbol's part before '-'")
+    stop_opening_when_down: bool = _f(False, doc="Redis unreachable: only reduce the position until it is "
+                                                 "back")
+    password: Secret = _secret()
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     instance: InstanceConfig = field(default_factory=InstanceConfig)
     instrument: InstrumentConfig = field(default_factory=InstrumentConfig)
@@ -346,6 +388,8 @@ class Config:
     journal: JournalConfig = field(default_factory=JournalConfig)
     sim: SimConfig = field(default_factory=SimConfig)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
+    ship: ShipConfig = field(default_factory=ShipConfig)
+    firm: FirmConfig = field(default_factory=FirmConfig)
 
     @property
     def state_path(self) -> Path:
@@ -359,6 +403,8 @@ SECRET_ENV: dict[str, tuple[str, str]] = {
     "FASTMM_TRUEX_CLIENT_ID": ("truex", "client_id"),
     "FASTMM_KRAKEN_API_KEY": ("kraken", "api_key"),
     "FASTMM_KRAKEN_API_SECRET": ("kraken", "api_secret"),
+    "FASTMM_DB_PASSWORD": ("ship", "password"),
+    "FASTMM_REDIS_PASSWORD": ("firm", "password"),
 }
 
 
@@ -535,6 +581,15 @@ def _check_cross_field(cfg: Config) -> None:
         raise ConfigError("hedge.min_hedge_btc: must not exceed hedge.max_hedge_btc")
     for name, fs in (("order_entry", cfg.truex.order_entry), ("market_data", cfg.truex.market_data)):
         _check_tls(f"truex.{name}.tls", fs.tls)
+    for key, url in (("ship.dsn", cfg.ship.dsn), ("firm.redis_url", cfg.firm.redis_url)):
+        try:
+            has_password = urlsplit(url).password is not None or "password=" in url
+        except ValueError:
+            raise ConfigError(f"{key}: not a URL: {url!r}") from None
+        if has_password:
+            env = "FASTMM_DB_PASSWORD" if key == "ship.dsn" else "FASTMM_REDIS_PASSWORD"
+            raise ConfigError(f"{key}: a password in the URL is not read from files; set {env} in the "
+                              "environment")
     slots = cfg.shm.ring_slots
     if slots & (slots - 1):
         raise ConfigError(f"shm.ring_slots: {slots} is not a power of two")

@@ -11,7 +11,7 @@ import time
 
 from fastmm.config import load_config
 from fastmm.logs import setup_logging
-from fastmm.procs.plan import PROCESSES
+from fastmm.procs.plan import processes
 from fastmm.procs.supervisor import Supervisor, default_children
 from fastmm.shm.segment import InstanceRunning
 
@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _supervise(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, os.environ)
     setup_logging(cfg.instance.log_level)
-    sup = Supervisor(cfg, default_children(cfg, args.config, PROCESSES))
+    sup = Supervisor(cfg, default_children(cfg, args.config, processes(cfg)))
     try:
         return sup.run()
     except InstanceRunning as e:

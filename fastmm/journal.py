@@ -13,8 +13,10 @@ Durability (config ``journal.durability``):
 * ``fsync``: as ``flush``, plus ``fsync`` per record, so a host crash loses nothing.
 
 Rotation: when the active file passes ``rotate_bytes`` it is renamed ``<name>.<first seq:012d>`` and a
-new active file starts. A line torn by a crash in the middle of a write is cut off when the journal is
-opened again (logged once); everything before it is kept.
+new active file starts. Rotation never deletes a segment: the journal shipper (fastmm.db.shipper) reads
+unshipped records from rotated segments, so any retention added here must keep segments past the
+database's ship cursor (``fastmm db lag``). A line torn by a crash in the middle of a write is cut off
+when the journal is opened again (logged once); everything before it is kept.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ Durability = Literal["none", "flush", "fsync"]
 KINDS = frozenset({
     "order", "cancel", "replace", "ack", "reject", "cancel_reject", "canceled", "replaced", "fill",
     "hedge", "hedge_ack", "hedge_fill", "hedge_reject", "risk", "phase", "session", "recovery", "note",
-    "mark", "reconcile",
+    "mark", "reconcile", "pnl",
 })
 
 _BUFFER_BYTES = 64 * 1024

@@ -20,7 +20,7 @@ from typing import TextIO
 
 from fastmm.config import Config, load_config
 from fastmm.procs import lifecycle as lc
-from fastmm.procs.plan import PROCESSES
+from fastmm.procs.plan import processes
 from fastmm.procs.supervisor import Supervisor, default_children
 from fastmm.shm.instance_lock import InstanceLock
 from fastmm.sim import venues as sim_venues
@@ -33,7 +33,7 @@ class PaperOptions:
     config_path: str | None = None
     duration_s: float = 0.0        # 0 = until the data ends or Ctrl-C
     screen_every_s: float = 1.0
-    processes: tuple[str, ...] = PROCESSES
+    processes: tuple[str, ...] | None = None    # None: the config's (fastmm.procs.plan.processes)
 
 
 class _VenueHandle:
@@ -72,7 +72,8 @@ def run_paper(opts: PaperOptions, out: TextIO = sys.stdout) -> int:
             print(f"paper: {name:<18} {where}", file=out)
         os.environ.update(sim_venues.config_for(cfg, venues))
         cfg = load_config(opts.config_path, os.environ)
-        sup = Supervisor(cfg, default_children(cfg, opts.config_path, opts.processes))
+        sup = Supervisor(cfg, default_children(cfg, opts.config_path,
+                                                   opts.processes or processes(cfg)))
         sup.instance_lock, instance = instance, None
         return _watch(sup, venues, opts, out)
     finally:

@@ -26,16 +26,18 @@ from fastmm.metrics import JournalStats, read_latency_file, read_tail
 from fastmm.procs.book_channel import read_top
 from fastmm.procs.latency_channel import read_latency
 from fastmm.procs.lifecycle import Phase
-from fastmm.procs.plan import PROCESSES, QUOTER_LATENCY, health_channel
+from fastmm.procs.plan import OPTIONAL, PROCESSES, QUOTER_LATENCY, health_channel
 from fastmm.procs.venue_reconcile import STATUS_FILE as RECONCILE_FILE
 from fastmm.procs.venue_reconcile import render_status as render_reconcile
 from fastmm.shm import LatestValue, ShmError
 from fastmm.shm.instance_lock import holder_pid
 from fastmm.shm.records import (
     CONTROL,
+    FIRM,
     HEALTH,
     POSITION,
     STAGE_LATENCY,
+    STATE_CONNECTED,
     STATE_FRESH,
     STATE_LOGGED_ON,
     STATE_QUOTING,
@@ -94,7 +96,7 @@ def _read_shm(instance: str, channels: dict[str, LatestValue] | None) -> dict[st
         out["phase"] = Phase(int(ctl.rx["phase"][0])).name
         out["reason"] = bytes(ctl.rx["reason"][0]).decode("ascii", "replace")
         procs = {}
-        for p in PROCESSES:
+        for p in PROCESSES + OPTIONAL:
             ch = get(health_channel(p), HEALTH)
             if ch is None or ch.read() <= 0:
                 continue
@@ -103,6 +105,7 @@ def _read_shm(instance: str, channels: dict[str, LatestValue] | None) -> dict[st
             procs[p] = {"pid": int(r["pid"]), "age_ms": (now - int(r["t_pub"])) // 1_000_000,
                         "fresh": bool(st & STATE_FRESH), "logged_on": bool(st & STATE_LOGGED_ON),
                         "subscribed": bool(st & STATE_SUBSCRIBED), "quoting": bool(st & STATE_QUOTING),
+                        "connected": bool(st & STATE_CONNECTED),
                         "risk_tripped": bool(st & STATE_RISK_TRIPPED), "messages": int(r["messages"]),
                         "errors": int(r["errors"]), "restarts": int(r["restarts"])}
         out["processes"] = procs
@@ -128,6 +131,15 @@ def _read_shm(instance: str, channels: dict[str, LatestValue] | None) -> dict[st
                 "hedge_fills": int(r["hedge_fills"]), "live_orders": int(r["live_orders"]),
                 "quote_bid": int(r["quote_bid_ticks"]) * TICK, "quote_ask": int(r["quote_ask_ticks"]) * TICK,
                 "orders_sent": int(r["orders_sent"]), "risk_tripped": bool(int(r["risk_tripped"]))}
+        firm = get("firm", FIRM)
+        if firm is not None and firm.read() > 0:
+            r = firm.rx[0]
+            t_ok = int(r["t_ok"])
+            out["firm"] = {"redis_up": bool(int(r["redis_up"])), "others_live": int(r["others_live"]),
+                           "others_position": int(r["others_position_e8"]) / E8,
+                           "own_position": int(r["own_position_e8"]) / E8,
+                           "others_pnl": int(r["others_total_e8"]) / E8, "errors": int(r["errors"]),
+                           "ok_age_ms": (now - t_ok) // 1_000_000 if t_ok else None}
         lat = get(QUOTER_LATENCY, STAGE_LATENCY)
         live = read_latency(lat, now) if lat is not None else None
         if live is not None:
@@ -172,6 +184,8 @@ def render(st: dict[str, Any], elapsed_s: float | None = None) -> str:
     parts = []
     for p, h in procs.items():
         flags = [k for k in ("fresh", "logged_on", "subscribed", "quoting") if h[k]]
+        if p in OPTIONAL:       # the shipper's database, the firm process's Redis
+            flags.append("connected" if h["connected"] else "DOWN")
         if h["risk_tripped"]:
             flags.append("RISK")
         extra = f" restarts {h['restarts']}" if h["restarts"] else ""
@@ -192,6 +206,15 @@ def render(st: dict[str, Any], elapsed_s: float | None = None) -> str:
         risk = "  RISK TRIPPED" if pos["risk_tripped"] else ""
         lines.append(f"pnl      {pos['pnl']:+.2f} PYUSD (realized {pos['realized']:+.2f}, unrealized "
                      f"{pos['unrealized']:+.2f}, fees {pos['fees']:.2f}){risk}")
+    firm = st.get("firm")
+    if firm:
+        if firm["redis_up"]:
+            lines.append(f"firm     Redis up  {firm['others_live']} other instance(s): position "
+                         f"{firm['others_position']:+.4f}, PnL {firm['others_pnl']:+.2f}; firm "
+                         f"{firm['own_position'] + firm['others_position']:+.4f}")
+        else:
+            age = f" (last ok {firm['ok_age_ms']} ms ago)" if firm["ok_age_ms"] is not None else " (never)"
+            lines.append(f"firm     REDIS DOWN{age}: own limits only, {firm['errors']} failed round trips")
     lines += _render_live_latency(st.get("live_latency"))
     lines += _render_files(st)
     return "\n".join(lines)

@@ -98,6 +98,10 @@ class QuoteEngine:
         self._ba = 0
         self._in_ns: int | None = None
         # state
+        # (largest long, largest short) position under the firm-wide cap, or None; set by the shell from
+        # the firm view (fastmm.core.firm_limit): desired() quotes within it, _emit() keeps the position
+        # plus every working order of a side inside it
+        self.firm_bounds: tuple[int, int] | None = None
         self.halted = False
         self.pull_reason = "no price yet"
         self._deferred = False
@@ -226,6 +230,10 @@ class QuoteEngine:
         mx = inv.max_lots
         bid_room = 0 if bm == _PULL else (mx - pos if pos < mx else 0)
         ask_room = 0 if am == _PULL else (mx + pos if pos > -mx else 0)
+        fb = self.firm_bounds
+        if fb is not None:      # the firm-wide cap (fastmm.core.firm_limit), set from outside
+            bid_room, ask_room = min(bid_room, fb[0] - pos), min(ask_room, fb[1] + pos)
+            bid_room, ask_room = max(0, bid_room), max(0, ask_room)
         if self._post_only:
             return self.builder.build(x, bid_off, ask_off, self._bb, self._ba, bid_room, ask_room)
         return self.builder.build(x, bid_off, ask_off, 0, 0, bid_room, ask_room)
@@ -312,6 +320,14 @@ class QuoteEngine:
                     tracker.on_cancel(c, now_ns)
                     out.append(c)
                 continue
+            fb = self.firm_bounds
+            if fb is not None:
+                # position + this side's working lots (this order's new size instead of its old one)
+                # stay within the firm bound, so even every working order filling keeps the cap
+                pos = self.inventory.position_lots
+                exposure = tracker.open_lots(_SIDES[side]) - (o.leaves if o is not None else 0) + rest
+                if exposure + (pos if side == 1 else -pos) > fb[0 if side == 1 else 1]:
+                    continue
             if kind == MOVE:
                 assert o is not None
                 r = _tnew(ReplaceOrder, (next_id(), o.cl_ord_id, o.side, px, qty))

@@ -28,6 +28,7 @@ from fastmm.data.units import fixed_e8, parse_e8
 from fastmm.journal import Journal, read_journal
 from fastmm.procs.book_channel import read_top
 from fastmm.procs.child import SupervisorLink, serve_supervisor, stop_on_signals
+from fastmm.procs.firm_gate import FirmGate
 from fastmm.procs.recovery import HEDGER_JOURNAL
 from fastmm.shm import EventRing, LatestValue, SegmentMissing
 from fastmm.shm.records import (
@@ -330,6 +331,7 @@ async def run_supervised(cfg: Config, name: str = "hedger") -> int:
     link = SupervisorLink(cfg, name)
     inst = cfg.instance.name
     position = LatestValue.attach(inst, "position", POSITION)
+    firm_gate = FirmGate.attach(cfg) if cfg.hedge.firm_net else None
     ring = EventRing.attach(inst, "hedge.fills", FILL)
     ring.claim_producer()
     try:
@@ -361,7 +363,8 @@ async def run_supervised(cfg: Config, name: str = "hedger") -> int:
             await hedger.recover()
             link.set_state(STATE_CONNECTED)
             try:
-                await _hedge_loop(cfg, hedger, rest, pair, link, stop, position, ref, flatten_cmd, logout_cmd)
+                await _hedge_loop(cfg, hedger, rest, pair, link, stop, position, ref, flatten_cmd, logout_cmd,
+                                  firm_gate)
             finally:
                 if not hedger.wound_down:          # SIGTERM, exit, the supervisor gone: nothing left working
                     try:
@@ -382,7 +385,7 @@ async def run_supervised(cfg: Config, name: str = "hedger") -> int:
 
 async def _hedge_loop(cfg: Config, hedger: Hedger, rest: KrakenRest, pair: PairInfo, link: SupervisorLink,
                       stop: asyncio.Event, position: LatestValue, ref: LatestValue | None,
-                      flatten_cmd: list[int], logout_cmd: list[int]) -> None:
+                      flatten_cmd: list[int], logout_cmd: list[int], firm_gate: FirmGate | None) -> None:
     """Hedge until stopped; after the stop's ``logout`` only wind down and acknowledge."""
     last_ticker = 0.0
     last_dead_man = 0.0
@@ -403,6 +406,10 @@ async def _hedge_loop(cfg: Config, hedger: Hedger, rest: KrakenRest, pair: PairI
         if position.read() > 0:
             pos_lots = int(position.rx["position_lots"][0])
             applied = int(position.rx["hedge_fills"][0])
+        if firm_gate is not None and not flatten_cmd:
+            others = firm_gate.others_lots(time.monotonic_ns())
+            if others is not None:      # hedge.firm_net: hedge the firm's net of this asset
+                pos_lots += others
         top = read_top(ref) if ref is not None else None
         if top is not None and top.usable:
             bid, ask = top.bid_e8, top.ask_e8

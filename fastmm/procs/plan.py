@@ -15,6 +15,7 @@ import numpy as np
 from fastmm.config import Config
 from fastmm.shm import EventRing, LatestValue
 from fastmm.shm.records import CONTROL, FILL, HEALTH, POSITION, STAGE_LATENCY, TOP_OF_BOOK
+from fastmm.shm.records import FIRM as FIRM_RECORD
 
 SUPERVISOR = "supervisor"
 FEED_COINBASE = "feed-coinbase"
@@ -23,6 +24,10 @@ FEED_TRUEX_MD = "feed-truex-md"
 QUOTER = "quoter"
 HEDGER = "hedger"
 PROCESSES = (FEED_COINBASE, FEED_KRAKEN, FEED_TRUEX_MD, QUOTER, HEDGER)
+# Optional processes, started only when their config section enables them (see processes()).
+SHIPPER = "shipper"   # journal -> PostgreSQL (ship.enabled)
+FIRM = "firm"         # firm-wide inventory in Redis (firm.enabled)
+OPTIONAL = (SHIPPER, FIRM)
 
 # The quoter's live per-stage latency (STAGE_LATENCY), read by ``fastmm status`` and ``fastmm metrics``.
 QUOTER_LATENCY = "latency.quoter"
@@ -39,6 +44,11 @@ class ChannelSpec:
     producer: str
     consumer: str | None      # the one process that may block on it (None: readers poll)
     capacity: int = 1
+
+
+def processes(cfg: Config) -> tuple[str, ...]:
+    """The processes of an instance: the engine's, plus each optional one its config enables."""
+    return PROCESSES + tuple(p for p, on in ((SHIPPER, cfg.ship.enabled), (FIRM, cfg.firm.enabled)) if on)
 
 
 def health_channel(process: str) -> str:
@@ -61,6 +71,8 @@ def channel_specs(cfg: Config, processes: tuple[str, ...] = PROCESSES) -> list[C
         specs.append(ChannelSpec(QUOTER_LATENCY, "latest", STAGE_LATENCY, QUOTER, None))
     if HEDGER in processes:
         specs.append(ChannelSpec("hedge.fills", "ring", FILL, HEDGER, QUOTER, cfg.shm.ring_slots))
+    if FIRM in processes:
+        specs.append(ChannelSpec("firm", "latest", FIRM_RECORD, FIRM, None))
     specs.extend(ChannelSpec(health_channel(p), "latest", HEALTH, p, None) for p in processes)
     return specs
 

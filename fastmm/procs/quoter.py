@@ -48,6 +48,7 @@ from fastmm.latency import LatencyRecorder
 from fastmm.logs import reason
 from fastmm.procs.book_channel import read_top
 from fastmm.procs.child import SupervisorLink, serve_supervisor, stop_on_signals
+from fastmm.procs.firm_gate import FirmGate
 from fastmm.procs.latency_channel import LatencyPublisher, StageLatencyView
 from fastmm.procs.order_journal import journal_report, order_message
 from fastmm.procs.plan import QUOTER_LATENCY
@@ -121,6 +122,7 @@ class Quoter:
         self.reconciling = False              # REST reconciliation at start running (venue_reconcile)
         self.deferred_start = 0               # a start_quoting that came meanwhile, run once it is done
         self._pull_reason = ""                # why the engine last said its quotes are pulled ("" quoting)
+        self.firm_gate: FirmGate | None = None
         self.core.stop(time.monotonic_ns())      # halted until the supervisor says start_quoting
 
     # -- FIX ----------------------------------------------------------------------------------------
@@ -276,10 +278,20 @@ class Quoter:
             # off the price path: a session report draws quotes against this and marks PnL to it
             self._next_mark_ns = now + MARK_EVERY_NS
             self._marked_e8 = fair_mid_e8
-            self.journal.append("mark", time.time_ns(), fair_mid_e8=fair_mid_e8)
+            wall = time.time_ns()
+            self.journal.append("mark", wall, fair_mid_e8=fair_mid_e8)
+            pnl = self.core.pnl     # the PnL snapshot the database's per-hour and per-day views read
+            self.journal.append("pnl", wall, position_lots=self.core.inventory.position_lots,
+                                realized_e8=pnl.realized_units, unrealized_e8=pnl.unrealized_units,
+                                fees_e8=pnl.fees_units, fair_mid_e8=fair_mid_e8)
         self.send_actions(actions, now)
         if self.core.engine.pull_reason != self._pull_reason:
             self._note_pull(now)
+        if self.firm_gate is not None:      # the firm-wide cap, off the price path (fastmm.procs.firm_gate)
+            bounds = self.firm_gate.bounds(self.core.inventory.position_lots, now)
+            if bounds != self.core.engine.firm_bounds:
+                self.core.engine.firm_bounds = bounds
+                self.send_actions(self.core.requote(now), now)
         for ev in self.core.events():
             kind = type(ev).__name__
             if kind in ("RiskTrip", "RiskReset"):
@@ -426,6 +438,7 @@ async def run_supervised(cfg: Config, name: str = "quoter") -> int:
     cfg.state_path.mkdir(parents=True, exist_ok=True)
     journal = Journal(cfg.state_path / cfg.journal.file, cfg.journal.durability, cfg.journal.rotate_bytes)
     q = Quoter(cfg, link, journal, refs, book, ring, position)
+    q.firm_gate = FirmGate.attach(cfg)
     recovered = recover(cfg.state_path / cfg.journal.file, q.core, cfg)
     q.fills, q.hedge_fills = recovered.truex_fills, recovered.hedge_fills
     for hf in recovered.unbooked_hedge_fills:   # booked by the recovery: now in the quoter's journal too

@@ -20,7 +20,7 @@ from fastmm.config import ConfigError, load_config
 from fastmm.logs import setup_logging
 from fastmm.procs.child import die_with_parent
 from fastmm.procs.heap import freeze_startup_heap
-from fastmm.procs.plan import PROCESSES
+from fastmm.procs.plan import OPTIONAL, PROCESSES
 
 CANCEL_LEFT = "cancel-left"    # not a supervised process: the clean-up after a dead quoter
 ENTRY_POINTS = {
@@ -30,6 +30,8 @@ ENTRY_POINTS = {
     "quoter": ("fastmm.procs.quoter", "run_supervised"),
     "hedger": ("fastmm.procs.hedger", "run_supervised"),
     CANCEL_LEFT: ("fastmm.procs.cancel_left", "run_supervised"),
+    "shipper": ("fastmm.procs.shipper", "run_supervised"),
+    "firm": ("fastmm.procs.firm", "run_supervised"),
 }
 
 
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m fastmm.procs.run")
     if os.environ.get("FASTMM_SUPERVISOR_PID"):
         ignore_sigint()
-    ap.add_argument("name", choices=(*PROCESSES, CANCEL_LEFT))
+    ap.add_argument("name", choices=(*PROCESSES, *OPTIONAL, CANCEL_LEFT))
     ap.add_argument("--config", "-c")
     args = ap.parse_args(argv)
     try:

@@ -154,6 +154,22 @@ CONTROL = _dtype([
     ("checksum", "<u8"),
 ])
 
+# The firm-wide view (fastmm.db.firm): written by the firm process about once a second, read by the quoter
+# on its timer and by the hedger. Positions in 1e-8 of the base asset, summed over the other live instances
+# of this instance's base asset (this one's own position is the quoter's, always current).
+FIRM = _dtype([
+    ("seq", "<u8"),
+    ("t_pub", "<i8"),              # CLOCK_MONOTONIC of the last Redis round trip that succeeded or failed
+    ("t_ok", "<i8"),               # CLOCK_MONOTONIC of the last one that succeeded (0: never)
+    ("others_position_e8", "<i8"),
+    ("others_total_e8", "<i8"),    # their PnL, 1e-8 PYUSD
+    ("own_position_e8", "<i8"),    # what this instance published
+    ("others_live", "<u4"),        # other live instances of the same base asset
+    ("redis_up", "<u4"),           # 1: the last round trip succeeded
+    ("errors", "<u8"),
+    ("checksum", "<u8"),
+])
+
 ALL_RECORDS: dict[str, np.dtype] = {
     "top_of_book": TOP_OF_BOOK,
     "position": POSITION,
@@ -161,6 +177,7 @@ ALL_RECORDS: dict[str, np.dtype] = {
     "health": HEALTH,
     "control": CONTROL,
     "stage_latency": STAGE_LATENCY,
+    "firm": FIRM,
 }
 
 

@@ -347,7 +347,9 @@ def test_host_tuning_on_a_fake_host(paper: Paper, tmp_path: Path) -> None:
 
 
 def test_every_tested_block_ran(paper: Paper) -> None:
-    missing = sorted(set(paper.blocks) - paper.ran)
+    # add-instrument.md needs a PostgreSQL: tests/db/test_runbook_add_instrument.py runs its blocks
+    elsewhere = {k for k in paper.blocks if k[0] == "add-instrument.md"}
+    missing = sorted(set(paper.blocks) - paper.ran - elsewhere)
     assert missing == [], f"tested runbook blocks never run: {missing}"
     assert set(paper.blocks) == {(b.file, b.name) for b in runbook_blocks() if b.name}
 

@@ -288,7 +288,7 @@ def test_order_canceler_sends_a_throttled_cancel_again() -> None:
     assert c.retry == ["o1"]
 
 
-@pytest.mark.parametrize("name", ["fastmm.service", "fastmm-metrics.service"])
+@pytest.mark.parametrize("name", ["fastmm.service", "fastmm-metrics.service", "fastmm@.service"])
 def test_units_keep_secrets_out_of_argv(name: str) -> None:
     text = (Path(__file__).resolve().parents[2] / "ops" / name).read_text()
     exec_lines = [ln for ln in text.splitlines() if ln.startswith("Exec")]
