@@ -94,7 +94,7 @@ class BacktestResult:
 @dataclass(slots=True)
 class _Streams:
     venue: list[tuple[int, int, int, int, int]]   # t, kind, a, b, c
-    core: list[tuple[int, int, int, int, int]]    # t_local, kind, a, b, t_recv
+    core: list[tuple[int, int, int, int, int, int, int]]    # t_local, kind, a, b, t_recv, c, d
     full_book: FullBook
 
 
@@ -141,7 +141,7 @@ def prepare(md: MarketData, cfg: Config, opts: BacktestOptions) -> _Streams:
     if _wants_trades(cfg, opts):
         ci = np.sort(np.concatenate([ci, np.flatnonzero(k == TRADE)]))
     core = list(zip((t[ci] + lat).tolist(), k[ci].tolist(), a[ci].tolist(), b[ci].tolist(), t[ci].tolist(),
-                    strict=True))
+                    c[ci].tolist(), md.d[ci].tolist(), strict=True))
     di = np.flatnonzero(k == DEPTH)
     full = FullBook(md.snap_bids, md.snap_asks, t[di], a[di], b[di], c[di])
     return _Streams(venue, core, full)
@@ -170,9 +170,8 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
 
     venue_ev = streams.venue
     core_ev = streams.core
-    sentinel = (_INF, -1, 0, 0, 0)
-    venue_ev.append(sentinel)
-    core_ev.append(sentinel)
+    venue_ev.append((_INF, -1, 0, 0, 0))
+    core_ev.append((_INF, -1, 0, 0, 0, 0, 0))
     heap: list[tuple[int, int, int, object]] = []
     seq = 0
     push = heapq.heappush
@@ -184,6 +183,7 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
     on_price = core.on_price
     on_event = core.on_order_event
     on_trade_c = core.on_trade
+    on_ref = core.on_reference
     agg_update = agg.update
     # what each side sees of the reference touch
     v_bid = int(md.snap_bids[0][0]) if len(md.snap_bids) else 0
@@ -268,6 +268,7 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
                 break
             if ev_c[1] == TOP:
                 c_bid, c_ask = ev_c[2], ev_c[3]
+                on_ref(tc, SOURCE, c_bid, c_ask, ev_c[5], ev_c[6])    # sizes: the edge model's microprice
                 fair = agg_update(SOURCE, c_bid, c_ask, ev_c[4], tc)
                 bb = c_bid // tick_e8
                 ba = -(-c_ask // tick_e8)
@@ -281,7 +282,7 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
                             seq += 1
                             push(heap, (due, seq, _ARRIVE, a))
             else:
-                on_trade_c(tc, (ev_c[3] + tick_e8 // 2) // tick_e8)
+                on_trade_c(tc, (ev_c[3] + tick_e8 // 2) // tick_e8, ev_c[2], ev_c[5])
             ic += 1
             ev_c = core_ev[ic]
             continue

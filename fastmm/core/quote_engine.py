@@ -25,7 +25,7 @@ from fastmm.config import QuotingConfig, VenueRulesConfig
 from fastmm.core.ids import ClOrdIdGen
 from fastmm.core.inventory import InventoryManager, SideMode
 from fastmm.core.ladder import EMPTY, LadderBuilder
-from fastmm.core.models import IntensityEstimator, VolatilityEstimator, make_model
+from fastmm.core.models import IntensityEstimator, SpreadModel, VolatilityEstimator, make_model
 from fastmm.core.order_tracker import OrderTracker
 from fastmm.core.rate_limit import RateLimiter
 from fastmm.core.reconcile import CANCEL, MOVE, BookView, Intent, book_view, plan
@@ -60,13 +60,15 @@ class QuoteEngine:
     def __init__(self, quoting: QuotingConfig, rules: VenueRulesConfig, instrument: Instrument,
                  inventory: InventoryManager, risk: RiskManager | None = None, *, cl_ord_prefix: str = "fm",
                  size_tolerance_pct: int = 50, widen_mult: float = 2.0, pending_timeout_ms: int = 5000,
-                 max_input_age_ms: int = 1000, rate_guard_ms: int = 50) -> None:
+                 max_input_age_ms: int = 1000, rate_guard_ms: int = 50,
+                 model: SpreadModel | None = None) -> None:
         """Settings not in config yet: ``cl_ord_prefix`` (unique per run, made by the shell),
         ``size_tolerance_pct`` (a resting order whose size is within this of its level stays),
         ``widen_mult`` (the accumulating side's half-spread factor past inventory.widen_at_pct),
         ``pending_timeout_ms`` (a request unanswered this long gets its order canceled) and
         ``max_input_age_ms`` (no price event for this long pulls the quotes) and ``rate_guard_ms`` (how
-        much longer than TrueX's our rate windows are, against jitter on the way)."""
+        much longer than TrueX's our rate windows are, against jitter on the way); ``model`` a spread model
+        built by the caller (the ``edge`` model, which needs more than the quoting section)."""
         self.cfg = quoting
         self.instrument = instrument
         self.inventory = inventory
@@ -78,8 +80,8 @@ class QuoteEngine:
         self.ids = ClOrdIdGen(cl_ord_prefix)
         self.vol = VolatilityEstimator(quoting.volatility_window_s)
         self.intensity = IntensityEstimator(quoting.volatility_window_s)
-        self.model = make_model(quoting, self.builder.sizes[0] if self.builder.sizes else 1, self.vol,
-                                self.intensity)
+        self.model = model or make_model(quoting, self.builder.sizes[0] if self.builder.sizes else 1,
+                                         self.vol, self.intensity)
         self._inv_ticks = 1.0 / float(instrument.tick_size)
         self._min_tl = self.builder.min_tick_lots
         self._conf_min = quoting.confidence_threshold
@@ -208,6 +210,13 @@ class QuoteEngine:
         pos = inv.position_lots
         bid_off, ask_off = self.model.offsets(x, pos, inv.skew_ticks)
         bm, am = inv.bid_mode, inv.ask_mode
+        # a model may pull one side (the edge model's fade): inf = no quotes there
+        if bid_off == math.inf:
+            if ask_off == math.inf:
+                return EMPTY, EMPTY
+            bm, bid_off = _PULL, ask_off
+        elif ask_off == math.inf:
+            am, ask_off = _PULL, bid_off
         if bm or am:
             extra = self._widen * abs(bid_off + ask_off) * 0.5
             if bm == _WIDEN:

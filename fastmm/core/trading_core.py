@@ -12,6 +12,8 @@ import logging
 from decimal import Decimal
 
 from fastmm.config import Config
+from fastmm.core.edge import EdgeModel
+from fastmm.core.fair_value import FairValue
 from fastmm.core.ids import RecentIds
 from fastmm.core.inventory import HedgeSignal, InventoryManager
 from fastmm.core.pnl import PnlChange, PnlSummary, PnLTracker
@@ -33,14 +35,25 @@ class TradingCore:
         self.inventory = InventoryManager(cfg.inventory, cfg.hedge, self.instrument)
         self.pnl = PnLTracker(cfg.pnl, cfg.fees, self.instrument)
         self.risk = RiskManager(cfg.risk, cfg.inventory, self.instrument)
+        # the edge model's signals (fastmm/core/fair_value.py): fed on every price, book and trade input
+        self.fair = FairValue(cfg.edge)
+        model = None
+        if cfg.quoting.model == "edge":
+            inst = self.instrument
+            model = EdgeModel(cfg.edge, cfg.fees, self.fair,
+                              base_lots=max(1, inst.qty_floor_lots(cfg.quoting.base_size_btc)),
+                              max_lots=self.inventory.max_lots,
+                              hedge_threshold_lots=inst.qty_floor_lots(cfg.inventory.hedge_threshold_btc))
         self.engine = QuoteEngine(cfg.quoting, cfg.venue_rules, self.instrument, self.inventory, self.risk,
-                                  cl_ord_prefix=cl_ord_prefix, **engine_options)  # type: ignore[arg-type]
+                                  cl_ord_prefix=cl_ord_prefix, model=model,
+                                  **engine_options)  # type: ignore[arg-type]
         self._hedge_exec_ids = RecentIds()
         self._bad = OnceLogger(log)
 
     def on_price(self, now_ns: int, mid: float, confidence: float, stale: bool, best_bid: int = 0,
                  best_ask: int = 0) -> list[Action]:
         self.pnl.on_mark(now_ns, mid)
+        self.fair.on_mid(now_ns, mid)
         risk = self.risk
         risk.on_data(now_ns, stale)
         risk.on_pnl(now_ns, self.pnl.total_units)
@@ -73,8 +86,17 @@ class TradingCore:
         self.risk.on_position(now_ns, self.inventory.position_lots)
         self.risk.on_pnl(now_ns, self.pnl.total_units)
 
-    def on_trade(self, now_ns: int, price_ticks: int) -> None:
+    def on_trade(self, now_ns: int, price_ticks: int, taker_side: int = 0, qty_e8: int = 0) -> None:
+        """A market trade: the intensity fit takes its price, the fair value its side and size."""
         self.engine.on_trade(now_ns, price_ticks)
+        if qty_e8:
+            self.fair.on_trade(now_ns, taker_side, qty_e8)
+
+    def on_reference(self, now_ns: int, source: str, bid_e8: int, ask_e8: int, bid_sz_e8: int,
+                     ask_sz_e8: int) -> None:
+        """A reference venue's top of book with sizes (the microprice); the price path follows in
+        :meth:`on_price` with the fused mid."""
+        self.fair.on_book(now_ns, source, bid_e8, ask_e8, bid_sz_e8, ask_sz_e8)
 
     def on_timer(self, now_ns: int) -> list[Action]:
         self.pnl.on_timer(now_ns)
