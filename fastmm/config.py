@@ -175,6 +175,9 @@ class HedgeConfig:
     min_hedge_btc: Decimal = _f(Decimal("0.001"), Decimal("0.00000001"), Decimal(1000))
     max_hedge_btc: Decimal = _f(Decimal("1.0"), Decimal("0.00000001"), Decimal(1000))
     dead_man_timeout_s: int = _f(0, 0, 86400, doc="CancelAllOrdersAfter; 0 = off")
+    risk_horizon_s: float = _f(300.0, 0.0, 86400.0, doc="hedge past the threshold only when a risk_z-sigma "
+                               "move over this horizon exceeds the Kraken taker fee; 0 = by size only")
+    risk_z: float = _f(2.0, 0.0, 100.0)
 
 
 @dataclass(frozen=True, slots=True)

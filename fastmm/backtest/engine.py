@@ -346,6 +346,7 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
                       "truex_cash_units": venue.cash_units, "kraken_cash_units": hedge.cash_units},
         core_ledger={"cash_units": pnl.cash_units, "fees_units": pnl.fees_units,
                      "realized_units": pnl.realized_units, "unrealized_units": pnl.unrealized_units,
+                     "capture_units": pnl.capture_units, "hedge_slip_units": pnl.hedge_slip_units,
                      "position_lots": pnl.position_lots, "mark_units_per_lot": pnl.mark or 0,
                      "inventory_lots": inv.position_lots},
         series=series, fills=venue.fill_log, hedges=hedge.fills, risk_events=risk_events, replay_s=replay_s,
