@@ -15,13 +15,15 @@ Method (every price in bps of the mid, every time in seconds):
   least squares over the depths with at least ``min_hits`` windows (hftbacktest's GLFT tutorial measures
   A and k the same way, from how deep trades reach);
 * **markout curves**: for a maker quote at d filled in a window (reach >= d), its markout at horizon h is
-  d + (side x (mid(window start + fill delay + h) - m0)) bps, a buy quote filled by a fall and a sell
+  d + (side x (mid(window end + h) - m0)) bps, a buy quote filled by a fall and a sell
   quote by a rise; averaged over both sides and all windows that reached d. ``adverse(d, h)`` = d -
   markout: what the takers who reach a quote know;
-* **the rule**: for each depth, the expected profit of a quote per second is lambda(d) x (markout at
-  ``horizon_s`` - maker fee); the best depth d* is the one that maximizes it, and the fragment sets the
-  edge model's ``adverse_bps`` to adverse(d*) minus the volatility term the model adds itself, and its
-  ``min_half_spread_bps`` to d*.
+* **the rule**: d* is the tightest depth whose fills' markout at ``horizon_s`` pays the maker fee (the
+  expected profit of a quote per second, lambda(d) x (markout - fee), is negative at every tighter
+  depth: those quotes are picked off), among depths reached in at least ``min_hits`` windows; and the
+  fragment sets the edge model's ``adverse_bps`` to d* minus the fee and the volatility term the model
+  adds itself (vol_mult x sigma x sqrt(horizon)), so that the model quotes d* at the volatility of the fit and
+  wider or tighter as the volatility moves.
 
 Assumptions: the recorded trades are the takers who would reach a quote on our venue (scaled, not
 thinned); one window's fill is at the window's start mid (the queue is ignored, so lambda is an upper
@@ -48,7 +50,8 @@ class Calibration:
     rate: list[float]                     # lambda(d), per second
     markout_bps: dict[str, list[float | None]]    # horizon -> markout at each depth
     best_depth_bps: float
-    adverse_bps: float                    # at the best depth and the rule's horizon
+    adverse_bps: float                    # the edge model's setting: d* - fee - its volatility term
+    adverse_at_best_bps: float            # d* - markout(d*): what the takers who reach d* know
     horizon_s: float
     windows: int
     notes: list[str] = field(default_factory=list)
@@ -88,9 +91,9 @@ def fit_exponential(depths: np.ndarray, rate: np.ndarray) -> tuple[float, float]
 
 
 def calibrate(t: np.ndarray, bid: np.ndarray, ask: np.ndarray, tr_t: np.ndarray, tr_side: np.ndarray,
-              tr_px: np.ndarray, *, window_s: float = 1.0, depths_bps: tuple[float, ...] | None = None,
+              tr_px: np.ndarray, *, window_s: float = 5.0, depths_bps: tuple[float, ...] | None = None,
               horizon_s: float = 5.0, maker_fee_bps: float = 0.0, vol_mult: float = 1.0,
-              vol_horizon_s: float = 5.0, min_hits: int = 5) -> Calibration:
+              vol_horizon_s: float = 5.0, min_hits: int = 10) -> Calibration:
     """Fit everything from tops (``t``, ``bid``, ``ask``) and trades (time, taker side 1 buy / 2 sell,
     price); times in ns, prices in any one unit."""
     tm, mid = mid_series(t, bid, ask)
@@ -134,25 +137,25 @@ def calibrate(t: np.ndarray, bid: np.ndarray, ask: np.ndarray, tr_t: np.ndarray,
             row.append(total / cnt)
         curves[f"{h:g}s"] = row
     key = f"{horizon_s:g}s"
-    best_i, best_v = 0, -math.inf
-    for i, m in enumerate(curves[key]):
-        if m is None:
-            continue
-        v = rate[i] * (m - maker_fee_bps)
-        if v > best_v:
-            best_i, best_v = i, v
+    row = curves[key]
+    measured = [i for i, m in enumerate(row) if m is not None]
+    if not measured:
+        raise ValueError("no depth was reached often enough to measure a markout")
+    # the tightest depth whose fills are worth their fee at the horizon: tighter ones are picked off
+    best_i = next((i for i in measured if row[i] - maker_fee_bps >= 0.0), measured[-1])  # type: ignore[operator]
     d_best = float(depths[best_i])
-    mk = curves[key][best_i]
+    mk = row[best_i]
     adverse = d_best - mk if mk is not None else 0.0
     notes = []
-    if best_v <= 0:
-        notes.append("no depth has a positive expected markout net of the fee: the market is informed at "
-                     "every depth tested; quote wider or not at all")
-    # the edge model adds vol_mult x sigma x sqrt(vol_horizon) itself: the rest is the adverse term
-    adverse_rest = adverse - vol_mult * sigma * math.sqrt(vol_horizon_s)
+    if mk is None or mk < maker_fee_bps:
+        notes.append("no depth measured has a markout net of the fee >= 0: the deepest measured is used; "
+                     "quote wider, or not at all")
+    # the edge model adds the fee and vol_mult x sigma x sqrt(vol_horizon) itself: the rest is its term
+    adverse_rest = d_best - maker_fee_bps - vol_mult * sigma * math.sqrt(vol_horizon_s)
     return Calibration(sigma_bps=sigma, intensity_a=a, intensity_k=k, depths_bps=depths.tolist(),
                        rate=rate.tolist(), markout_bps=curves, best_depth_bps=d_best,
-                       adverse_bps=adverse_rest, horizon_s=horizon_s, windows=n, notes=notes)
+                       adverse_bps=adverse_rest, adverse_at_best_bps=adverse, horizon_s=horizon_s,
+                       windows=n, notes=notes)
 
 
 def toml_fragment(c: Calibration, source: str) -> str:
@@ -163,12 +166,13 @@ def toml_fragment(c: Calibration, source: str) -> str:
     lines = [f"# fastmm calibrate: {source}",
              f"# {c.windows} windows; sigma {f(c.sigma_bps)} bps/sqrt(s); intensity lambda(d) = "
              f"{f(c.intensity_a)} x exp(-{f(c.intensity_k)} d) per s, d in bps",
-             f"# best depth {f(c.best_depth_bps)} bps at the {c.horizon_s:g} s markout"]
+             f"# best depth {f(c.best_depth_bps)} bps at the {c.horizon_s:g} s markout (takers reaching it "
+             f"know {f(c.adverse_at_best_bps)} bps)"]
     for h, row in c.markout_bps.items():
         pts = ", ".join(f"{d:g}:{'-' if m is None else f'{m:.2f}'}" for d, m in
                         zip(c.depths_bps, row, strict=True) if d in (0.0, 1.0, 2.0, 5.0, 10.0, 20.0))
         lines.append(f"# markout {h} by depth bps -> bps: {pts}")
     lines += [f"# {n}" for n in c.notes]
     lines += ["[edge]", f"sigma_prior_bps = {f(max(c.sigma_bps, 0.0))}",
-              f"adverse_bps = {f(c.adverse_bps)}", f"min_half_spread_bps = {f(c.best_depth_bps)}"]
+              f"adverse_bps = {f(c.adverse_bps)}"]
     return "\n".join(lines) + "\n"
