@@ -90,8 +90,8 @@ class InstrumentConfig:
 @dataclass(frozen=True, slots=True)
 class QuotingConfig:
     model: Literal["ladder", "avellaneda_stoikov", "glft", "edge"] = _f(
-        "ladder", doc="edge: the [edge] section's fair value, fade and cost-charging spread")
-    levels: int = _f(5, 1, 50, doc="quote levels per side")
+        "edge", doc="edge: the [edge] section's fair value, fade and cost-charging spread")
+    levels: int = _f(1, 1, 50, doc="quote levels per side")
     base_spread_bps: Decimal = _f(Decimal(50), Decimal(0), Decimal(5000), doc="full spread at level 1")
     level_spacing_ticks: int = _f(1, 1, 10000)
     reprice_threshold_ticks: int = _f(1, 0, 10000)
@@ -111,20 +111,21 @@ class EdgeConfig:
     writes the fitted values of this section."""
 
     micro_weight: float = _f(0.5, -10.0, 10.0, doc="fair value += this x (microprice - mid)")
-    flow_bps: float = _f(0.0, -100.0, 100.0, doc="fair value += this x signed taker flow in [-1, 1], bps")
+    flow_bps: float = _f(0.5, -100.0, 100.0, doc="fair value += this x signed taker flow in [-1, 1], bps")
     flow_window_s: float = _f(2.0, 0.01, 3600.0, doc="decay of the signed trade flow")
     volatility_window_s: float = _f(60.0, 1.0, 86400.0)
-    sigma_prior_bps: float = _f(1.0, 0.0, 1000.0, doc="volatility until a second of data, bps/sqrt(s)")
+    sigma_prior_bps: float = _f(1.2, 0.0, 1000.0, doc="volatility until a second of data, bps/sqrt(s)")
     horizon_s: float = _f(5.0, 0.0, 3600.0, doc="adverse-selection horizon: half-spread has vol_mult x "
                           "sigma x sqrt(horizon)")
     vol_mult: float = _f(1.0, 0.0, 100.0)
-    adverse_bps: float = _f(0.0, -100.0, 1000.0, doc="expected adverse markout of a fill (calibrated)")
+    adverse_bps: float = _f(2.0, -100.0, 1000.0, doc="expected adverse selection of a fill beyond the vol "
+                            "term (fastmm calibrate on the BTC spot recording: 2.28)")
     min_half_spread_bps: float = _f(1.0, 0.0, 1000.0)
     fade_window_ms: float = _f(1000.0, 1.0, 600000.0, doc="momentum = mid minus its average over this")
     fade_bps: float = _f(2.0, 0.0, 1000.0, doc="a run of the mid past this steps the quotes it runs into")
     fade_extra_bps: float = _f(3.0, 0.0, 1000.0, doc="how far the faded side steps back")
     fade_pull: bool = _f(False, doc="pull the faded side instead of stepping it back")
-    skew_bps: float = _f(2.0, 0.0, 1000.0, doc="centre shift against the position at max_position_btc")
+    skew_bps: float = _f(6.0, 0.0, 1000.0, doc="centre shift against the position at max_position_btc")
     hedge_charge: float = _f(0.5, 0.0, 10.0, doc="share of the Kraken taker fee charged to a quote that "
                              "grows the position, x the position's use of the hedge threshold")
 
