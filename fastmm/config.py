@@ -276,6 +276,9 @@ class SimConfig:
     seed: int = _f(0, 0, 2**31, doc="every random choice of the simulators")
     taker_probability: float = _f(0.2, 0.0, 1.0, doc="share of recorded trades replayed as TrueX takers")
     taker_size_scale: float = _f(1.0, 0.0, 1000.0, doc="recorded trade size x this = taker size")
+    taker_reach_bps: int = _f(5, 0, 1000, doc="a TrueX taker's limit is the recorded trade price this far "
+                              "through: the spread takers pay on a small venue (0 = never more than the "
+                              "reference venue's price)")
     synthetic_levels: int = _f(3, 0, 50, doc="TrueX resting levels per side from the simulator itself")
     synthetic_step_bps: int = _f(5, 1, 1000)
     synthetic_lots: int = _f(500, 1, 10**8, doc="size of each synthetic level, lots of 0.0001 BTC")

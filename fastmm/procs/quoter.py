@@ -248,6 +248,8 @@ class Quoter:
             self.latency["pub_to_wake"].record(now - top.t_pub_ns)
             fp = self.aggregator.update(name, top.bid_e8, top.ask_e8, top.t_recv_ns, now,
                                         stale=not top.usable)
+            if top.usable:   # sizes too: the edge model's microprice (trades do not reach the quoter yet)
+                self.core.on_reference(now, name, top.bid_e8, top.ask_e8, top.bid_sz_e8, top.ask_sz_e8)
             fair = fp or fair
         book = self.truex_book
         book_changed = False
