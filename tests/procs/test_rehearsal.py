@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from fastmm.config import Config
+from fastmm.config import Config, QuotingConfig
 from fastmm.core.trading_core import TradingCore
 from fastmm.procs.book_channel import BookPublisher
 from fastmm.procs.rehearsal import Rehearsal
@@ -22,7 +22,7 @@ def _rehearsal(cfg: Config, refs: dict[str, LatestValue] | None = None) -> Rehea
 
 
 def test_every_rehearsal_moves_the_shadow_ladder_and_builds_its_orders() -> None:
-    r = _rehearsal(Config())
+    r = _rehearsal(Config(quoting=QuotingConfig(model="ladder", levels=5)))   # the PRD's 5-level ladder
     t0 = 1_000 * 1_000_000_000
     built = [r.run(t0 + i * MS, 1_700_000_000_000_000_000 + i * MS) for i in range(400)]
     # the shadow walks 2 ticks per step: after the first ladder, every step reprices part of it
@@ -54,7 +54,7 @@ def test_memory_stays_bounded_over_a_long_rehearsal() -> None:
     """A day of rehearsals must not grow the quoter: the shadow's windows, ids and events stay small."""
     import tracemalloc
 
-    r = _rehearsal(Config())
+    r = _rehearsal(Config(quoting=QuotingConfig(model="ladder", levels=5)))   # the PRD's 5-level ladder
     t0 = 1_000 * 1_000_000_000
 
     def rehearse(a: int, b: int) -> None:
