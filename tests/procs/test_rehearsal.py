@@ -40,7 +40,7 @@ def test_it_follows_the_published_reference_price() -> None:
     try:
         BookPublisher(ch, VENUE_COINBASE).publish([(50_000 * E8, E8)], [(50_001 * E8, E8)], t_venue_ns=0,
                                                   t_recv_ns=1, venue_seq=1)
-        r = _rehearsal(Config(), {"coinbase": ch})
+        r = _rehearsal(Config(quoting=QuotingConfig(model="ladder", levels=5)), {"coinbase": ch})
         assert r.run(5 * 1_000_000_000, 1_700_000_000_000_000_000) == 10
         prices = [o.price for o in r.core.engine.tracker.working.values()]
         mid_ticks = 50_000.5 / 0.5      # not the fallback 100,000 (200,001 ticks)
