@@ -37,8 +37,9 @@ class TradingCore:
         self.risk = RiskManager(cfg.risk, cfg.inventory, self.instrument)
         # the edge model's signals (fastmm/core/fair_value.py): fed on every price, book and trade input
         self.fair = FairValue(cfg.edge)
+        self._edge = cfg.quoting.model == "edge"     # the other models read none of it: skip the work
         model = None
-        if cfg.quoting.model == "edge":
+        if self._edge:
             inst = self.instrument
             model = EdgeModel(cfg.edge, cfg.fees, self.fair,
                               base_lots=max(1, inst.qty_floor_lots(cfg.quoting.base_size_btc)),
@@ -53,7 +54,8 @@ class TradingCore:
     def on_price(self, now_ns: int, mid: float, confidence: float, stale: bool, best_bid: int = 0,
                  best_ask: int = 0) -> list[Action]:
         self.pnl.on_mark(now_ns, mid)
-        self.fair.on_mid(now_ns, mid)
+        if self._edge:
+            self.fair.on_mid(now_ns, mid)
         risk = self.risk
         risk.on_data(now_ns, stale)
         risk.on_pnl(now_ns, self.pnl.total_units)
@@ -89,14 +91,15 @@ class TradingCore:
     def on_trade(self, now_ns: int, price_ticks: int, taker_side: int = 0, qty_e8: int = 0) -> None:
         """A market trade: the intensity fit takes its price, the fair value its side and size."""
         self.engine.on_trade(now_ns, price_ticks)
-        if qty_e8:
+        if qty_e8 and self._edge:
             self.fair.on_trade(now_ns, taker_side, qty_e8)
 
     def on_reference(self, now_ns: int, source: str, bid_e8: int, ask_e8: int, bid_sz_e8: int,
                      ask_sz_e8: int) -> None:
         """A reference venue's top of book with sizes (the microprice); the price path follows in
         :meth:`on_price` with the fused mid."""
-        self.fair.on_book(now_ns, source, bid_e8, ask_e8, bid_sz_e8, ask_sz_e8)
+        if self._edge:
+            self.fair.on_book(now_ns, source, bid_e8, ask_e8, bid_sz_e8, ask_sz_e8)
 
     def on_timer(self, now_ns: int) -> list[Action]:
         self.pnl.on_timer(now_ns)
