@@ -25,6 +25,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "fastmm.feed_cli",
     "fastmm.fix_cli",
     "fastmm.backtest_cli",
+    "fastmm.calibrate_cli",
     "fastmm.ops_cli",
     "fastmm.report_cli",
     "fastmm.bench_cli",

@@ -93,8 +93,9 @@ class InstrumentConfig:
 
 @dataclass(frozen=True, slots=True)
 class QuotingConfig:
-    model: Literal["ladder", "avellaneda_stoikov", "glft"] = _f("ladder")
-    levels: int = _f(5, 1, 50, doc="quote levels per side")
+    model: Literal["ladder", "avellaneda_stoikov", "glft", "edge"] = _f(
+        "edge", doc="edge: the [edge] section's fair value, fade and cost-charging spread")
+    levels: int = _f(1, 1, 50, doc="quote levels per side")
     base_spread_bps: Decimal = _f(Decimal(50), Decimal(0), Decimal(5000), doc="full spread at level 1")
     level_spacing_ticks: int = _f(1, 1, 10000)
     reprice_threshold_ticks: int = _f(1, 0, 10000)
@@ -112,6 +113,31 @@ class QuotingConfig:
     risk_aversion: float = _f(0.1, 1e-6, 100.0, doc="gamma")
     horizon_s: float = _f(60.0, 0.001, 86400.0, doc="Avellaneda-Stoikov T - t")
     volatility_window_s: float = _f(60.0, 1.0, 86400.0)
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeConfig:
+    """The ``edge`` quoting model (fastmm/core/fair_value.py, fastmm/core/edge.py); ``fastmm calibrate``
+    writes the fitted values of this section."""
+
+    micro_weight: float = _f(0.5, -10.0, 10.0, doc="fair value += this x (microprice - mid)")
+    flow_bps: float = _f(0.5, -100.0, 100.0, doc="fair value += this x signed taker flow in [-1, 1], bps")
+    flow_window_s: float = _f(2.0, 0.01, 3600.0, doc="decay of the signed trade flow")
+    volatility_window_s: float = _f(60.0, 1.0, 86400.0)
+    sigma_prior_bps: float = _f(1.2, 0.0, 1000.0, doc="volatility until a second of data, bps/sqrt(s)")
+    horizon_s: float = _f(5.0, 0.0, 3600.0, doc="adverse-selection horizon: half-spread has vol_mult x "
+                          "sigma x sqrt(horizon)")
+    vol_mult: float = _f(1.0, 0.0, 100.0)
+    adverse_bps: float = _f(2.0, -100.0, 1000.0, doc="expected adverse selection of a fill beyond the vol "
+                            "term (fastmm calibrate on the BTC spot recording: 2.28)")
+    min_half_spread_bps: float = _f(1.0, 0.0, 1000.0)
+    fade_window_ms: float = _f(1000.0, 1.0, 600000.0, doc="momentum = mid minus its average over this")
+    fade_bps: float = _f(2.0, 0.0, 1000.0, doc="a run of the mid past this steps the quotes it runs into")
+    fade_extra_bps: float = _f(3.0, 0.0, 1000.0, doc="how far the faded side steps back")
+    fade_pull: bool = _f(False, doc="pull the faded side instead of stepping it back")
+    skew_bps: float = _f(6.0, 0.0, 1000.0, doc="centre shift against the position at max_position_btc")
+    hedge_charge: float = _f(0.5, 0.0, 10.0, doc="share of the Kraken taker fee charged to a quote that "
+                             "grows the position, x the position's use of the hedge threshold")
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +191,9 @@ class HedgeConfig:
     firm_net: bool = _f(False, doc="hedge the firm-wide net of this base asset (own + other live "
                                    "instances, from firm.enabled) instead of this instance's own; set it on "
                                    "one instance and hedge.enabled = false on the others")
+    risk_horizon_s: float = _f(300.0, 0.0, 86400.0, doc="hedge past the threshold only when a risk_z-sigma "
+                               "move over this horizon exceeds the Kraken taker fee; 0 = by size only")
+    risk_z: float = _f(2.0, 0.0, 100.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +332,9 @@ class SimConfig:
     seed: int = _f(0, 0, 2**31, doc="every random choice of the simulators")
     taker_probability: float = _f(0.2, 0.0, 1.0, doc="share of recorded trades replayed as TrueX takers")
     taker_size_scale: float = _f(1.0, 0.0, 1000.0, doc="recorded trade size x this = taker size")
+    taker_reach_bps: int = _f(5, 0, 1000, doc="a TrueX taker's limit is the recorded trade price this far "
+                              "through: the spread takers pay on a small venue (0 = never more than the "
+                              "reference venue's price)")
     synthetic_levels: int = _f(3, 0, 50, doc="TrueX resting levels per side from the simulator itself")
     synthetic_step_bps: int = _f(5, 1, 1000)
     synthetic_lots: int = _f(500, 1, 10**8, doc="size of each synthetic level, lots of 0.0001 BTC")
@@ -373,6 +405,7 @@ class Config:
     instance: InstanceConfig = field(default_factory=InstanceConfig)
     instrument: InstrumentConfig = field(default_factory=InstrumentConfig)
     quoting: QuotingConfig = field(default_factory=QuotingConfig)
+    edge: EdgeConfig = field(default_factory=EdgeConfig)
     venue_rules: VenueRulesConfig = field(default_factory=VenueRulesConfig)
     inventory: InventoryConfig = field(default_factory=InventoryConfig)
     fees: FeesConfig = field(default_factory=FeesConfig)

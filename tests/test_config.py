@@ -25,7 +25,10 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_defaults_match_the_prd() -> None:
     c = load_config(None, environ={})
     q, r, inv, fees = c.quoting, c.venue_rules, c.inventory, c.fees
-    assert (q.levels, q.base_spread_bps, q.level_spacing_ticks, q.reprice_threshold_ticks) == (5, 50, 1, 1)
+    # the shipped model is "edge" with one level (issue 18: the default must trade; the PRD's 5-level
+    # 50 bps ladder never filled on any recording); the ladder's own settings keep the PRD's values
+    assert (q.model, q.levels) == ("edge", 1)
+    assert (q.base_spread_bps, q.level_spacing_ticks, q.reprice_threshold_ticks) == (50, 1, 1)
     assert (q.base_size_btc, q.size_decay, q.confidence_threshold) == (Decimal("0.1"), 0.8, 0.3)
     assert (r.max_orders_per_sec, r.min_notional, r.price_band_pct) == (8, 1, Decimal("2.5"))
     assert c.instrument.tick_size == Decimal("0.50") and c.instrument.lot_size == Decimal("0.0001")

@@ -97,7 +97,7 @@ class BacktestResult:
 @dataclass(slots=True)
 class _Streams:
     venue: list[tuple[int, int, int, int, int]]   # t, kind, a, b, c
-    core: list[tuple[int, int, int, int, int]]    # t_local, kind, a, b, t_recv
+    core: list[tuple[int, int, int, int, int, int, int]]    # t_local, kind, a, b, t_recv, c, d
     full_book: FullBook
 
 
@@ -121,7 +121,8 @@ def _wants_trades(cfg: Config, opts: BacktestOptions) -> bool:
 
 def _engine_tops(md: MarketData, lat: int, opts: BacktestOptions, code: int) -> tuple[np.ndarray, ...]:
     """The tops of ``md`` as the engine sees them, ``lat`` later: each price change, and (``conflate``)
-    only the first and last unchanged one between two timer ticks. Rows: t_local, kind, bid, ask, t_recv."""
+    only the first and last unchanged one between two timer ticks. Rows: t_local, kind, bid, ask, t_recv,
+    bid size, ask size."""
     k, t, a, b = md.kind, md.t, md.a, md.b
     top_idx = np.flatnonzero(k == TOP)
     tb, ta = a[top_idx], b[top_idx]
@@ -139,7 +140,7 @@ def _engine_tops(md: MarketData, lat: int, opts: BacktestOptions, code: int) -> 
     elif not opts.conflate:
         keep = np.ones(len(tl), dtype=bool)
     ci = top_idx[keep]
-    return t[ci] + lat, np.full(len(ci), code, dtype=np.int64), a[ci], b[ci], t[ci]
+    return t[ci] + lat, np.full(len(ci), code, dtype=np.int64), a[ci], b[ci], t[ci], md.c[ci], md.d[ci]
 
 
 def _venue_rows(md: MarketData, cfg: Config) -> list[tuple[int, int, int, int, int]]:
@@ -178,8 +179,9 @@ def prepare(md: MarketData, cfg: Config, opts: BacktestOptions,
         parts.append(_engine_tops(md, lat, opts, VENUE_TOP))
     if _wants_trades(cfg, opts):
         ti = np.flatnonzero(k == TRADE)
-        parts.append((t[ti] + lat, np.full(len(ti), TRADE, dtype=np.int64), md.a[ti], md.b[ti], t[ti]))
-    cols = [np.concatenate([p[j] for p in parts]) for j in range(5)]
+        parts.append((t[ti] + lat, np.full(len(ti), TRADE, dtype=np.int64), md.a[ti], md.b[ti], t[ti],
+                      md.c[ti], md.d[ti]))
+    cols = [np.concatenate([p[j] for p in parts]) for j in range(7)]
     order = np.argsort(cols[0], kind="stable")
     core = list(zip(*(c[order].tolist() for c in cols), strict=True))
     di = np.flatnonzero(k == DEPTH)
@@ -225,9 +227,8 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
 
     venue_ev = streams.venue
     core_ev = streams.core
-    sentinel = (_INF, -1, 0, 0, 0)
-    venue_ev.append(sentinel)
-    core_ev.append(sentinel)
+    venue_ev.append((_INF, -1, 0, 0, 0))
+    core_ev.append((_INF, -1, 0, 0, 0, 0, 0))
     heap: list[tuple[int, int, int, object]] = []
     seq = 0
     push = heapq.heappush
@@ -327,7 +328,7 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
             actions = None
             if kind == TOP:
                 c_bid, c_ask = ev_c[2], ev_c[3]
-                changed = on_reference(tc, SOURCE, c_bid, c_ask, ev_c[4])
+                changed = on_reference(tc, SOURCE, c_bid, c_ask, ev_c[4], False, ev_c[5], ev_c[6])
                 bb = c_bid // tick_e8
                 ba = -(-c_ask // tick_e8)
                 if changed or bb != last_bb or ba != last_ba:
@@ -335,7 +336,7 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
                     on_truex_top(bb, ba)
                     actions = decide(tc)
             elif kind == TRADE:
-                on_trade_c(tc, (ev_c[3] + tick_e8 // 2) // tick_e8)
+                on_trade_c(tc, (ev_c[3] + tick_e8 // 2) // tick_e8, ev_c[2], ev_c[5])
             elif kind == VENUE_TOP:         # cross-venue: the quoted venue's book reaches the engine
                 on_venue_mid(tc, (ev_c[2] + ev_c[3]) * 0.5e-8)
                 bb = ev_c[2] // tick_e8
@@ -347,7 +348,8 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
             else:                           # cross-venue: a reference's top
                 if kind == REF0:
                     c_bid, c_ask = ev_c[2], ev_c[3]     # the first reference prices the hedges
-                if on_reference(tc, ref_names[kind - REF0], ev_c[2], ev_c[3], ev_c[4]):
+                if on_reference(tc, ref_names[kind - REF0], ev_c[2], ev_c[3], ev_c[4], False, ev_c[5],
+                                ev_c[6]):
                     actions = decide(tc)
             if actions:
                 due = tc + lat_order
@@ -412,6 +414,7 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
                       "truex_cash_units": venue.cash_units, "kraken_cash_units": hedge.cash_units},
         core_ledger={"cash_units": pnl.cash_units, "fees_units": pnl.fees_units,
                      "realized_units": pnl.realized_units, "unrealized_units": pnl.unrealized_units,
+                     "capture_units": pnl.capture_units, "hedge_slip_units": pnl.hedge_slip_units,
                      "position_lots": pnl.position_lots, "mark_units_per_lot": pnl.mark or 0,
                      "inventory_lots": inv.position_lots},
         series=series, fills=venue.fill_log, hedges=hedge.fills, risk_events=risk_events, replay_s=replay_s,

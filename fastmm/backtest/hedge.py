@@ -24,7 +24,15 @@ from decimal import Decimal
 from typing import Literal
 
 from fastmm.config import Config
-from fastmm.core.hedge import LOT_E8, CancelHedge, HedgePhase, HedgePlanner, PlaceLimit, PlaceMarket
+from fastmm.core.hedge import (
+    LOT_E8,
+    CancelHedge,
+    HedgePhase,
+    HedgePlanner,
+    HedgeRisk,
+    PlaceLimit,
+    PlaceMarket,
+)
 from fastmm.core.money import FeeRate, MoneyScale, from_units
 from fastmm.core.types import HedgeFilled, Liquidity, Side
 from fastmm.data.units import E8, parse_e8
@@ -49,7 +57,8 @@ class HedgeSim:
             min_e8=max(parse_e8(str(h.min_hedge_btc)), KRAKEN_ORDERMIN_E8),
             max_e8=parse_e8(str(h.max_hedge_btc)) // lot * lot,
             limit_timeout_ns=0 if mode == "taker" else int(h.limit_timeout_s * 1e9),
-            edge_bps=int(h.limit_edge_bps), price_tick_e8=KRAKEN_TICK_E8, volume_step_e8=lot)
+            edge_bps=int(h.limit_edge_bps), price_tick_e8=KRAKEN_TICK_E8, volume_step_e8=lot,
+            risk=HedgeRisk.from_config(cfg))
         self.latency_ns = latency_ns
         self._maker = FeeRate(cfg.fees.kraken_maker_bps)
         self._taker = FeeRate(cfg.fees.kraken_taker_bps)

@@ -27,7 +27,7 @@ import numpy as np
 
 from fastmm.backtest.engine import BacktestResult
 from fastmm.backtest.hftbt import HbtResult
-from fastmm.core.money import MONEY_SCALE
+from fastmm.core.money import MONEY_SCALE, to_units
 
 YEAR_S = 365 * 86400
 
@@ -40,6 +40,9 @@ DEFINITIONS = {
     "quote_fill_ratio": "lots filled / lots quoted (new orders and replaces to a new price or size)",
     "spread_capture_bps": "side x (fair mid at fill - fill price) / fill price, volume weighted",
     "markout_bps": "side x (fair mid at fill + horizon - fill price) / fill price, volume weighted",
+    "pnl_split": "total = spread_capture + inventory - truex_fees - hedge_cost: spread_capture = sum of "
+                 "side x (fair mid - price) x qty at TrueX fills; hedge_cost = Kraken fees + what hedges "
+                 "paid over the fair mid; inventory = the rest (the mark of the position held)",
 }
 
 
@@ -74,6 +77,20 @@ def _dec(d: Decimal | None) -> float | None:
     return None if d is None else float(d)
 
 
+def pnl_split(r: BacktestResult) -> dict[str, float]:
+    """Total PnL split into spread capture, inventory (mark), TrueX fees and hedge cost (PYUSD)."""
+    led = r.core_ledger
+    fees = r.summary.fees_by_venue
+    truex = to_units(Decimal(fees.get("truex", 0)))
+    kraken = to_units(Decimal(fees.get("kraken", 0)))
+    total = to_units(r.summary.total)
+    capture = led["capture_units"]
+    hedge_cost = kraken - led["hedge_slip_units"]
+    inventory = total - capture + truex + hedge_cost
+    return {"spread_capture": _money(capture), "inventory": _money(inventory), "truex_fees": _money(truex),
+            "hedge_cost": _money(hedge_cost)}
+
+
 def metrics(r: BacktestResult) -> dict[str, Any]:
     """One row of the report for a fastmm run."""
     s = r.summary
@@ -97,6 +114,7 @@ def metrics(r: BacktestResult) -> dict[str, Any]:
         "model": r.cfg.quoting.model,
         "total": float(s.total), "realized": float(s.realized), "unrealized": float(s.unrealized),
         "fees": float(s.fees), "fees_by_venue": {k: float(v) for k, v in s.fees_by_venue.items()},
+        "pnl_split": pnl_split(r),
         "sharpe_per_sample": sh, "sharpe_annualised": sh_ann, "sharpe_sample_s": step / 1e9,
         "max_drawdown": float(s.max_drawdown),
         "fills": st.fills, "maker_fills": st.maker_fills, "taker_fills": st.taker_fills,
@@ -172,16 +190,20 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
             return (mk.get(h) or {}).get("bps")
 
         fr = r.get("fill_ratio")
+        sp = r.get("pnl_split") or {}
         out.append(
             f"{r['strategy'][:21]:<22}{_f(r['total'], '.2f'):>10}{_f(r.get('realized'), '.2f'):>10}"
             f"{_f(r.get('unrealized'), '.2f'):>9}{_f(r.get('fees'), '.2f'):>8}"
+            f"{_f(sp.get('spread_capture'), '.2f'):>8}{_f(sp.get('inventory'), '.2f'):>8}"
+            f"{_f(sp.get('hedge_cost'), '.2f'):>8}"
             f"{_f(r.get('sharpe_per_sample'), '.3f'):>9}{_f(r.get('sharpe_annualised'), '.0f'):>8}"
             f"{_f(r.get('max_drawdown'), '.2f'):>8}{r.get('fills', 0):>6}"
             f"{_f(None if fr is None else 100 * fr, '.0f'):>6}{_f(r.get('spread_capture_bps'), '.2f'):>6}"
             f"{_f(m('1s'), '.2f'):>6}{_f(m('5s'), '.2f'):>6}{_f(m('30s'), '.2f'):>6}"
             f"{_f(r.get('position_btc'), '.4f'):>8}{_f(r.get('replay_s'), '.3f'):>9}")
     out.append("PnL and fees in PYUSD; sharpe1s: 1 s PnL increments, not annualised "
-               "(ann.: x sqrt(365x86400)); capt/mk: bps")
+               "(ann.: x sqrt(365x86400)); capt$/inv$/hedge$: the PnL split in PYUSD "
+               "(total = capt$ + inv$ - TrueX fees - hedge$); capt/mk: bps")
     return "\n".join(out)
 
 

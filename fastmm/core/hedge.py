@@ -10,13 +10,23 @@ failure Hummingbot's cross-exchange strategy is known for).
 A hedge starts as a limit order ``edge_bps`` through the mid on the far side (a sell rests above the
 mid), and whatever is not filled after ``limit_timeout`` is cancelled and sent as a market order.
 
+A hedge costs at least Kraken's fee (16 bps maker, 26 taker), more than many TrueX fills earn, so with a
+:class:`HedgeRisk` gate a position past the threshold is hedged only when its risk over the horizon is
+worth more than that: a ``z``-sigma move of the Kraken mid over ``horizon_s`` (volatility measured here,
+from the book the planner is given) larger than the hedge's cost in bps. Below that, the quotes' skew
+brings the position back for free. The supervisor's ``flatten`` ignores the gate.
+
 Units: position in TrueX lots (1e-4 BTC); Kraken prices and volumes in 1e-8 units.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+from fastmm.config import Config
+from fastmm.core.models import VolatilityEstimator
 
 LOT_E8 = 10_000   # one TrueX lot (0.0001 BTC) in 1e-8 BTC
 
@@ -76,6 +86,41 @@ class ActiveHedge:
         return self.limit_filled_e8 + self.market_filled_e8
 
 
+class HedgeRisk:
+    """Is hedging worth its cost now? Volatility of the hedge venue's mid against the hedge's fee."""
+
+    __slots__ = ("cost_bps", "horizon_s", "vol", "z")
+
+    def __init__(self, horizon_s: float, z: float, cost_bps: float, window_s: float = 60.0,
+                 prior_sigma_bps: float = 1.0) -> None:
+        self.horizon_s = horizon_s
+        self.z = z
+        self.cost_bps = cost_bps
+        self.vol = VolatilityEstimator(window_s, prior_sigma=prior_sigma_bps)
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> HedgeRisk | None:
+        """The gate the config asks for; None when ``hedge.risk_horizon_s`` is 0 (hedge by size only).
+        The cost is the taker fee: the limit may time out and the rest go at market."""
+        h = cfg.hedge
+        if h.risk_horizon_s <= 0:
+            return None
+        return cls(h.risk_horizon_s, h.risk_z, float(cfg.fees.kraken_taker_bps),
+                   prior_sigma_bps=cfg.edge.sigma_prior_bps)
+
+    def on_book(self, now_ns: int, bid_e8: int, ask_e8: int) -> None:
+        if bid_e8 > 0 and ask_e8 > bid_e8:
+            self.vol.update(now_ns, math.log((bid_e8 + ask_e8) / 2) * 1e4)
+
+    @property
+    def risk_bps(self) -> float:
+        """z-sigma move of the mid over the horizon, bps."""
+        return self.z * self.vol.sigma * math.sqrt(self.horizon_s)
+
+    def worth_it(self) -> bool:
+        return self.risk_bps > self.cost_bps
+
+
 @dataclass
 class HedgePlanner:
     threshold_lots: int
@@ -89,6 +134,7 @@ class HedgePlanner:
     next_id: int = 1
     flatten: bool = False               # the supervisor's hedge_flat: hedge down to zero, ignore threshold
     history: list[ActiveHedge] = field(default_factory=list)
+    risk: HedgeRisk | None = None       # when set, a position is hedged only when its risk outweighs the cost
 
     @property
     def phase(self) -> HedgePhase:
@@ -113,12 +159,17 @@ class HedgePlanner:
                now_ns: int) -> HedgeAction | None:
         """The one action to take now, if any."""
         h = self.hedge
+        risk = self.risk
+        if risk is not None:
+            risk.on_book(now_ns, bid_e8, ask_e8)
         if h is None:
             if fills_applied < fills_published:
                 return None       # an earlier hedge's fills are not in the position yet
             want = self.wanted_e8(position_lots)
             if want is None or bid_e8 <= 0 or ask_e8 <= bid_e8:
                 return None
+            if risk is not None and not self.flatten and not risk.worth_it():
+                return None       # the skew mean-reverts it cheaper than Kraken's fee
             side, volume = want
             hid = self.next_id
             self.next_id += 1

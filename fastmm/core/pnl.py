@@ -121,8 +121,10 @@ class PnLTracker:
         "_sample_ns",
         "_sharpe",
         "_summary_ns",
+        "capture_units",
         "cash_units",
         "fees_units",
+        "hedge_slip_units",
         "horizons_ns",
         "mark",
         "max_drawdown_units",
@@ -161,6 +163,10 @@ class PnLTracker:
         self.fees_units = 0
         self.cash_units = 0
         self.mark: int | None = None  # units per lot at the last fair mid
+        # side x (mark - price) x qty at each fill: what TrueX fills captured from the fair mid, and what
+        # hedges gave to it (the PnL split: capture + hedge slippage + inventory mark - fees = total)
+        self.capture_units = 0
+        self.hedge_slip_units = 0
         # statistics
         self.trades: dict[Venue, int] = {Venue.TRUEX: 0, Venue.KRAKEN: 0}
         self._fees_by_venue: dict[Venue, int] = {Venue.TRUEX: 0, Venue.KRAKEN: 0}
@@ -251,6 +257,11 @@ class PnLTracker:
         value = qty * px
         fee = self._fee_rates[(venue, liquidity)].fee(value) if fee_units is None else fee_units
         sign = 1 if side == Side.BUY else -1
+        if self.mark is not None:
+            if venue == Venue.TRUEX:
+                self.capture_units += sign * (self.mark - px) * qty
+            else:
+                self.hedge_slip_units += sign * (self.mark - px) * qty
         self.cash_units -= sign * value + fee
         self.fees_units += fee
         self._fees_by_venue[venue] += fee

@@ -25,7 +25,7 @@ from fastmm.config import QuotingConfig, VenueRulesConfig
 from fastmm.core.ids import ClOrdIdGen
 from fastmm.core.inventory import InventoryManager, SideMode
 from fastmm.core.ladder import EMPTY, LadderBuilder
-from fastmm.core.models import IntensityEstimator, VolatilityEstimator, make_model
+from fastmm.core.models import IntensityEstimator, SpreadModel, VolatilityEstimator, make_model
 from fastmm.core.order_tracker import OrderTracker
 from fastmm.core.rate_limit import RateLimiter
 from fastmm.core.reconcile import CANCEL, MOVE, BookView, Intent, book_view, plan
@@ -59,12 +59,14 @@ class QuoteEngine:
 
     def __init__(self, quoting: QuotingConfig, rules: VenueRulesConfig, instrument: Instrument,
                  inventory: InventoryManager, risk: RiskManager | None = None, *,
-                 cl_ord_prefix: str = "fm", max_input_age_ms: int = 1000) -> None:
+                 cl_ord_prefix: str = "fm", max_input_age_ms: int = 1000,
+                 model: SpreadModel | None = None) -> None:
         """Every setting comes from config (``quoting``: size_tolerance_pct, widen_mult, pending_timeout_ms;
         ``max_input_age_ms`` is ``risk.stale_data_ms``: no price for that long pulls the quotes; ``rules``:
         the rate limits, rate_guard_ms and TrueX's own venue_max_orders_per_sec, which cancels may use up)
-        so each user of the engine runs the same one; ``cl_ord_prefix`` is not a
-        setting but an identity (unique per run, made by the shell)."""
+        so each user of the engine runs the same one; ``cl_ord_prefix`` is not a setting but an identity
+        (unique per run, made by the shell); ``model`` a spread model built by the caller (the ``edge``
+        model, which needs more than the quoting section)."""
         self.cfg = quoting
         self.instrument = instrument
         self.inventory = inventory
@@ -78,8 +80,8 @@ class QuoteEngine:
         self.ids = ClOrdIdGen(cl_ord_prefix)
         self.vol = VolatilityEstimator(quoting.volatility_window_s)
         self.intensity = IntensityEstimator(quoting.volatility_window_s)
-        self.model = make_model(quoting, self.builder.sizes[0] if self.builder.sizes else 1, self.vol,
-                                self.intensity)
+        self.model = model or make_model(quoting, self.builder.sizes[0] if self.builder.sizes else 1,
+                                         self.vol, self.intensity)
         self._inv_ticks = 1.0 / float(instrument.tick_size)
         self._min_tl = self.builder.min_tick_lots
         self._conf_min = quoting.confidence_threshold
@@ -221,6 +223,13 @@ class QuoteEngine:
         pos = inv.position_lots
         bid_off, ask_off = self.model.offsets(x, pos, inv.skew_ticks)
         bm, am = inv.bid_mode, inv.ask_mode
+        # a model may pull one side (the edge model's fade): inf = no quotes there
+        if bid_off == math.inf:
+            if ask_off == math.inf:
+                return EMPTY, EMPTY
+            bm, bid_off = _PULL, ask_off
+        elif ask_off == math.inf:
+            am, ask_off = _PULL, bid_off
         if bm or am:
             extra = self._widen * abs(bid_off + ask_off) * 0.5
             if bm == _WIDEN:

@@ -19,6 +19,8 @@ from decimal import Decimal
 
 from fastmm.config import Config, describe
 from fastmm.core.basis import BasisEstimator
+from fastmm.core.edge import EdgeModel
+from fastmm.core.fair_value import FairValue
 from fastmm.core.ids import RecentIds
 from fastmm.core.inventory import HedgeSignal, InventoryManager
 from fastmm.core.order_tracker import TrackedOrder
@@ -52,9 +54,20 @@ class TradingCore:
         self.inventory = InventoryManager(cfg.inventory, cfg.hedge, self.instrument)
         self.pnl = PnLTracker(cfg.pnl, cfg.fees, self.instrument)
         self.risk = RiskManager(cfg.risk, cfg.inventory, self.instrument)
+        # the edge model's signals (fastmm/core/fair_value.py): fed on every price, book and trade input
+        self.fair_value = FairValue(cfg.edge)
+        self._edge = cfg.quoting.model == "edge"     # the other models read none of it: skip the work
+        model = None
+        if self._edge:
+            inst = self.instrument
+            model = EdgeModel(cfg.edge, cfg.fees, self.fair_value,
+                              base_lots=max(1, inst.qty_floor_lots(cfg.quoting.base_size_btc)),
+                              max_lots=self.inventory.max_lots,
+                              hedge_threshold_lots=inst.qty_floor_lots(cfg.inventory.hedge_threshold_btc))
         # a stale reference pulls the quotes (the engine's input age), it never trips the kill switch
         self.engine = QuoteEngine(cfg.quoting, cfg.venue_rules, self.instrument, self.inventory, self.risk,
-                                  cl_ord_prefix=cl_ord_prefix, max_input_age_ms=cfg.risk.stale_data_ms)
+                                  cl_ord_prefix=cl_ord_prefix, max_input_age_ms=cfg.risk.stale_data_ms,
+                                  model=model)
         self._hedge_exec_ids = RecentIds()
         self._bad = OnceLogger(log)
         self._bb = self._ba = 0      # TrueX top in ticks (0: none)
@@ -69,10 +82,12 @@ class TradingCore:
 
     # -- prices -----------------------------------------------------------------------------------
     def on_reference(self, now_ns: int, source: str, bid_e8: int, ask_e8: int, t_recv_ns: int,
-                     stale: bool = False) -> bool:
+                     stale: bool = False, bid_sz_e8: int = 0, ask_sz_e8: int = 0) -> bool:
         """A reference venue's top of book (1e-8 units) into the aggregator, which computes once; True
         when the fair price changed (then :meth:`decide`; a shell that read several channels in one wake
-        decides once after all of them)."""
+        decides once after all of them). The sizes feed the edge model's microprice."""
+        if self._edge and bid_sz_e8 and not stale:
+            self.fair_value.on_book(now_ns, source, bid_e8, ask_e8, bid_sz_e8, ask_sz_e8)
         self._fair_ns = now_ns
         return self.aggregator.update(source, bid_e8, ask_e8, t_recv_ns, now_ns, stale) is not None
 
@@ -110,6 +125,8 @@ class TradingCore:
         stale = f.mid_e8 <= 0
         # on_price inlined: this is the hot path
         self.pnl.on_mark(now_ns, mid)
+        if self._edge:
+            self.fair_value.on_mid(now_ns, mid)
         risk = self.risk
         risk.on_pnl(now_ns, self.pnl.total_units)
         return self.engine.on_price(now_ns, mid, f.confidence, stale, self._bb, self._ba)
@@ -130,6 +147,8 @@ class TradingCore:
         """A fair price made outside the core (tests, a harness with its own price): bypasses the
         aggregator."""
         self.pnl.on_mark(now_ns, mid)
+        if self._edge:
+            self.fair_value.on_mid(now_ns, mid)
         self.risk.on_pnl(now_ns, self.pnl.total_units)
         return self.engine.on_price(now_ns, mid, confidence, stale, best_bid, best_ask)
 
@@ -160,8 +179,11 @@ class TradingCore:
         self.risk.on_position(now_ns, self.inventory.position_lots)
         self.risk.on_pnl(now_ns, self.pnl.total_units)
 
-    def on_trade(self, now_ns: int, price_ticks: int) -> None:
+    def on_trade(self, now_ns: int, price_ticks: int, taker_side: int = 0, qty_e8: int = 0) -> None:
+        """A market trade: the intensity fit takes its price, the fair value its side and size."""
         self.engine.on_trade(now_ns, price_ticks)
+        if qty_e8 and self._edge:
+            self.fair_value.on_trade(now_ns, taker_side, qty_e8)
 
     def on_timer(self, now_ns: int) -> list[Action]:
         """Age the reference sources (a decision when that changed the fair price), then the timers of

@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from fastmm.config import Config
-from fastmm.core.hedge import LOT_E8, CancelHedge, HedgePhase, HedgePlanner, PlaceLimit, PlaceMarket
+from fastmm.core.hedge import (
+    LOT_E8,
+    CancelHedge,
+    HedgePhase,
+    HedgePlanner,
+    HedgeRisk,
+    PlaceLimit,
+    PlaceMarket,
+)
 from fastmm.data.units import fixed_e8, parse_e8
 from fastmm.journal import Journal, read_journal
 from fastmm.procs.book_channel import read_top
@@ -96,7 +104,8 @@ class Hedger:
             min_e8=max(parse_e8(str(h.min_hedge_btc)), pair.ordermin_e8),
             max_e8=parse_e8(str(h.max_hedge_btc)) // lot * lot,
             limit_timeout_ns=int(h.limit_timeout_s * 1e9), edge_bps=int(h.limit_edge_bps),
-            price_tick_e8=pair.tick_e8, volume_step_e8=lot, next_id=book.next_id)
+            price_tick_e8=pair.tick_e8, volume_step_e8=lot, next_id=book.next_id,
+            risk=HedgeRisk.from_config(cfg))
         self.funds_blocked_until = 0.0
         self.alert = ""
         self.txid_of: dict[str, str] = {}

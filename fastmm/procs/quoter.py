@@ -237,8 +237,9 @@ class Quoter:
             self._last_ref_seq[name] = top.seq
             self.latency["recv_to_pub"].record(top.t_pub_ns - top.t_recv_ns)
             self.latency["pub_to_wake"].record(now - top.t_pub_ns)
-            changed = core.on_reference(now, name, top.bid_e8, top.ask_e8, top.t_recv_ns,
-                                        stale=not top.usable) or changed
+            # sizes too: the edge model's microprice (trades do not reach the quoter yet)
+            changed = core.on_reference(now, name, top.bid_e8, top.ask_e8, top.t_recv_ns, not top.usable,
+                                        top.bid_sz_e8, top.ask_sz_e8) or changed
         book = self.truex_book
         if book is not None and book.version() != self._last_book_seq:
             top = read_top(book)

@@ -54,6 +54,8 @@ class TruexSimSettings:
     speed: float = 1.0                 # replay speed; 0 = as fast as possible
     taker_probability: float = 0.2     # chance a recorded trade reaches this venue as a taker order
     taker_size_scale: float = 1.0      # recorded size x this = the taker's size here
+    taker_reach_bps: int = 0           # a taker's limit is the recorded price this far through (the
+                                       # spread a TrueX taker pays to trade here; 0 = the recorded price)
     synthetic_levels: int = 3          # resting levels per side from the simulator itself (0 = none)
     synthetic_step_bps: int = 5        # distance between synthetic levels, from the reference
     synthetic_lots: int = 500          # size of each synthetic level (lots of 0.0001 BTC)
@@ -158,10 +160,11 @@ class TruexExchange:
         if lots <= 0:
             return
         price = Decimal(tr.price) / E8
+        reach = Decimal(s.taker_reach_bps) / 10_000
         if tr.taker_side == "buy":
-            side, limit = BUY, self.instrument.price_floor_ticks(price)
+            side, limit = BUY, self.instrument.price_floor_ticks(price * (1 + reach))
         else:
-            side, limit = SELL, self.instrument.price_ceil_ticks(price)
+            side, limit = SELL, self.instrument.price_ceil_ticks(price * (1 - reach))
         self.taker_orders += 1
         self._route(self.engine.take(side, lots, limit, owner=TAKER), now_ns)
 

@@ -152,7 +152,7 @@ def build(cfg: Config, *, host: str = "127.0.0.1", faults: CoinbaseFaults | None
         oe_comp_id=cfg.truex.order_entry.target_comp_id, md_comp_id=cfg.truex.market_data.target_comp_id,
         client_comp_id=cfg.truex.order_entry.sender_comp_id, api_key_id=key_id, api_secret=secret,
         rules=rules, speed=s.speed, taker_probability=s.taker_probability,
-        taker_size_scale=s.taker_size_scale,
+        taker_size_scale=s.taker_size_scale, taker_reach_bps=s.taker_reach_bps,
         synthetic_levels=s.synthetic_levels, synthetic_step_bps=s.synthetic_step_bps,
         synthetic_lots=s.synthetic_lots, seed=s.seed)
     if cfg.truex.market_data.sender_comp_id != cfg.truex.order_entry.sender_comp_id:

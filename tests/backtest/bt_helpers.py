@@ -25,5 +25,6 @@ def active_config(model: str = "glft") -> Config:
         quoting=replace(cfg.quoting, model=model, base_size_btc=Decimal("0.01"), base_spread_bps=Decimal(2)),
         inventory=replace(cfg.inventory, hedge_threshold_btc=Decimal("0.03"), max_position_btc=Decimal("0.2"),
                           emergency_position_btc=Decimal("0.3")),
-        hedge=replace(cfg.hedge, min_hedge_btc=Decimal("0.001"), limit_timeout_s=1.0),
+        # hedge by size (no HedgeRisk gate): the slice's quiet minute would not be worth a hedge
+        hedge=replace(cfg.hedge, min_hedge_btc=Decimal("0.001"), limit_timeout_s=1.0, risk_horizon_s=0.0),
     )

@@ -42,7 +42,7 @@ def synthetic(trade_at_ms: float) -> MarketData:
 
 def quiet_config() -> Config:
     cfg = Config()
-    return replace(cfg, quoting=replace(cfg.quoting, levels=1, base_spread_bps=Decimal(2)))
+    return replace(cfg, quoting=replace(cfg.quoting, model="ladder", levels=1, base_spread_bps=Decimal(2)))
 
 
 def run_synthetic(trade_at_ms: float, feed_ms: float, order_ms: float) -> BacktestResult:

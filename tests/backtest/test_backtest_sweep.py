@@ -54,6 +54,7 @@ def test_every_combination_is_validated_like_a_config_file(tmp_path: Path) -> No
 
 ACTIVE_TOML = """
 [quoting]
+model = "ladder"
 base_size_btc = "0.01"
 [inventory]
 hedge_threshold_btc = "0.03"
@@ -62,6 +63,7 @@ emergency_position_btc = "0.3"
 [hedge]
 min_hedge_btc = "0.001"
 limit_timeout_s = 1.0
+risk_horizon_s = 0.0
 """
 
 

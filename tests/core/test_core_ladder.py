@@ -27,6 +27,7 @@ S = 1_000_000_000
 
 def builder(**kw: object) -> LadderBuilder:
     rules = {k: kw.pop(k) for k in list(kw) if k in VenueRulesConfig.__dataclass_fields__}
+    kw = {"levels": 5, **kw}     # the ladder's tests use the PRD's 5 levels (the shipped default is 1)
     return LadderBuilder(QuotingConfig(**kw), VenueRulesConfig(**rules), INSTR)  # type: ignore[arg-type]
 
 

@@ -29,6 +29,7 @@ MID = 100_000.0
 
 def core(**quoting: object) -> TradingCore:
     # rate windows of exactly 1 s (no jitter guard) keep the timing in these tests simple
+    quoting = {"model": "ladder", "levels": 5, **quoting}     # the PRD ladder (the shipped default is "edge")
     return TradingCore(Config(quoting=QuotingConfig(**quoting)), cl_ord_prefix="t",  # type: ignore[arg-type]
                        rate_guard_ms=0)
 
@@ -169,7 +170,7 @@ def test_kill_switch_cancels_everything_and_blocks_until_reset() -> None:
 
 
 def test_drawdown_trips_from_price_events() -> None:
-    c = TradingCore(Config(), cl_ord_prefix="t")
+    c = TradingCore(Config(quoting=QuotingConfig(model="ladder", levels=5)), cl_ord_prefix="t")
     c.on_price(T0, MID, 0.9, False)
     o = next(x for x in c.engine.tracker.working.values() if x.side == Side.BUY)
     c.on_order_event(OrderFilled(o.cl_ord_id, "f1", Side.BUY, o.price, 1000, 0), T0)  # 0.1 BTC

@@ -55,7 +55,7 @@ class Loop:
     def __init__(self, seed: int, model: str = "ladder") -> None:
         # a wild random walk loses money at times: this test is about the order flow, not the kill switch
         cfg = replace(Config(), risk=RiskConfig(max_drawdown=Decimal(10**6)))
-        cfg = replace(cfg, quoting=replace(cfg.quoting, model=model))  # type: ignore[arg-type]
+        cfg = replace(cfg, quoting=replace(cfg.quoting, model=model, levels=5))  # type: ignore[arg-type]
         self.core = TradingCore(cfg, cl_ord_prefix=f"s{seed}")
         self.inst = self.core.instrument
         self.sim = MatchingEngine(self.inst)

@@ -79,6 +79,11 @@ def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable
             "FASTMM_SIM__SPEED": "3",
             "FASTMM_SIM__TAKER_PROBABILITY": "1.0",
             "FASTMM_QUOTING__BASE_SPREAD_BPS": "2",
+            # these tests are about the processes, not the strategy: the PRD's 5-level ladder (the shipped
+            # default is the edge model, one level) and takers at the recorded price, as they were written
+            "FASTMM_QUOTING__MODEL": "ladder",
+            "FASTMM_QUOTING__LEVELS": "5",
+            "FASTMM_SIM__TAKER_REACH_BPS": "0",
             "FASTMM_PROCESSES__HEARTBEAT_TIMEOUT_MS": "2000",
         }
         base.update(env or {})

@@ -35,7 +35,7 @@ def paper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Paper]:
     creds = paper_secrets()
     instance = f"ops{os.getpid()}"
     sim_env = {**creds, "FASTMM_INSTANCE__NAME": instance, "FASTMM_SIM__SPEED": "3",
-               "FASTMM_SIM__TAKER_PROBABILITY": "0.5"}
+               "FASTMM_SIM__TAKER_PROBABILITY": "0.5", "FASTMM_SIM__TAKER_REACH_BPS": "0"}
     sim_cfg = load_config(None, sim_env)
     sims = SimThread()
     holder: dict[str, sim_venues.VenueSet] = {}
@@ -64,6 +64,8 @@ state_dir = "{root / 'var'}"
 log_level = "INFO"
 
 [quoting]
+model = "ladder"
+levels = 5
 base_spread_bps = "2"
 
 [processes]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from fastmm.config import Config
+from fastmm.config import Config, QuotingConfig
 from fastmm.core.trading_core import TradingCore
 from fastmm.procs.book_channel import BookPublisher
 from fastmm.procs.rehearsal import Rehearsal
@@ -22,7 +22,7 @@ def _rehearsal(cfg: Config, refs: dict[str, LatestValue] | None = None) -> Rehea
 
 
 def test_every_rehearsal_moves_the_shadow_ladder_and_builds_its_orders() -> None:
-    r = _rehearsal(Config())
+    r = _rehearsal(Config(quoting=QuotingConfig(model="ladder", levels=5)))   # the PRD's 5-level ladder
     t0 = 1_000 * 1_000_000_000
     built = [r.run(t0 + i * MS, 1_700_000_000_000_000_000 + i * MS) for i in range(400)]
     # the shadow walks 2 ticks per step: after the first ladder, every step reprices part of it
@@ -40,7 +40,7 @@ def test_it_follows_the_published_reference_price() -> None:
     try:
         BookPublisher(ch, VENUE_COINBASE).publish([(50_000 * E8, E8)], [(50_001 * E8, E8)], t_venue_ns=0,
                                                   t_recv_ns=1, venue_seq=1)
-        r = _rehearsal(Config(), {"coinbase": ch})
+        r = _rehearsal(Config(quoting=QuotingConfig(model="ladder", levels=5)), {"coinbase": ch})
         assert r.run(5 * 1_000_000_000, 1_700_000_000_000_000_000) == 10
         prices = [o.price for o in r.core.engine.tracker.working.values()]
         mid_ticks = 50_000.5 / 0.5      # not the fallback 100,000 (200,001 ticks)
@@ -54,7 +54,7 @@ def test_memory_stays_bounded_over_a_long_rehearsal() -> None:
     """A day of rehearsals must not grow the quoter: the shadow's windows, ids and events stay small."""
     import tracemalloc
 
-    r = _rehearsal(Config())
+    r = _rehearsal(Config(quoting=QuotingConfig(model="ladder", levels=5)))   # the PRD's 5-level ladder
     t0 = 1_000 * 1_000_000_000
 
     def rehearse(a: int, b: int) -> None:
