@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 
-from fastmm.config import Config
+from fastmm.config import Config, QuotingConfig
 from fastmm.core.price_aggregator import E8, PriceAggregator
 from fastmm.core.trading_core import TradingCore
 from fastmm.core.types import CancelOrder, NewOrder, OrderAccepted, Side
@@ -72,7 +72,7 @@ def test_decisions_equal_the_aggregator_driven_from_outside() -> None:
 
 
 def test_the_aggregator_computes_once_per_event() -> None:
-    core = TradingCore.from_config(Config())
+    core = TradingCore.from_config(Config(quoting=QuotingConfig(model="ladder", levels=5)))   # the PRD ladder
     calls = _counting(core)
     core.stop(T0)
     core.resume(T0)
@@ -90,7 +90,7 @@ def test_the_aggregator_computes_once_per_event() -> None:
 
 
 def test_a_reference_that_goes_stale_pulls_the_quotes_on_the_timer() -> None:
-    core = TradingCore.from_config(Config(), cl_ord_prefix="p")
+    core = TradingCore.from_config(Config(quoting=QuotingConfig(model="ladder", levels=5)), cl_ord_prefix="p")
     core.on_reference(T0, "coinbase", MID_E8 - E8, MID_E8 + E8, T0)
     quotes = core.decide(T0)
     _accept(core, quotes, T0)

@@ -196,7 +196,8 @@ def test_a_reference_outage_pulls_the_quotes_never_trips_and_quoting_comes_back_
 
 
 def test_silence_pulls_the_quotes_on_the_timer_after_stale_data_ms() -> None:
-    c = TradingCore(Config(risk=RiskConfig(stale_data_ms=1000)), cl_ord_prefix="t", rate_guard_ms=0)
+    c = TradingCore(Config(quoting=QuotingConfig(model="ladder", levels=5), risk=RiskConfig(stale_data_ms=1000)),
+                    cl_ord_prefix="t", rate_guard_ms=0)
     t = quoted(c)
     assert c.on_timer(t + 1000 * MS) == []           # the last price is 1 s old: still quoting
     acts = c.on_timer(t + 1001 * MS)                 # no price event at all, only the timer
@@ -263,7 +264,7 @@ def test_a_cancel_rejected_because_the_order_just_filled_does_not_count_toward_t
 
     from fastmm.core.types import CancelRejected
 
-    cfg = Config()
+    cfg = Config(quoting=QuotingConfig(model="ladder", levels=5))     # the PRD ladder
     cfg = dc_replace(cfg, risk=dc_replace(cfg.risk, max_reject_rate_per_min=3))
     c = TradingCore(cfg, cl_ord_prefix="t", rate_guard_ms=0)
     t = quoted(c)

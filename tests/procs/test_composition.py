@@ -71,7 +71,7 @@ def test_every_user_runs_the_settings_of_one_config(tmp_path: Path) -> None:
 def test_the_settings_follow_the_config() -> None:
     default = TradingCore.from_config(Config()).settings()
     changed = TradingCore.from_config(load_config(None, SETTINGS)).settings()
-    assert default["engine.rate_windows_ns"] == f"{1_250_000_000},{60_250_000_000}"   # venue_rules' 250 ms
+    assert default["engine.rate_windows_ns"] == f"{1_050_000_000},{60_050_000_000}"   # venue_rules' 50 ms
     assert {k for k in default if default[k] != changed[k]} == {
         "venue_rules.rate_guard_ms", "venue_rules.max_orders_per_sec", "quoting.size_tolerance_pct",
         "quoting.widen_mult", "quoting.pending_timeout_ms", "quoting.levels",
