@@ -8,7 +8,8 @@ rate windows and the drawdown peak afresh, so a condition that still holds trips
 Checks (``RiskConfig``): drawdown of total PnL from its peak above ``max_drawdown``; |position| above
 ``inventory.emergency_position_btc``; more than ``max_order_rate_per_min`` order messages or
 ``max_reject_rate_per_min`` rejects in the last 60 s; reference data stale (flagged stale, or silent)
-for ``stale_data_ms``.
+for ``stale_data_ms``. The shells and the trading core also trip it for an impossible venue report and
+for a journal that cannot write.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class TripReason(StrEnum):
     REJECT_RATE = "reject_rate"
     STALE_DATA = "stale_data"
     MANUAL = "manual"
+    BAD_REPORT = "bad_report"    # the venue reported something impossible (fastmm.core.vet); not booked
+    JOURNAL = "journal"          # the journal cannot write: nothing new may be sent
 
 
 @dataclass(frozen=True, slots=True)
