@@ -42,7 +42,7 @@ Durability = Literal["none", "flush", "fsync"]
 KINDS = frozenset({
     "order", "cancel", "replace", "ack", "reject", "cancel_reject", "canceled", "replaced", "fill",
     "hedge", "hedge_ack", "hedge_fill", "hedge_reject", "risk", "phase", "session", "recovery", "note",
-    "mark",
+    "mark", "bad_report",
 })
 
 _BUFFER_BYTES = 64 * 1024

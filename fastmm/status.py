@@ -34,6 +34,7 @@ from fastmm.shm.records import (
     POSITION,
     STAGE_LATENCY,
     STATE_FRESH,
+    STATE_JOURNAL_FAILED,
     STATE_LOGGED_ON,
     STATE_QUOTING,
     STATE_RISK_TRIPPED,
@@ -100,7 +101,8 @@ def _read_shm(instance: str, channels: dict[str, LatestValue] | None) -> dict[st
             procs[p] = {"pid": int(r["pid"]), "age_ms": (now - int(r["t_pub"])) // 1_000_000,
                         "fresh": bool(st & STATE_FRESH), "logged_on": bool(st & STATE_LOGGED_ON),
                         "subscribed": bool(st & STATE_SUBSCRIBED), "quoting": bool(st & STATE_QUOTING),
-                        "risk_tripped": bool(st & STATE_RISK_TRIPPED), "messages": int(r["messages"]),
+                        "risk_tripped": bool(st & STATE_RISK_TRIPPED),
+                        "journal_failed": bool(st & STATE_JOURNAL_FAILED), "messages": int(r["messages"]),
                         "errors": int(r["errors"]), "restarts": int(r["restarts"])}
         out["processes"] = procs
         books = {}
@@ -169,6 +171,8 @@ def render(st: dict[str, Any], elapsed_s: float | None = None) -> str:
         flags = [k for k in ("fresh", "logged_on", "subscribed", "quoting") if h[k]]
         if h["risk_tripped"]:
             flags.append("RISK")
+        if h.get("journal_failed"):
+            flags.append("JOURNAL-CANNOT-WRITE")
         extra = f" restarts {h['restarts']}" if h["restarts"] else ""
         parts.append(f"{p}[{','.join(flags) or '-'} {h['age_ms']}ms{extra}]")
     lines.append("procs    " + "  ".join(parts))
