@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import time
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -25,7 +26,7 @@ from typing import Any
 from fastmm.config import Config
 from fastmm.core.hedge import LOT_E8, CancelHedge, HedgePhase, HedgePlanner, PlaceLimit, PlaceMarket
 from fastmm.data.units import fixed_e8, parse_e8
-from fastmm.journal import Journal, read_journal
+from fastmm.journal import Journal, JournalError, read_journal
 from fastmm.procs.book_channel import read_top
 from fastmm.procs.child import SupervisorLink, serve_supervisor, stop_on_signals
 from fastmm.shm import EventRing, LatestValue, SegmentMissing
@@ -34,6 +35,7 @@ from fastmm.shm.records import (
     POSITION,
     STATE_CONNECTED,
     STATE_FLAT,
+    STATE_JOURNAL_FAILED,
     STATE_RISK_TRIPPED,
     TOP_OF_BOOK,
     VENUE_KRAKEN,
@@ -46,6 +48,7 @@ log = logging.getLogger("fastmm.hedger")
 CLOSED = ("closed", "canceled", "expired")
 POLL_S = 0.25
 FUNDS_BACKOFF_S = 60.0
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})   # the disk, not the network
 
 
 class HedgeBook:
@@ -331,6 +334,7 @@ async def run_supervised(cfg: Config, name: str = "hedger") -> int:
             last_dead_man = 0.0
             dead_man_s = cfg.hedge.dead_man_timeout_s
             bid = ask = 0
+            disk_error = ""     # a full disk: no more hedging this run
             while not stop.is_set():
                 pos_lots = applied = 0
                 if position.read() > 0:
@@ -345,26 +349,47 @@ async def run_supervised(cfg: Config, name: str = "hedger") -> int:
                         t = (await rest.public("Ticker", {"pair": pair.altname}))
                         info = next(iter(t.values()))
                         bid, ask = parse_e8(info["b"][0]), parse_e8(info["a"][0])
-                if dead_man_s and time.monotonic() - last_dead_man >= dead_man_s / 2:
-                    # Kraken cancels every open order if this is not renewed in time: a hedger that
-                    # hangs or loses its network cannot leave a hedge working.
-                    try:
-                        await rest.private("CancelAllOrdersAfter", {"timeout": dead_man_s})
-                        last_dead_man = time.monotonic()
-                    except KrakenError as e:
-                        log.error("hedger: dead-man switch not renewed: %s", e)
-                if flatten_cmd:
-                    hedger.planner.flatten = True
-                if cfg.hedge.enabled or flatten_cmd:
-                    await hedger.step(pos_lots, applied, bid, ask)
-                flat = hedger.planner.hedge is None and hedger.planner.wanted_e8(pos_lots) is None
-                link.set_state(STATE_FLAT, flat)
-                link.set_state(STATE_RISK_TRIPPED, bool(hedger.alert))
-                if flatten_cmd and flat and applied >= hedger.fills_published:
-                    link.ack(flatten_cmd[-1])
-                    flatten_cmd.clear()
-                    hedger.planner.flatten = False
-                link.messages = hedger.fills_published
+                if disk_error:
+                    # nothing may be placed without its record on disk (nor signed without the nonce file):
+                    # the stop goes on without the hedge, and says so
+                    link.set_state(STATE_JOURNAL_FAILED | STATE_RISK_TRIPPED, True)
+                    if flatten_cmd:
+                        log.error("hedger: ALERT: cannot hedge flat, the disk is full (%s); position %d lots "
+                                  "left unhedged (ops/disk-full.md)", disk_error, pos_lots)
+                        link.ack(flatten_cmd[-1])
+                        flatten_cmd.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), POLL_S)
+                    continue
+                try:
+                    if dead_man_s and time.monotonic() - last_dead_man >= dead_man_s / 2:
+                        # Kraken cancels every open order if this is not renewed in time: a hedger that
+                        # hangs or loses its network cannot leave a hedge working.
+                        try:
+                            await rest.private("CancelAllOrdersAfter", {"timeout": dead_man_s})
+                            last_dead_man = time.monotonic()
+                        except KrakenError as e:
+                            log.error("hedger: dead-man switch not renewed: %s", e)
+                    if flatten_cmd:
+                        hedger.planner.flatten = True
+                    if cfg.hedge.enabled or flatten_cmd:
+                        await hedger.step(pos_lots, applied, bid, ask)
+                    flat = hedger.planner.hedge is None and hedger.planner.wanted_e8(pos_lots) is None
+                    link.set_state(STATE_FLAT, flat)
+                    link.set_state(STATE_RISK_TRIPPED, bool(hedger.alert))
+                    if flatten_cmd and flat and applied >= hedger.fills_published:
+                        link.ack(flatten_cmd[-1])
+                        flatten_cmd.clear()
+                        hedger.planner.flatten = False
+                    link.messages = hedger.fills_published
+                except (JournalError, OSError) as e:
+                    if isinstance(e, OSError) and e.errno not in DISK_ERRNOS:
+                        raise
+                    disk_error = str(e)
+                    hedger.alert = f"disk: {e}"
+                    log.error("hedger: ALERT: %s: hedging stopped until a restart with free space "
+                              "(ops/disk-full.md)", e)
+                    continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), POLL_S)
     finally:

@@ -196,7 +196,7 @@ class Quoter:
         self.journal_alerted = True
         log.error("ALERT: %s; %d record(s) held in memory. Quoting halted, every quote cancelled; free space "
                   "(ops/disk-full.md)", self.journal.failing, self.journal.held_records)
-        self._set(STATE_JOURNAL_FAILED, True)
+        self._set(STATE_JOURNAL_FAILED | STATE_RISK_TRIPPED, True)
         self.core.risk.trip(now_ns, TripReason.JOURNAL, self.journal.failing)
         self.send_actions(self.core.stop(now_ns), now_ns)
         self._after_orders()
