@@ -25,6 +25,7 @@ from typing import Any
 
 from fastmm.config import Config
 from fastmm.core.hedge import LOT_E8, CancelHedge, HedgePhase, HedgePlanner, PlaceLimit, PlaceMarket
+from fastmm.core.vet import execution_problem
 from fastmm.data.units import fixed_e8, parse_e8
 from fastmm.journal import Journal, JournalError, read_journal
 from fastmm.procs.book_channel import read_top
@@ -100,6 +101,9 @@ class Hedger:
         self.alert = ""
         self.txid_of: dict[str, str] = {}
         self.side_of: dict[str, str] = {}
+        self.volume_of: dict[str, int] = {cl: int(rec.get("volume_e8", 0))
+                                          for cl, rec in book.open_orders.items()}
+        self.halted = False      # an impossible report: no new hedge this run (the alert says why)
 
     @property
     def fills_published(self) -> int:
@@ -145,7 +149,7 @@ class Hedger:
                 await self._follow(h.market_cl, h.market_txid, "market")
             if h.phase == HedgePhase.CONFIRM:
                 self.planner.confirm_after(self.fills_published)
-        if self.planner.hedge is None and time.monotonic() < self.funds_blocked_until:
+        if self.planner.hedge is None and (self.halted or time.monotonic() < self.funds_blocked_until):
             return
         action = self.planner.decide(position_lots, fills_applied, self.fills_published, bid_e8, ask_e8, now)
         if action is None:
@@ -172,6 +176,7 @@ class Hedger:
         self.journal.append("hedge", time.time_ns(), cl_ord_id=action.cl_ord_id, hedge_id=h.hedge_id,
                             side=action.side, volume_e8=action.volume_e8, price_e8=price)
         self.side_of[action.cl_ord_id] = action.side
+        self.volume_of[action.cl_ord_id] = action.volume_e8
         try:
             placed = await self.rest.add_order(params, action.cl_ord_id)
         except OutcomeUnknown as e:
@@ -254,11 +259,22 @@ class Hedger:
             self._final(cl, info["status"])
 
     async def _absorb(self, cl: str, info: dict[str, Any]) -> None:
-        """Publish what the order executed since we last looked, in whole lots."""
-        vol = parse_e8(str(info.get("vol_exec", "0")))
-        cost = Decimal(str(info.get("cost", "0")))
-        fee = Decimal(str(info.get("fee", "0")))
+        """Publish what the order executed since we last looked, in whole lots; an execution that cannot
+        be true (fastmm.core.vet: vol_exec above the order's volume, absurd cost) is refused, never
+        published: an alert, and the hedger stops hedging (its kill switch)."""
         prev_vol, prev_cost, prev_fee = self.book.seen_e8.get(cl, (0, Decimal(0), Decimal(0)))
+        try:
+            vol = parse_e8(str(info.get("vol_exec", "0")))
+            cost = Decimal(str(info.get("cost", "0")))
+            fee = Decimal(str(info.get("fee", "0")))
+            ours = self.volume_of.get(cl, 0)
+            problem = execution_problem(ours or parse_e8(str(info.get("vol", "0"))), vol, prev_vol, cost, fee)
+        except (ValueError, ArithmeticError) as e:
+            problem = f"unreadable execution: {e}"
+        if problem is not None:
+            self.halted = True
+            self._raise_alert(f"refused Kraken report for {cl}: {problem}")
+            return
         if vol <= prev_vol:
             return
         d_vol, d_cost, d_fee = vol - prev_vol, cost - prev_cost, fee - prev_fee
@@ -349,13 +365,14 @@ async def run_supervised(cfg: Config, name: str = "hedger") -> int:
                         t = (await rest.public("Ticker", {"pair": pair.altname}))
                         info = next(iter(t.values()))
                         bid, ask = parse_e8(info["b"][0]), parse_e8(info["a"][0])
-                if disk_error:
-                    # nothing may be placed without its record on disk (nor signed without the nonce file):
-                    # the stop goes on without the hedge, and says so
-                    link.set_state(STATE_JOURNAL_FAILED | STATE_RISK_TRIPPED, True)
+                if disk_error or hedger.halted:
+                    # nothing may be placed without its record on disk (nor signed without the nonce file),
+                    # nor after Kraken reported the impossible: the stop goes on without the hedge, says so,
+                    # and the dead-man switch, no longer renewed, has Kraken cancel what still works
+                    link.set_state((STATE_JOURNAL_FAILED if disk_error else 0) | STATE_RISK_TRIPPED, True)
                     if flatten_cmd:
-                        log.error("hedger: ALERT: cannot hedge flat, the disk is full (%s); position %d lots "
-                                  "left unhedged (ops/disk-full.md)", disk_error, pos_lots)
+                        log.error("hedger: ALERT: cannot hedge flat (%s); position %d lots left unhedged",
+                                  disk_error or hedger.alert, pos_lots)
                         link.ack(flatten_cmd[-1])
                         flatten_cmd.clear()
                     with contextlib.suppress(TimeoutError):
