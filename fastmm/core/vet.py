@@ -17,9 +17,9 @@ from typing import NamedTuple
 
 from fastmm.core.types import OrderFilled, Side
 
-# Beyond any real BTC-PYUSD order or price: 1e6 BTC in 1e-4 lots, and 1e9 PYUSD per BTC in 0.50 ticks.
-# Within these every money product stays far inside int64 units (1e6 BTC x 1e9 PYUSD x 1e8 < 1e24 is
-# not, so the position publisher clamps as well; these bounds catch the typo-sized reports).
+# Beyond any real BTC-PYUSD report: 1e6 BTC in 1e-4 lots, and 1e9 PYUSD per BTC in 0.50 ticks. They catch the
+# typo-sized reports (1e11 BTC); money products near them can still pass int64, so the position publisher
+# clamps its fields as well.
 MAX_LOTS = 10**10
 MAX_PRICE_TICKS = 2 * 10**9
 MAX_E8 = MAX_LOTS * 10_000           # the same quantity bound in 1e-8 BTC
