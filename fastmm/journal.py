@@ -17,6 +17,14 @@ new active file starts. Rotation never deletes a segment: the journal shipper (f
 unshipped records from rotated segments, so any retention added here must keep segments past the
 database's ship cursor (``fastmm db lag``). A line torn by a crash in the middle of a write is cut off
 when the journal is opened again (logged once); everything before it is kept.
+
+
+A write that fails (a full disk: ENOSPC, EDQUOT, EIO) raises :class:`JournalError`, unless the journal
+was opened with ``hold=True`` (the quoter): then the bytes not written, and every record after them,
+wait in memory in order, ``failing`` says why, and :meth:`Journal.retry` (the quoter's timer) writes
+them once the disk takes them again, so the file ends up complete. A record is never lost by the
+journal while the process lives; the quoter's FIX sequence store does not move past an inbound message
+while ``failing`` (so a restart gets the venue's reports again, see fastmm.fix.store.CommittedTargetStore).
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ Durability = Literal["none", "flush", "fsync"]
 KINDS = frozenset({
     "order", "cancel", "replace", "ack", "reject", "cancel_reject", "canceled", "replaced", "fill",
     "hedge", "hedge_ack", "hedge_fill", "hedge_reject", "risk", "phase", "session", "recovery", "note",
-    "mark", "reconcile", "pnl",
+    "mark", "reconcile", "pnl", "bad_report",
 })
 
 _BUFFER_BYTES = 64 * 1024
@@ -61,17 +69,25 @@ def segments(path: Path) -> list[Path]:
     return [*rotated, path] if path.exists() else rotated
 
 
-def read_journal(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    """Yield every complete record in order; a torn last line (crash mid-write) is skipped."""
+def read_journal(path: str | os.PathLike[str], *, skip_corrupt: bool = False) -> Iterator[dict[str, Any]]:
+    """Yield every complete record in order; a torn last line (crash mid-write) is skipped. A line that
+    is not a JSON object raises :class:`JournalError`, or with ``skip_corrupt`` is logged and skipped
+    (start-up recovery must not crash-loop on one bad line)."""
     for seg in segments(Path(path)):
         with seg.open("rb") as f:
             for line in f:
                 if not line.endswith(b"\n"):
                     break  # torn tail of a crashed writer
                 try:
-                    yield orjson.loads(line)
+                    rec = orjson.loads(line)
+                    if not isinstance(rec, dict):
+                        raise orjson.JSONDecodeError("not a JSON object", line.decode("ascii", "replace"), 0)
                 except orjson.JSONDecodeError as e:
-                    raise JournalError(f"{seg}: corrupt record {line[:80]!r}: {e}") from None
+                    if not skip_corrupt:
+                        raise JournalError(f"{seg}: corrupt record {line[:80]!r}: {e}") from None
+                    log.warning("journal %s: skipped a corrupt record %r: %s", seg, line[:80], e)
+                    continue
+                yield rec
 
 
 def _repair_tail(path: Path) -> int:
@@ -108,7 +124,7 @@ class Journal:
     """The writer. One process writes a journal (the quoter); any process may read it."""
 
     def __init__(self, path: str | os.PathLike[str], durability: Durability = "flush",
-                 rotate_bytes: int = 256 * 1024 * 1024) -> None:
+                 rotate_bytes: int = 256 * 1024 * 1024, *, hold: bool = False) -> None:
         if durability not in ("none", "flush", "fsync"):
             raise ValueError(f"journal durability {durability!r}: expected none, flush or fsync")
         self.path = Path(path)
@@ -124,6 +140,11 @@ class Journal:
         self.seq = last
         self._buf: list[bytes] = []
         self._buf_bytes = 0
+        self._hold = hold
+        self._held = bytearray()      # bytes a failed write left, then every record after them, in order
+        self._held_records = 0
+        self.failing = ""             # why the held bytes could not be written ("" = nothing held)
+        self.failures = 0             # write attempts that failed (the retries included)
         self._fd = self._open()
         self._size = os.fstat(self._fd).st_size
 
@@ -139,38 +160,98 @@ class Journal:
             raise ValueError(f"journal: unknown record kind {kind!r}")
         self.seq += 1
         line = encode_line(self.seq, t_ns, kind, fields)
+        if self._held:                # the disk refused earlier bytes: keep the order, write on retry()
+            self._held += line
+            self._held_records += 1
+            return self.seq
         if self.durability == "none":
             self._buf.append(line)
             self._buf_bytes += len(line)
             if self._buf_bytes >= min(_BUFFER_BYTES, self.rotate_bytes // 4):
                 self.flush()
         else:
-            self._write(line)
-            if self.durability == "fsync":
-                os.fsync(self._fd)
+            self._write(line, 1)
+            if self.durability == "fsync" and not self._held:
+                self._fsync()
         return self.seq
 
-    def _write(self, data: bytes) -> None:
+    @property
+    def held_records(self) -> int:
+        """Records (or the rest of one) waiting in memory because the disk refused them."""
+        return self._held_records
+
+    def _write(self, data: bytes, records: int) -> None:
         view = memoryview(data)
         while view:
             try:
                 n = os.write(self._fd, view)
             except OSError as e:
-                raise JournalError(f"cannot write journal {self.path}: {e}") from None
+                if not self._hold:
+                    raise JournalError(f"cannot write journal {self.path}: {e}") from None
+                self._held[:0] = view            # in front of anything held already
+                self._held_records += records
+                self.failures += 1
+                if not self.failing:
+                    log.error("journal %s: cannot write (%s): records are kept in memory, in order, until "
+                              "the disk takes them", self.path, e.strerror or e)
+                self.failing = f"cannot write journal {self.path}: {e.strerror or e}"
+                return
             view = view[n:]
-        self._size += len(data)
+            self._size += n
         if self._size >= self.rotate_bytes:
             self._rotate()
 
+    def _fsync(self) -> None:
+        try:
+            os.fsync(self._fd)
+        except OSError as e:
+            if not self._hold:
+                raise JournalError(f"cannot fsync journal {self.path}: {e}") from None
+            self.failures += 1
+            self.failing = f"cannot fsync journal {self.path}: {e.strerror or e}"
+
+    def retry(self) -> bool:
+        """Write what the disk refused; True when nothing is held any more (``failing`` cleared)."""
+        if not self._held:
+            if self.failing:         # an fsync failed earlier: durable again once one succeeds
+                self.failing = ""
+                self._fsync()
+            return not self.failing
+        data, records = bytes(self._held), self._held_records
+        self._held.clear()
+        self._held_records = 0
+        self._write(data, records)
+        if self._held:
+            return False
+        if self.durability == "fsync":
+            self.failing = ""
+            self._fsync()
+            if self.failing:
+                return False
+        log.warning("journal %s: writing again; %d held record(s) written", self.path, records)
+        self.failing = ""
+        return True
+
     def _rotate(self) -> None:
-        os.fsync(self._fd)
+        try:
+            os.fsync(self._fd)
+            first = self._first_seq_of_active()
+            target = self.path.with_name(f"{self.path.name}.{first:012d}")
+            os.replace(self.path, target)
+            try:
+                fd = self._open()
+            except JournalError:
+                os.replace(target, self.path)    # keep appending to the file we have
+                raise
+        except (OSError, JournalError) as e:
+            if not self._hold:
+                raise JournalError(f"cannot rotate journal {self.path}: {e}") from None
+            log.error("journal %s: cannot rotate (%s); appending to the active file", self.path, e)
+            return
         os.close(self._fd)
-        first = self._first_seq_of_active()
-        target = self.path.with_name(f"{self.path.name}.{first:012d}")
-        os.replace(self.path, target)
-        log.info("journal rotated to %s", target.name)
-        self._fd = self._open()
+        self._fd = fd
         self._size = 0
+        log.info("journal rotated to %s", target.name)
 
     def _first_seq_of_active(self) -> int:
         with self.path.open("rb") as f:
@@ -179,16 +260,28 @@ class Journal:
 
     def flush(self) -> None:
         if self._buf:
-            data, self._buf, self._buf_bytes = b"".join(self._buf), [], 0
-            self._write(data)
-        if self.durability == "fsync":
-            os.fsync(self._fd)
+            data, n = b"".join(self._buf), len(self._buf)
+            self._buf, self._buf_bytes = [], 0
+            if self._held:
+                self._held += data
+                self._held_records += n
+            else:
+                self._write(data, n)
+        if self._held:
+            self.retry()
+        elif self.durability == "fsync":
+            self._fsync()
 
     def close(self) -> None:
         if self._fd < 0:
             return
         self.flush()
-        os.fsync(self._fd)
+        if self._held:
+            log.error("journal %s: closing with %d record(s) the disk refused (%s); they are lost here, and "
+                      "the next start gets the venue's reports again from the FIX sequence number kept",
+                      self.path, self._held_records, self.failing)
+        else:
+            self._fsync()
         os.close(self._fd)
         self._fd = -1
 

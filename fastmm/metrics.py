@@ -331,7 +331,7 @@ def families(status: dict[str, Any], stats: JournalStats, latency: dict[str, Any
     procs = status.get("processes", {})
     gauge("fastmm_process_heartbeat_age_seconds", "time since the process's last heartbeat",
           labels=["process"], rows=[([p], h["age_ms"] / 1000) for p, h in procs.items()])
-    for flag in ("fresh", "logged_on", "subscribed", "quoting", "risk_tripped"):
+    for flag in ("fresh", "logged_on", "subscribed", "quoting", "risk_tripped", "journal_failed"):
         gauge(f"fastmm_process_{flag}", f"1 when the process reports {flag.replace('_', ' ')}",
               labels=["process"], rows=[([p], float(h[flag])) for p, h in procs.items()])
     counter("fastmm_process_restarts", "restarts of the process by the supervisor", labels=["process"],

@@ -39,6 +39,7 @@ from fastmm.shm.records import (
     STAGE_LATENCY,
     STATE_CONNECTED,
     STATE_FRESH,
+    STATE_JOURNAL_FAILED,
     STATE_LOGGED_ON,
     STATE_QUOTING,
     STATE_RISK_TRIPPED,
@@ -106,7 +107,8 @@ def _read_shm(instance: str, channels: dict[str, LatestValue] | None) -> dict[st
                         "fresh": bool(st & STATE_FRESH), "logged_on": bool(st & STATE_LOGGED_ON),
                         "subscribed": bool(st & STATE_SUBSCRIBED), "quoting": bool(st & STATE_QUOTING),
                         "connected": bool(st & STATE_CONNECTED),
-                        "risk_tripped": bool(st & STATE_RISK_TRIPPED), "messages": int(r["messages"]),
+                        "risk_tripped": bool(st & STATE_RISK_TRIPPED),
+                        "journal_failed": bool(st & STATE_JOURNAL_FAILED), "messages": int(r["messages"]),
                         "errors": int(r["errors"]), "restarts": int(r["restarts"])}
         out["processes"] = procs
         books = {}
@@ -188,6 +190,8 @@ def render(st: dict[str, Any], elapsed_s: float | None = None) -> str:
             flags.append("connected" if h["connected"] else "DOWN")
         if h["risk_tripped"]:
             flags.append("RISK")
+        if h.get("journal_failed"):
+            flags.append("JOURNAL-CANNOT-WRITE")
         extra = f" restarts {h['restarts']}" if h["restarts"] else ""
         parts.append(f"{p}[{','.join(flags) or '-'} {h['age_ms']}ms{extra}]")
     lines.append("procs    " + "  ".join(parts))

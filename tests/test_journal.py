@@ -118,3 +118,61 @@ def test_killed_writer_loses_no_acknowledged_record(tmp_path: Path) -> None:
     assert len(seqs) >= acked
     with Journal(path) as j:
         assert j.append("note", 0) == len(seqs) + 1
+
+
+def _disk_full(j: Journal) -> int:
+    """Make the journal's file descriptor a full disk (/dev/full: every write is ENOSPC); returns a
+    duplicate of the real one, to give the disk back with ``os.dup2``."""
+    saved = os.dup(j._fd)
+    full = os.open("/dev/full", os.O_WRONLY)
+    os.dup2(full, j._fd)
+    os.close(full)
+    return saved
+
+
+def test_a_full_disk_raises_by_default(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.jsonl")
+    saved = _disk_full(j)
+    with pytest.raises(JournalError, match="No space left"):
+        j.append("note", 1, detail="x")
+    os.dup2(saved, j._fd)
+    os.close(saved)
+    j.close()
+
+
+def test_hold_keeps_records_in_order_and_writes_them_when_the_disk_takes_them(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "j.jsonl"
+    j = Journal(path, hold=True)
+    j.append("order", 1, cl_ord_id="a")
+    saved = _disk_full(j)
+    assert j.append("fill", 2, exec_id="e1") == 2          # never raises: held in memory
+    assert j.append("cancel", 3, cl_ord_id="c") == 3
+    assert "No space left" in j.failing and j.held_records == 2
+    assert not j.retry() and j.held_records == 2          # still full
+    assert [r["seq"] for r in read_journal(path)] == [1]
+    os.dup2(saved, j._fd)                                  # space freed
+    os.close(saved)
+    assert j.append("canceled", 4, cl_ord_id="c") == 4    # appended behind the held ones
+    assert j.retry() and not j.failing and j.held_records == 0
+    j.close()
+    assert [(r["seq"], r["kind"]) for r in read_journal(path)] == [
+        (1, "order"), (2, "fill"), (3, "cancel"), (4, "canceled")]
+    assert caplog.text.count("cannot write") == 1         # logged once per episode
+
+
+def test_hold_close_with_records_still_held_does_not_raise(tmp_path: Path,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    j = Journal(tmp_path / "j.jsonl", durability="fsync", hold=True)
+    saved = _disk_full(j)
+    j.append("fill", 1, exec_id="e1")
+    j.close()
+    os.close(saved)
+    assert "closing with 1 record(s) the disk refused" in caplog.text
+
+
+def test_recovery_can_skip_a_corrupt_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "j.jsonl"
+    path.write_bytes(b'{"seq":1,"t_ns":1,"kind":"note"}\nnot json\n[1,2]\n{"seq":3,"t_ns":1,"kind":"note"}\n')
+    assert [r["seq"] for r in read_journal(path, skip_corrupt=True)] == [1, 3]
+    assert caplog.text.count("skipped a corrupt record") == 2

@@ -35,6 +35,7 @@ from fastmm.core.types import (
     ReplaceOrder,
     Side,
 )
+from fastmm.core.vet import OrderTerms
 from fastmm.logs import OnceLogger
 
 log = logging.getLogger(__name__)
@@ -201,7 +202,8 @@ class OrderTracker:
         self.counts["fills"] += 1
         o = self._by_id.get(ev.cl_ord_id)
         if o is None:
-            self._bad("tracker: fill for an order we do not know (booked all the same)", ev.cl_ord_id)
+            # the trading core lets through only a fill of an order a previous run sent (its journal)
+            self._bad("tracker: fill for an order this run does not track (a previous run's)", ev.cl_ord_id)
             return True
         o.cum += ev.last_qty_lots
         if o.state == _PENDING_NEW:
@@ -327,6 +329,19 @@ class OrderTracker:
     # -- reads ------------------------------------------------------------------------------------
     def get(self, cl_ord_id: str) -> TrackedOrder | None:
         return self._by_id.get(cl_ord_id)
+
+    def fill_seen(self, exec_id: str) -> bool:
+        """Whether a fill with this ExecID was applied already (a resend)."""
+        return exec_id in self._exec_ids
+
+    def terms(self, cl_ord_id: str) -> OrderTerms | None:
+        """What a fill for ``cl_ord_id`` is checked against (fastmm.core.vet); None if unknown."""
+        o = self._by_id.get(cl_ord_id)
+        if o is None:
+            return None
+        if o.state == _PENDING_REPLACE:
+            return OrderTerms(o.side, o.price, max(o.qty, o.new_qty), o.cum, o.new_price)
+        return OrderTerms(o.side, o.price, o.qty, o.cum)
 
     def stale(self, now_ns: int, timeout_ns: int) -> list[TrackedOrder]:
         """Working orders whose last request has had no answer for ``timeout_ns``."""

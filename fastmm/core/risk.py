@@ -7,7 +7,8 @@ rate windows and the drawdown peak afresh, so a condition that still holds trips
 
 Checks (``RiskConfig``): drawdown of total PnL from its peak above ``max_drawdown``; |position| above
 ``inventory.emergency_position_btc``; more than ``max_order_rate_per_min`` order messages or
-``max_reject_rate_per_min`` rejects in the last 60 s.
+``max_reject_rate_per_min`` rejects in the last 60 s. The shells and the trading core also trip it for
+an impossible venue report and for a journal that cannot write.
 
 Stale reference data is not a trip: it is no risk taken, only a reason not to quote. The quote engine
 pulls every quote while the reference is stale or silent (``risk.stale_data_ms`` is its backstop) and
@@ -36,6 +37,8 @@ class TripReason(StrEnum):
     ORDER_RATE = "order_rate"
     REJECT_RATE = "reject_rate"
     MANUAL = "manual"
+    BAD_REPORT = "bad_report"    # the venue reported something impossible (fastmm.core.vet); not booked
+    JOURNAL = "journal"          # the journal cannot write: nothing new may be sent
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,10 @@ PnL and risk events for the journal and the log.
 Every user builds it with :meth:`TradingCore.from_config`, so the quoter, the backtest, the rehearsal,
 ``ops cancel-orders`` and the benches run the same settings; :meth:`TradingCore.settings` is what a test
 compares across them. Shells use the facade methods here, not the parts' internals.
+
+Every fill is checked (fastmm.core.vet) before it is booked: an impossible one (over-fill, an order we
+never sent, a price or quantity that cannot be) is refused, counted in ``refused``, and trips the kill
+switch; position and PnL never see it.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ from fastmm.core.order_tracker import TrackedOrder
 from fastmm.core.pnl import PnlChange, PnlSummary, PnLTracker
 from fastmm.core.price_aggregator import FairPrice, PriceAggregator
 from fastmm.core.quote_engine import QuoteEngine
-from fastmm.core.risk import RiskManager, RiskReset, RiskTrip
+from fastmm.core.risk import RiskManager, RiskReset, RiskTrip, TripReason
 from fastmm.core.types import Action, HedgeFilled, OrderEvent, OrderFilled, Side
+from fastmm.core.vet import OrderTerms, fill_problem, hedge_fill_problem
 from fastmm.instrument import Instrument
 from fastmm.logs import OnceLogger
 
@@ -73,6 +78,10 @@ class TradingCore:
         self._bb = self._ba = 0      # TrueX top in ticks (0: none)
         self._fair_ns = -1           # when the aggregator last computed
         self.basis: BasisEstimator | None = None     # venue over references, when estimated online
+        # orders a previous run sent, from its journal (start-up recovery): a fill the venue resends for
+        # one of them is checked against these terms until the order is adopted into the tracker
+        self.prior_orders: dict[str, OrderTerms] = {}
+        self.refused = 0          # venue reports refused as impossible (never booked)
 
     @classmethod
     def from_config(cls, cfg: Config, *, cl_ord_prefix: str = "fm") -> TradingCore:
@@ -153,6 +162,16 @@ class TradingCore:
         return self.engine.on_price(now_ns, mid, confidence, stale, best_bid, best_ask)
 
     def on_order_event(self, ev: OrderEvent, now_ns: int) -> list[Action]:
+        if isinstance(ev, OrderFilled):
+            if self.engine.tracker.fill_seen(ev.exec_id):
+                return []           # a resend of a fill booked already
+            problem = self.fill_problem(ev)
+            if problem is not None:
+                self.refuse(now_ns, problem, repr(ev))
+                return self.engine.requote(now_ns)       # the kill switch pulls every quote
+            prior = self.prior_orders.get(ev.cl_ord_id)
+            if prior is not None and self.engine.tracker.get(ev.cl_ord_id) is None:
+                self.prior_orders[ev.cl_ord_id] = prior._replace(cum_lots=prior.cum_lots + ev.last_qty_lots)
         changed = self.engine.on_event(ev, now_ns)
         if not changed:
             return []
@@ -162,12 +181,34 @@ class TradingCore:
             self._after_fill(now_ns)
         return self.engine.requote(now_ns)
 
+    def fill_problem(self, ev: OrderFilled) -> str | None:
+        """Why this fill cannot be true (None: book it), against the order as we know it."""
+        terms = self.engine.tracker.terms(ev.cl_ord_id)
+        return fill_problem(ev, terms if terms is not None else self.prior_orders.get(ev.cl_ord_id))
+
+    def refuse(self, now_ns: int, problem: str, detail: str = "") -> None:
+        """An impossible venue report: never booked; an alert, and the kill switch."""
+        self.refused += 1
+        if self.refused <= 10:
+            log.error("ALERT: refused an impossible venue report: %s (%s)", problem, detail)
+        self.risk.trip(now_ns, TripReason.BAD_REPORT, problem)
+
+    def replay_fill(self, ev: OrderFilled, order: OrderTerms | None, now_ns: int) -> str | None:
+        """Book a fill from the journal (start-up recovery) if it passes the checks against the order as
+        the journal has it; else return the problem and book nothing."""
+        problem = fill_problem(ev, order)
+        if problem is not None:
+            return problem
+        self.inventory.on_truex_fill(ev.side, ev.last_px_ticks, ev.last_qty_lots)
+        self.pnl.on_truex_fill(now_ns, ev)
+        self._after_fill(now_ns)
+        return None
+
     def on_hedge_fill(self, ev: HedgeFilled, now_ns: int) -> list[Action]:
-        price = ev.price
-        if (not isinstance(price, Decimal) or not price.is_finite() or price <= 0
-                or not isinstance(ev.qty_lots, int) or ev.qty_lots <= 0):
-            self._bad("core: ignored a hedge fill with a bad quantity or price", repr(ev))
-            return []
+        problem = hedge_fill_problem(ev.qty_lots, ev.price, ev.fee)
+        if problem is not None:
+            self.refuse(now_ns, problem, repr(ev))
+            return self.engine.requote(now_ns)
         if not self._hedge_exec_ids.add(ev.exec_id):
             return []
         self.inventory.on_hedge_fill(ev.side, ev.price, ev.qty_lots)

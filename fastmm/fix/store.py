@@ -146,3 +146,74 @@ def store_path(state_dir: str | os.PathLike[str], sender: str, target: str) -> P
     """Where a session's store lives under the instance's state folder."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{sender}-{target}")
     return Path(state_dir) / "fix" / f"{safe}.seq"
+
+
+class CommittedTargetStore:
+    """A store whose durable "next expected" number moves only when the application says the inbound
+    messages before it have had their effects made durable (the quoter: journalled).
+
+    The session core advances ``next_target`` as soon as it has parsed a message, before the application
+    has seen it; written through at once, a crash (or a journal that cannot write) after that point would
+    lose the message for good: the venue would never resend it. Here the session reads and sets the
+    numbers in memory as usual; ``next_sender`` is written through at once (a number we used must never
+    be used again), and the written ``next_target`` is the one of the last :meth:`commit`. :meth:`hold`
+    pins it below a message whose effects are not durable until :meth:`release`, so the next start asks
+    the venue to resend from there (fills are then de-duplicated by ExecID).
+    """
+
+    __slots__ = ("_durable_target", "_held_at", "inner", "next_sender", "next_target")
+
+    def __init__(self, inner: FileSeqStore | MemorySeqStore) -> None:
+        self.inner = inner
+        self.next_sender = inner.next_sender
+        self.next_target = inner.next_target
+        self._durable_target = inner.next_target
+        self._held_at = 0          # > 0: the first inbound MsgSeqNum whose effects are not durable
+
+    @property
+    def durable_target(self) -> int:
+        return self._durable_target
+
+    @property
+    def held_at(self) -> int:
+        return self._held_at
+
+    def set(self, next_sender: int, next_target: int) -> None:
+        self.next_target = next_target
+        if next_target < self._durable_target:      # a reset or a lowered number: written at once
+            self._durable_target = next_target
+        elif next_sender == self.next_sender:
+            return                                  # only the inbound number moved: wait for commit()
+        self.next_sender = next_sender
+        self.inner.set(next_sender, self._durable_target)
+
+    def commit(self, through_seq: int = 0) -> None:
+        """Every inbound message up to ``through_seq`` (all of them when 0) has had its effects made
+        durable: write the expected number past it (no further than the session has got)."""
+        if self._held_at:
+            return
+        target = self.next_target if through_seq <= 0 else min(self.next_target, through_seq + 1)
+        if target > self._durable_target:
+            self._durable_target = target
+            self.inner.set(self.next_sender, target)
+
+    def hold(self, seq: int) -> None:
+        """The effects of inbound message ``seq`` are not durable: never write an expected number past
+        it until :meth:`release`."""
+        if not self._held_at or seq < self._held_at:
+            self._held_at = seq
+        if self._durable_target > seq:      # only if commit() ran ahead; it cannot, but never past seq
+            self._durable_target = seq
+            self.inner.set(self.next_sender, seq)
+
+    def release(self) -> None:
+        """What was held is durable now (the journal wrote it)."""
+        self._held_at = 0
+
+    def reset(self) -> None:
+        self.inner.reset()
+        self.next_sender = self.next_target = self._durable_target = 1
+        self._held_at = 0
+
+    def close(self) -> None:
+        self.inner.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import time
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -32,8 +33,9 @@ from fastmm.core.hedge import (
     PlaceLimit,
     PlaceMarket,
 )
+from fastmm.core.vet import execution_problem
 from fastmm.data.units import fixed_e8, parse_e8
-from fastmm.journal import Journal, read_journal
+from fastmm.journal import Journal, JournalError, read_journal
 from fastmm.procs.book_channel import read_top
 from fastmm.procs.child import SupervisorLink, serve_supervisor, stop_on_signals
 from fastmm.procs.firm_gate import FirmGate
@@ -44,6 +46,7 @@ from fastmm.shm.records import (
     POSITION,
     STATE_CONNECTED,
     STATE_FLAT,
+    STATE_JOURNAL_FAILED,
     STATE_RISK_TRIPPED,
     TOP_OF_BOOK,
     VENUE_KRAKEN,
@@ -57,6 +60,7 @@ CLOSED = ("closed", "canceled", "expired")
 POLL_S = 0.25
 WIND_DOWN_S = 4.0       # the stop's logout step allows 5 s: a market order ends well inside that
 FUNDS_BACKOFF_S = 60.0
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})   # the disk, not the network
 
 
 class HedgeBook:
@@ -111,6 +115,9 @@ class Hedger:
         self.txid_of: dict[str, str] = {}
         self.side_of: dict[str, str] = {}
         self.wound_down = False
+        self.volume_of: dict[str, int] = {cl: int(rec.get("volume_e8", 0))
+                                          for cl, rec in book.open_orders.items()}
+        self.halted = False      # an impossible report: no new hedge this run (the alert says why)
 
     @property
     def fills_published(self) -> int:
@@ -178,7 +185,7 @@ class Hedger:
                 await self._follow(h.market_cl, h.market_txid, "market")
             if h.phase == HedgePhase.CONFIRM:
                 self.planner.confirm_after(self.fills_published)
-        if self.planner.hedge is None and time.monotonic() < self.funds_blocked_until:
+        if self.planner.hedge is None and (self.halted or time.monotonic() < self.funds_blocked_until):
             return
         action = self.planner.decide(position_lots, fills_applied, self.fills_published, bid_e8, ask_e8, now)
         if action is None:
@@ -208,6 +215,7 @@ class Hedger:
         self.journal.append("hedge", t_ns, **rec)
         self.book.open_orders[action.cl_ord_id] = {**rec, "t_ns": t_ns}   # until its end is journalled
         self.side_of[action.cl_ord_id] = action.side
+        self.volume_of[action.cl_ord_id] = action.volume_e8
         try:
             placed = await self.rest.add_order(params, action.cl_ord_id)
         except OutcomeUnknown as e:
@@ -290,11 +298,22 @@ class Hedger:
             self._final(cl, info["status"])
 
     async def _absorb(self, cl: str, info: dict[str, Any]) -> None:
-        """Publish what the order executed since we last looked, in whole lots."""
-        vol = parse_e8(str(info.get("vol_exec", "0")))
-        cost = Decimal(str(info.get("cost", "0")))
-        fee = Decimal(str(info.get("fee", "0")))
+        """Publish what the order executed since we last looked, in whole lots; an execution that cannot
+        be true (fastmm.core.vet: vol_exec above the order's volume, absurd cost) is refused, never
+        published: an alert, and the hedger stops hedging (its kill switch)."""
         prev_vol, prev_cost, prev_fee = self.book.seen_e8.get(cl, (0, Decimal(0), Decimal(0)))
+        try:
+            vol = parse_e8(str(info.get("vol_exec", "0")))
+            cost = Decimal(str(info.get("cost", "0")))
+            fee = Decimal(str(info.get("fee", "0")))
+            ours = self.volume_of.get(cl, 0)
+            problem = execution_problem(ours or parse_e8(str(info.get("vol", "0"))), vol, prev_vol, cost, fee)
+        except (ValueError, ArithmeticError) as e:
+            problem = f"unreadable execution: {e}"
+        if problem is not None:
+            self.halted = True
+            self._raise_alert(f"refused Kraken report for {cl}: {problem}")
+            return
         if vol <= prev_vol:
             return
         d_vol, d_cost, d_fee = vol - prev_vol, cost - prev_cost, fee - prev_fee
@@ -400,9 +419,10 @@ async def _hedge_loop(cfg: Config, hedger: Hedger, rest: KrakenRest, pair: PairI
     last_dead_man = 0.0
     dead_man_s = cfg.hedge.dead_man_timeout_s
     bid = ask = 0
+    disk_error = ""     # a full disk: no more hedging this run
     while not stop.is_set():
         if logout_cmd:
-            if not hedger.wound_down:
+            if not hedger.wound_down and not (disk_error or hedger.halted):
                 await hedger.wind_down()
             link.ack(logout_cmd[-1])
             logout_cmd.clear()
@@ -428,25 +448,47 @@ async def _hedge_loop(cfg: Config, hedger: Hedger, rest: KrakenRest, pair: PairI
                 t = (await rest.public("Ticker", {"pair": pair.altname}))
                 info = next(iter(t.values()))
                 bid, ask = parse_e8(info["b"][0]), parse_e8(info["a"][0])
-        if dead_man_s and time.monotonic() - last_dead_man >= dead_man_s / 2:
-            # Kraken cancels every open order if this is not renewed in time: a hedger that
-            # hangs or loses its network cannot leave a hedge working.
-            try:
-                await rest.private("CancelAllOrdersAfter", {"timeout": dead_man_s})
-                last_dead_man = time.monotonic()
-            except KrakenError as e:
-                log.error("hedger: dead-man switch not renewed: %s", e)
-        if flatten_cmd:
-            hedger.planner.flatten = True
-        if cfg.hedge.enabled or flatten_cmd:
-            await hedger.step(pos_lots, applied, bid, ask)
-        flat = hedger.planner.hedge is None and hedger.planner.wanted_e8(pos_lots) is None
-        link.set_state(STATE_FLAT, flat)
-        link.set_state(STATE_RISK_TRIPPED, bool(hedger.alert))
-        if flatten_cmd and flat and applied >= hedger.fills_published:
-            link.ack(flatten_cmd[-1])
-            flatten_cmd.clear()
-            hedger.planner.flatten = False
-        link.messages = hedger.fills_published
+        if disk_error or hedger.halted:
+            # nothing may be placed without its record on disk (nor signed without the nonce file),
+            # nor after Kraken reported the impossible: the stop goes on without the hedge, says so,
+            # and the dead-man switch, no longer renewed, has Kraken cancel what still works
+            link.set_state((STATE_JOURNAL_FAILED if disk_error else 0) | STATE_RISK_TRIPPED, True)
+            if flatten_cmd:
+                log.error("hedger: ALERT: cannot hedge flat (%s); position %d lots left unhedged",
+                          disk_error or hedger.alert, pos_lots)
+                link.ack(flatten_cmd[-1])
+                flatten_cmd.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), POLL_S)
+            continue
+        try:
+            if dead_man_s and time.monotonic() - last_dead_man >= dead_man_s / 2:
+                # Kraken cancels every open order if this is not renewed in time: a hedger that
+                # hangs or loses its network cannot leave a hedge working.
+                try:
+                    await rest.private("CancelAllOrdersAfter", {"timeout": dead_man_s})
+                    last_dead_man = time.monotonic()
+                except KrakenError as e:
+                    log.error("hedger: dead-man switch not renewed: %s", e)
+            if flatten_cmd:
+                hedger.planner.flatten = True
+            if cfg.hedge.enabled or flatten_cmd:
+                await hedger.step(pos_lots, applied, bid, ask)
+            flat = hedger.planner.hedge is None and hedger.planner.wanted_e8(pos_lots) is None
+            link.set_state(STATE_FLAT, flat)
+            link.set_state(STATE_RISK_TRIPPED, bool(hedger.alert))
+            if flatten_cmd and flat and applied >= hedger.fills_published:
+                link.ack(flatten_cmd[-1])
+                flatten_cmd.clear()
+                hedger.planner.flatten = False
+            link.messages = hedger.fills_published
+        except (JournalError, OSError) as e:
+            if isinstance(e, OSError) and e.errno not in DISK_ERRNOS:
+                raise
+            disk_error = str(e)
+            hedger.alert = f"disk: {e}"
+            log.error("hedger: ALERT: %s: hedging stopped until a restart with free space "
+                      "(ops/disk-full.md)", e)
+            continue
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), POLL_S)

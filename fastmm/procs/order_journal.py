@@ -6,12 +6,15 @@ rehearsal builds the same, see fastmm.procs.rehearsal).
 The quoter does this for every ExecutionReport, OrderCancelReject and BusinessMessageReject it receives,
 and ``fastmm ops cancel-orders`` for the answers to its cancels, so the journal the next start's recovery
 reads has one format whoever wrote it. A fill whose ExecID was booked already (a resend with PossDup) is
-journalled as a note and yields no event.
+journalled as a note and yields no event. A fill that ``vet`` (the trading core's check) calls impossible
+is journalled as ``bad_report``, which recovery never books; the event still goes to the core, which
+refuses it and trips the kill switch.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -55,7 +58,8 @@ def order_message(codec: TruexCodec, a: Action) -> tuple[str, dict[str, Any], by
                                                      a.price_ticks))
 
 
-def journal_report(j: Journal, rec: object, fill_ids: RecentIds, **extra: Any) -> OrderEvent | None:
+def journal_report(j: Journal, rec: object, fill_ids: RecentIds,
+                   vet: Callable[[OrderFilled], str | None] | None = None, **extra: Any) -> OrderEvent | None:
     """Journal ``rec`` (``extra`` fields added to its line) and return the core event it means."""
     wall = time.time_ns()
     if isinstance(rec, ExecutionReport):
@@ -72,15 +76,19 @@ def journal_report(j: Journal, rec: object, fill_ids: RecentIds, **extra: Any) -
                          poss_dup=rec.poss_dup, **extra)
                 return None
             fee = sum((f.amount for f in rec.fees), Decimal(0)) if rec.fees else None
-            if match_key:
+            ev = OrderFilled(rec.cl_ord_id, rec.exec_id, Side.BUY if rec.side == "1" else Side.SELL,
+                             rec.last_px, rec.last_qty, rec.leaves_qty,
+                             Liquidity.TAKER if rec.liquidity == 2 else Liquidity.MAKER, fee)
+            problem = vet(ev) if vet is not None else None
+            if problem is not None:
+                extra["problem"] = problem
+            elif match_key:
                 fill_ids.add(match_key)
-            j.append("fill", wall, cl_ord_id=rec.cl_ord_id, exec_id=rec.exec_id, match_id=rec.trd_match_id,
-                     order_id=rec.order_id, side=rec.side,
-                     px_ticks=rec.last_px, qty_lots=rec.last_qty, leaves_lots=rec.leaves_qty,
-                     liquidity=rec.liquidity, fee=str(fee) if fee is not None else None, **extra)
-            return OrderFilled(rec.cl_ord_id, rec.exec_id, Side.BUY if rec.side == "1" else Side.SELL,
-                               rec.last_px, rec.last_qty, rec.leaves_qty,
-                               Liquidity.TAKER if rec.liquidity == 2 else Liquidity.MAKER, fee)
+            j.append("fill" if problem is None else "bad_report", wall, cl_ord_id=rec.cl_ord_id,
+                     exec_id=rec.exec_id, match_id=rec.trd_match_id, side=rec.side, px_ticks=rec.last_px,
+                     qty_lots=rec.last_qty, leaves_lots=rec.leaves_qty, liquidity=rec.liquidity,
+                     fee=str(fee) if fee is not None else None, order_id=rec.order_id, **extra)
+            return ev
         if et in ("4", "C"):
             j.append("canceled", wall, cl_ord_id=rec.cl_ord_id, orig_cl_ord_id=rec.orig_cl_ord_id,
                      text=rec.text, **extra)

@@ -9,6 +9,14 @@ and PnL it publishes are what the hedger and ``fastmm status`` read.
 Write-ahead: each order, cancel and replace is journalled before its bytes are written, and each ack and
 fill when it arrives, so after a crash :mod:`fastmm.procs.recovery` knows every order that may be live.
 
+A journal that cannot write (full disk) never stops a report from reaching the core: the journal keeps
+the records in memory (``hold``) and writes them once the disk takes them. The quoter then trips the
+kill switch (every quote cancelled; a cancel is sent whether or not its record reached the disk, a new
+order or replace is not sent at all), raises an alert (log, the ``journal_failed`` health bit that
+``fastmm status`` and the metrics show), and the FIX sequence store keeps the inbound number at the first
+report not written (fastmm.fix.store.CommittedTargetStore), so a restart gets TrueX to resend it. See
+ops/disk-full.md.
+
 Start sequence: it logs on to order entry only once the phase says the reference feeds are up, and
 quotes only after the supervisor's ``start_quoting``; ``pull_quotes`` and ``cancel_all`` cancel every
 quote (``cancel_all`` is acknowledged once the venue has confirmed every cancel), ``logout`` logs out.
@@ -32,16 +40,22 @@ from decimal import Decimal
 from fastmm import speedups
 from fastmm.config import Config
 from fastmm.core.ids import RecentIds
+from fastmm.core.risk import TripReason
 from fastmm.core.trading_core import TradingCore
 from fastmm.core.types import (
     Action,
+    CancelOrder,
     HedgeFilled,
     Liquidity,
+    MessageRejected,
+    NewOrder,
     OrderEvent,
     OrderFilled,
+    OrderRejected,
     Side,
 )
 from fastmm.fix.session import AppMessage, DisconnectWanted, LoggedOn, LoggedOut
+from fastmm.fix.store import CommittedTargetStore
 from fastmm.fix.transport import FixConnection, FixInitiator
 from fastmm.journal import Journal
 from fastmm.latency import LatencyRecorder
@@ -62,6 +76,7 @@ from fastmm.shm.records import (
     STAGE_LATENCY,
     STATE_CONNECTED,
     STATE_FLAT,
+    STATE_JOURNAL_FAILED,
     STATE_LOGGED_ON,
     STATE_QUOTING,
     STATE_RISK_TRIPPED,
@@ -76,6 +91,12 @@ PHASE_FEEDS_UP = 1
 TIMER_S = 0.05
 MARK_EVERY_NS = 1_000_000_000   # the fair mid goes into the journal at most this often (for the report)
 EXIT_CANCEL_S = 5.0             # on the way out: time for every cancel to be confirmed (10 at 8/s take 1.3 s)
+_I64 = (1 << 63) - 1
+
+
+def _i64(v: int) -> int:
+    """A value for an int64 record field: clamped, so an absurd number never makes a publish raise."""
+    return v if -_I64 <= v <= _I64 else (_I64 if v > 0 else -_I64)
 
 
 def _b36(n: int) -> str:
@@ -106,6 +127,8 @@ class Quoter:
         self.codec = TruexCodec(self.core.instrument, client_id)
         self.tick_e8 = int(self.core.instrument.tick_size * 100_000_000)
         self.initiator: FixInitiator | None = None
+        self.seq_store: CommittedTargetStore | None = None
+        self.journal_alerted = False      # the journal-cannot-write alert is raised (once per episode)
         self.quoting = False
         self.cancel_all_cmd = 0
         self.latency = LatencyRecorder()
@@ -127,7 +150,10 @@ class Quoter:
 
     # -- FIX ----------------------------------------------------------------------------------------
     def make_initiator(self) -> FixInitiator:
-        self.initiator = truex_sessions.order_entry(self.cfg, self.codec.decode, self.on_fix_event)
+        # the durable "next expected" moves only once the journal holds what came before (a full disk)
+        self.initiator = truex_sessions.order_entry(self.cfg, self.codec.decode, self.on_fix_event,
+                                                    wrap_store=CommittedTargetStore)
+        self.seq_store = self.initiator.session.store    # type: ignore[assignment]
         return self.initiator
 
     @property
@@ -146,8 +172,42 @@ class Quoter:
             self.journal.append("session", time.time_ns(), session="oe", event=type(ev).__name__,
                                 detail=getattr(ev, "text", getattr(ev, "reason", "")))
             self._set(STATE_LOGGED_ON | STATE_CONNECTED, False)
-        elif isinstance(ev, AppMessage) and ev.record is not None:
-            self.on_record(ev.record, now)
+        elif isinstance(ev, AppMessage):
+            if ev.record is not None:
+                self.on_record(ev.record, now)
+            store = self.seq_store
+            if store is not None:
+                if self.journal.failing:
+                    store.hold(ev.msg.seq)    # not on disk: TrueX must resend it after a restart
+                else:
+                    store.commit(ev.msg.seq)
+        self.check_journal(now)
+
+    def check_journal(self, now_ns: int) -> None:
+        """A journal that cannot write: alert once, trip the kill switch, cancel every quote."""
+        if not self.journal.failing or self.journal_alerted:
+            return
+        self.journal_alerted = True
+        log.error("ALERT: %s; %d record(s) held in memory. Quoting halted, every quote cancelled; free space "
+                  "(ops/disk-full.md)", self.journal.failing, self.journal.held_records)
+        self._set(STATE_JOURNAL_FAILED | STATE_RISK_TRIPPED, True)
+        self.core.risk.trip(now_ns, TripReason.JOURNAL, self.journal.failing)
+        self.send_actions(self.core.stop(now_ns), now_ns)
+        self._after_orders()
+        self.publish_position(now_ns)
+
+    def retry_journal(self) -> None:
+        """Write what the disk refused; once it is all written, the inbound sequence number may move."""
+        if not self.journal.failing:
+            return
+        if self.journal.retry():
+            log.warning("journal writing again: every held record is written; the kill switch stays tripped "
+                        "until the engine is restarted (ops/disk-full.md)")
+            self.journal_alerted = False
+            self._set(STATE_JOURNAL_FAILED, False)
+            if self.seq_store is not None:
+                self.seq_store.release()
+                self.seq_store.commit()
 
     def _set(self, bits: int, on: bool) -> None:
         if self.link is not None:
@@ -160,12 +220,26 @@ class Quoter:
             log.warning("order entry not logged on: %d action(s) not sent", len(actions))
             return
         codec, send, wall = self.codec, self.initiator.send, time.time_ns()  # type: ignore[union-attr]
-        append = self.journal.append
+        journal = self.journal
+        append = journal.append
+        unsent: list[OrderEvent] = []
         for a in actions:
             kind, fields, msg_type, body = order_message(codec, a)
             append(kind, wall, **fields)     # write-ahead: journalled before its bytes are written
+            if journal.failing and not isinstance(a, CancelOrder):
+                # not on disk: a crash would leave it live and unknown to the next start; a cancel goes
+                # whatever happens to its record (the venue's answer is kept by the sequence store)
+                why = "not sent: the journal cannot write"
+                append("reject", wall, cl_ord_id=a.cl_ord_id, text=why)
+                unsent.append(OrderRejected(a.cl_ord_id, why) if isinstance(a, NewOrder)
+                              else MessageRejected(a.cl_ord_id, 0, why))
+                continue
             send(msg_type, body)
-        self.sent += len(actions)
+            self.sent += 1
+        for ev in unsent:
+            self.core.on_order_event(ev, now_ns)
+        if journal.failing and not self.journal_alerted:
+            self.check_journal(now_ns)
         if self._wake_ns == now_ns:
             self.latency["decide_to_sent"].record(time.monotonic_ns() - self._t_decide)
 
@@ -177,15 +251,17 @@ class Quoter:
         self.core_event(ev, now_ns)
 
     def to_event(self, rec: object) -> OrderEvent | None:
-        ev = journal_report(self.journal, rec, self._fill_ids)
-        if isinstance(ev, OrderFilled):
-            self.fills += 1
-        return ev
+        return journal_report(self.journal, rec, self._fill_ids, self.core.fill_problem)
 
     def core_event(self, ev: OrderEvent, now_ns: int) -> None:
-        actions = self.core.on_order_event(ev, now_ns)
         if isinstance(ev, OrderFilled):
+            before = self.core.inventory.position_lots
+            actions = self.core.on_order_event(ev, now_ns)
+            if self.core.inventory.position_lots != before:
+                self.fills += 1      # booked (not a duplicate, not refused as impossible)
             self.publish_position(now_ns)
+        else:
+            actions = self.core.on_order_event(ev, now_ns)
         self.send_actions(actions, now_ns)
         self._after_orders()
 
@@ -219,6 +295,7 @@ class Quoter:
             any_fill = True
         if any_fill:
             self.publish_position(now_ns)
+            self.check_journal(now_ns)
 
     # -- prices -----------------------------------------------------------------------------------
     def on_wake(self) -> None:
@@ -273,6 +350,7 @@ class Quoter:
 
     def on_timer(self) -> None:
         now = time.monotonic_ns()
+        self.retry_journal()
         actions = self.core.on_timer(now)       # ages the reference sources first (may decide)
         fair_mid_e8 = self.core.fair.mid_e8
         if now >= self._next_mark_ns and fair_mid_e8 and fair_mid_e8 != self._marked_e8:
@@ -302,6 +380,9 @@ class Quoter:
                 log.info("pnl: total %s realized %s unrealized %s fees %s position %d lots, %d trades",
                          ev.total, ev.realized, ev.unrealized, ev.fees, ev.position_lots, ev.trades)
         self._set(STATE_RISK_TRIPPED, bool(getattr(self.core.risk, "tripped", False)))
+        self.check_journal(now)
+        if self.seq_store is not None and not self.journal.failing:
+            self.seq_store.commit()      # everything delivered so far is journalled
         self.publish_position(now)
         self._after_orders()
 
@@ -312,18 +393,19 @@ class Quoter:
         pnl = self.core.pnl
         tx = ch.tx[0]
         tx["t_pub"] = now_ns
-        tx["position_lots"] = self.core.inventory.position_lots
+        tx["position_lots"] = _i64(self.core.inventory.position_lots)
         avg = pnl.avg_entry()
-        tx["avg_entry_e8"] = int(avg * 100_000_000) if avg is not None else 0
-        tx["realized_e8"] = pnl.realized_units
-        tx["unrealized_e8"] = pnl.unrealized_units
-        tx["fees_e8"] = pnl.fees_units
-        tx["fair_mid_e8"] = self.core.fair.mid_e8
+        tx["avg_entry_e8"] = _i64(int(avg * 100_000_000)) if avg is not None and avg.is_finite() else 0
+        tx["realized_e8"] = _i64(pnl.realized_units)
+        tx["unrealized_e8"] = _i64(pnl.unrealized_units)
+        tx["fees_e8"] = _i64(pnl.fees_units)
+        tx["fair_mid_e8"] = _i64(self.core.fair.mid_e8)
         tx["truex_fills"] = self.fills
         tx["hedge_fills"] = self.hedge_fills
         tx["risk_tripped"] = int(bool(getattr(self.core.risk, "tripped", False)))
         tx["live_orders"] = self.core.live_orders
-        tx["quote_bid_ticks"], tx["quote_ask_ticks"] = self.core.best_quotes()
+        bid, ask = self.core.best_quotes()
+        tx["quote_bid_ticks"], tx["quote_ask_ticks"] = _i64(bid), _i64(ask)
         tx["orders_sent"] = self.sent
         ch.publish()
 
@@ -437,7 +519,8 @@ async def run_supervised(cfg: Config, name: str = "quoter") -> int:
         latency_ch = LatestValue.attach(inst, QUOTER_LATENCY, STAGE_LATENCY)
         latency_ch.claim_writer()
     cfg.state_path.mkdir(parents=True, exist_ok=True)
-    journal = Journal(cfg.state_path / cfg.journal.file, cfg.journal.durability, cfg.journal.rotate_bytes)
+    journal = Journal(cfg.state_path / cfg.journal.file, cfg.journal.durability, cfg.journal.rotate_bytes,
+                      hold=True)
     q = Quoter(cfg, link, journal, refs, book, ring, position)
     q.firm_gate = FirmGate.attach(cfg)
     recovered = recover(cfg.state_path / cfg.journal.file, q.core, cfg)
@@ -578,6 +661,9 @@ async def run_supervised(cfg: Config, name: str = "quoter") -> int:
             summary = dataclasses.asdict(q.core.pnl.summary(time.monotonic_ns()))
             (cfg.state_path / "pnl.quoter.json").write_text(json.dumps(summary, default=str))
         journal.close()
+        if q.seq_store is not None and not journal.failing:
+            with contextlib.suppress(Exception):
+                q.seq_store.commit()     # every report received is journalled
         for ch in channels:
             ch.close()
         if ring is not None:

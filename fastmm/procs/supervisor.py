@@ -175,7 +175,9 @@ class Supervisor:
         if removed:
             log.warning("removed %d stale segment(s) of a dead earlier run: %s", len(removed),
                         ", ".join(removed))
-        self.journal = Journal(cfg.state_path / "supervisor.jsonl", "flush", cfg.journal.rotate_bytes)
+        # hold: a full disk must not take the supervisor (and its stop sequence) down; see ops/disk-full.md
+        self.journal = Journal(cfg.state_path / "supervisor.jsonl", "flush", cfg.journal.rotate_bytes,
+                               hold=True)
         self.channels = create_channels(cfg, self.specs)
         self.control = self.channels["control"]  # type: ignore[assignment]
         self._publish_control()
@@ -471,8 +473,14 @@ class Supervisor:
             "killed_for_silence": {n: c.killed_for_silence for n, c in self.children.items()},
             "position": pos,
         }
-        self.report_path.parent.mkdir(parents=True, exist_ok=True)
-        self.report_path.write_text(json.dumps(report, indent=2))
+        text = json.dumps(report, indent=2)
+        try:
+            self.report_path.parent.mkdir(parents=True, exist_ok=True)
+            self.report_path.write_text(text)
+        except OSError as e:     # a full disk: the stop goes on, the report goes to the log instead
+            log.error("cannot write the report to %s (%s); the report: %s", self.report_path, e,
+                      json.dumps(report))
+            return
         log.info("report written to %s", self.report_path)
 
     def _end_children(self, grace_s: float = 3.0) -> None:

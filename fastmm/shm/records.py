@@ -127,6 +127,7 @@ STATE_SUBSCRIBED = 1 << 3    # market data subscribed and a snapshot applied
 STATE_QUOTING = 1 << 4       # the quoter has live quotes or is placing them
 STATE_FLAT = 1 << 5          # no live orders (quoter) / no hedge in flight (hedger)
 STATE_RISK_TRIPPED = 1 << 6  # the kill switch is tripped in this process
+STATE_JOURNAL_FAILED = 1 << 7  # its journal cannot write (records held in memory; ops/disk-full.md)
 
 HEALTH = _dtype([
     ("seq", "<u8"),

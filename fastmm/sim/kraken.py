@@ -144,6 +144,7 @@ class KrakenSettings:
     cancel_only: bool = False  # fault: AddOrder answers EService:Market in cancel_only mode
     unavailable: bool = False  # fault: every call answers EService:Unavailable
     market_delay_ms: int = 0  # fault: a market order stays open this long before it executes (a slow venue)
+    vol_exec_factor: int = 1  # fault: QueryOrders reports vol_exec (and cost, fee) this many times over
 
     def __post_init__(self) -> None:
         if self.tier not in CALL_TIERS or self.trading_tier not in TRADING_TIERS:
@@ -654,8 +655,9 @@ class KrakenSim:
             "descr": {"pair": PAIR_ALT, "type": o.side, "ordertype": o.ordertype,
                       "price": fixed_e8(o.price, 1), "price2": "0", "leverage": "none",
                       "order": o.descr(), "close": ""},
-            "vol": fixed_e8(o.volume, 8), "vol_exec": fixed_e8(o.filled, 8),
-            "cost": _money(o.cost, 5), "fee": _money(o.fee, 5), "price": _money(avg, 5),
+            "vol": fixed_e8(o.volume, 8), "vol_exec": fixed_e8(o.filled * self.settings.vol_exec_factor, 8),
+            "cost": _money(o.cost * self.settings.vol_exec_factor, 5),
+            "fee": _money(o.fee * self.settings.vol_exec_factor, 5), "price": _money(avg, 5),
             "stopprice": "0.00000", "limitprice": "0.00000", "misc": "", "oflags": o.oflags or "fciq",
         }
         if o.cl_ord_id is not None:

@@ -136,9 +136,11 @@ def test_post_only_clamps_to_the_truex_book() -> None:
 def test_inventory_limit_pulls_the_accumulating_side_and_skews() -> None:
     c = core()
     t = quoted(c)
-    # a 5 BTC buy fill at the limit: no more bids; asks skewed down by the full 3 ticks
+    # a bid filled in full, then 4.9 BTC more bought (a fill can never exceed its order, so the rest
+    # comes from a hedge-venue buy): 5 BTC at the limit: no more bids; asks skewed down by the full 3 ticks
     o = next(x for x in c.engine.tracker.working.values() if x.side == Side.BUY)
-    acts = c.on_order_event(OrderFilled(o.cl_ord_id, "f1", Side.BUY, o.price, 50_000, 0), t)
+    acts = c.on_order_event(OrderFilled(o.cl_ord_id, "f1", Side.BUY, o.price, o.qty, 0), t)
+    acts += c.on_hedge_fill(HedgeFilled("h0", Side.BUY, 50_000 - o.qty, Decimal(o.price) / 2, fee=Decimal(0)), t)
     assert c.inventory.position_lots == 50_000 and c.inventory.skew_ticks == pytest.approx(3.0)
     for _ in range(4):
         acts = ack_all(c, acts, t)
@@ -251,12 +253,17 @@ def test_model_based_spreads_quote_and_skew(model: str) -> None:
 def test_bad_events_are_logged_not_raised() -> None:
     c = core()
     t = quoted(c)
-    assert c.on_hedge_fill(HedgeFilled("h", Side.BUY, 10, Decimal("NaN")), t) == []
-    assert c.on_hedge_fill(HedgeFilled("h", Side.BUY, 0, Decimal(1)), t) == []
-    assert c.on_hedge_fill(HedgeFilled("h", Side.BUY, 10, "abc"), t) == []  # type: ignore[arg-type]
     assert c.on_order_event("garbage", t) == []  # type: ignore[arg-type]
     assert c.on_order_event(OrderAccepted("nobody"), t) == []
-    assert c.inventory.position_lots == 0 and len(c.engine.working()) == 10
+    assert len(c.engine.working()) == 10 and not c.risk.tripped
+    # an impossible hedge fill is never booked; it trips the kill switch, which cancels every quote
+    # (this changed with issue 16: such fills were ignored silently)
+    acts = c.on_hedge_fill(HedgeFilled("h", Side.BUY, 10, Decimal("NaN")), t)
+    assert acts and all(isinstance(a, CancelOrder) for a in acts)    # as the rate limit allows
+    assert c.risk.trip_info is not None and c.risk.trip_info.reason == TripReason.BAD_REPORT
+    assert c.on_hedge_fill(HedgeFilled("h", Side.BUY, 0, Decimal(1)), t) == []
+    assert c.on_hedge_fill(HedgeFilled("h", Side.BUY, 10, "abc"), t) == []  # type: ignore[arg-type]
+    assert c.inventory.position_lots == 0 and c.pnl.position_lots == 0 and c.refused == 3
 
 
 def test_a_cancel_rejected_because_the_order_just_filled_does_not_count_toward_the_reject_kill_switch() -> None:

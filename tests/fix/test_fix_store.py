@@ -88,3 +88,50 @@ def test_memory_store_and_path() -> None:
     m.reset()
     assert (m.next_sender, m.next_target) == (1, 1)
     assert store_path("var/x", "FAST MM", "T/1") == Path("var/x/fix/FAST_MM-T_1.seq")
+
+
+def test_committed_target_moves_only_past_durable_messages(tmp_path: Path) -> None:
+    """A session over a CommittedTargetStore: the next start expects the first message whose effects
+    were not made durable, whatever the session had parsed (issue 16: a full journal disk)."""
+    from fastmm.fix.codec import Encoder, format_timestamp
+    from fastmm.fix.session import AppMessage, FixSession, SessionSettings, State
+    from fastmm.fix.store import CommittedTargetStore
+
+    t0 = 1_763_000_000 * 10**9
+    enc = Encoder("FIXT.1.1", "TRUEX", "FASTMM")
+    seq = iter(range(1, 100))
+
+    def frame(mt: bytes, body: bytes) -> bytes:
+        return enc.encode(mt, next(seq), format_timestamp(t0), body, b"")
+
+    p = tmp_path / "s.seq"
+    store = CommittedTargetStore(FileSeqStore(p))
+    s = FixSession(SessionSettings("FASTMM", "TRUEX", heartbeat_s=10), store)
+    s.connection_made(t0)
+    s.data_to_send()
+    s.receive_data(frame(b"A", b"108=10\x011137=9\x01"), t0)
+    assert s.state is State.ACTIVE
+    s.events_received()
+    store.commit()                                   # the Logon (seq 1) has no effects to keep
+    s.send(b"D", b"11=x\x01", t0)                    # our seq 2 is used: written through at once
+    s.receive_data(b"".join(frame(b"8", b"17=%d\x01" % n) for n in (2, 3, 4)), t0)
+    assert s.next_target == 5                        # the session parsed all three
+    seqs = [e.msg.seq for e in s.events_received() if isinstance(e, AppMessage)]
+    assert seqs == [2, 3, 4]
+    store.commit(2)                                  # 2 journalled
+    store.hold(3)                                    # 3 could not be journalled
+    store.commit(4)                                  # and nothing moves past 3 while held
+    store.commit()
+    again = FileSeqStore(p)
+    assert (again.next_sender, again.next_target) == (3, 3)
+    again.close()
+    store.release()                                  # the journal wrote what it held
+    store.commit()
+    again = FileSeqStore(p)
+    assert (again.next_sender, again.next_target) == (3, 5)
+    again.close()
+    store.reset()
+    again = FileSeqStore(p)
+    assert (again.next_sender, again.next_target) == (1, 1)
+    again.close()
+    store.close()

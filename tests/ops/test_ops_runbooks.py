@@ -9,9 +9,11 @@ host-tuning commands run against a fake host tree. The first test fails if a blo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -36,7 +38,7 @@ from fastmm.journal import read_journal
 from fastmm.ops_cli import parse_cpu_list
 
 RUNBOOKS = {"start.md", "stop.md", "kill-switch.md", "venue-down.md", "crashed-process.md", "host-crash.md",
-            "rotate-secrets.md", "host-tuning.md"}
+            "rotate-secrets.md", "host-tuning.md", "disk-full.md"}
 STAGES = ("recv_to_pub", "pub_to_wake", "wake_to_decide", "decide_to_sent")
 
 
@@ -302,6 +304,52 @@ def _reboot(root: Path, cmdline_args: str) -> None:
         (root / rel).write_text((fresh / rel).read_text())
     (root / "clock_synced").write_text("0\n")
     threading.Timer(1.0, set_clock_synced, (root, True)).start()
+
+
+def test_disk_full(stopped: Paper, tmp_path: Path) -> None:
+    """The state folder on a small tmpfs (the test runs as root) that a file fills to the last byte while
+    the engine quotes; the operator's blocks; the space freed by removing that file."""
+    p = stopped
+    state = p.state
+    backup = tmp_path / "state"
+    shutil.copytree(state, backup, symlinks=True)
+    used_kb = sum(f.stat().st_size for f in backup.rglob("*") if f.is_file()) // 1024
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={used_kb + 8192}k", "tmpfs", str(state)], check=True,
+                   timeout=10)
+    try:
+        subprocess.run(["cp", "-a", f"{backup}/.", str(state)], check=True, timeout=60)
+        _start(p)
+        p.wait_for(lambda: len(p.sim_live()) >= 2, 30, "quotes resting on the TrueX simulator")
+        filler = state / "filler"
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=4k"], capture_output=True, timeout=60)
+
+        def alerted() -> bool:
+            with contextlib.suppress(ValueError, KeyError):
+                return bool(_status(p)["processes"]["quoter"]["journal_failed"])
+            return False
+
+        p.wait_for(alerted, 60, "the journal alert")
+        out = p.run("disk-full.md", "diagnose")
+        # the engine may have stopped itself already (it takes seconds): the log keeps the alert
+        assert "ALERT: cannot write journal" in out and "100%" in out, out
+        p.run("disk-full.md", "stopped")
+        assert p.sim_live() == set(), "quotes left on TrueX after the engine stopped itself"
+        filler.unlink()                                 # the operator frees space
+        with p.env_set(FASTMM_MIN_FREE_KB="1024"):
+            assert "free: " in p.run("disk-full.md", "space")
+        p.run("disk-full.md", "restart")
+        out = p.run("disk-full.md", "verify")
+        assert "position" in out
+        _stop(p)
+        ex = p.venues.truex.exchange
+        venue = p.sims.call(lambda: {f.exec_id for f in ex.fills if f.owner == p.owner()})
+        fills = [r["exec_id"] for r in read_journal(state / p.cfg.journal.file) if r["kind"] == "fill"]
+        assert len(fills) == len(set(fills)) and set(fills) == venue
+    finally:
+        p.end_processes()
+        subprocess.run(["cp", "-a", f"{state}/.", str(backup)], check=False, timeout=60)
+        subprocess.run(["umount", "-l", str(state)], check=False, timeout=10)
+        subprocess.run(["cp", "-a", f"{backup}/.", str(state)], check=False, timeout=60)
 
 
 def test_host_tuning_on_a_fake_host(paper: Paper, tmp_path: Path) -> None:

@@ -251,3 +251,39 @@ def test_a_sub_lot_slice_does_not_count_as_published_after_a_restart(tmp_path: P
     book = HedgeBook(path)
     assert book.published == {"TX1:25000"}
     assert book.seen_e8["h1l"][0] == 25000 and book.carry_e8["h1l"] == 5000
+
+
+def test_vol_exec_above_the_order_volume_is_refused_not_published(tmp_path: Path) -> None:
+    # issue 16: Kraken (here the simulator's fault) reports three times what the hedge order executed
+    from dataclasses import replace
+
+    from fastmm.shm.records import STATE_RISK_TRIPPED
+
+    st = SimThread()
+    try:
+        server, _ = st.start(lambda: KrakenSimServer.from_capture(settings=KrakenSettings(
+            keys={KEY: SECRET}, speed=1.0)))
+        server.core.settings = replace(server.core.settings, vol_exec_factor=3)
+        desk = Desk(tmp_path, port_of(server), {"FASTMM_HEDGE__LIMIT_TIMEOUT_S": "1"})
+        try:
+            desk.pos_lots = 25_000
+            desk.publish()
+            desk.start_hedger()
+
+            def refused() -> bool:
+                return any(r["kind"] == "risk" and "vol_exec" in r.get("detail", "") for r in desk.journal())
+
+            wait(desk, refused, 40, "the refusal of the impossible execution")
+            time.sleep(1.0)
+            desk.pump()
+            assert desk.lots_by_exec == {} and desk.pos_lots == 25_000, "an impossible execution was booked"
+            assert not [r for r in desk.journal() if r["kind"] == "hedge_fill"]
+            health = desk.channels["health.hedger"]
+            assert health.read() > 0 and int(health.rx[0]["state"]) & STATE_RISK_TRIPPED
+            hedges = [r for r in desk.journal() if r["kind"] == "hedge"]
+            time.sleep(1.5)
+            assert [r for r in desk.journal() if r["kind"] == "hedge"] == hedges, "hedged again after the alert"
+        finally:
+            desk.close()
+    finally:
+        st.close()

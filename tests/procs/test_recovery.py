@@ -103,3 +103,41 @@ def test_hedge_fills_only_the_hedger_journalled_are_booked_once(tmp_path: Path) 
     core2 = TradingCore(cfg)
     rec2 = recover(state / cfg.journal.file, core2, cfg)
     assert rec2.unbooked_hedge_fills == [] and core2.inventory.position_lots == -30 and rec2.hedge_fills == 2
+
+
+def test_any_record_ever_written_is_survived_and_impossible_fills_are_not_booked(
+        tmp_path: Path, caplog) -> None:
+    """Issue 16: a 1e11 BTC fill that an older version booked crash-looped the quoter at every start."""
+    path = tmp_path / "journal.jsonl"
+    j = Journal(path, "flush", 1 << 30)
+    t = time.time_ns() - 3600 * 10**9
+    j.append("order", t, cl_ord_id="a1", side="1", price_ticks=1000, qty_lots=50)
+    j.append("fill", t, cl_ord_id="a1", exec_id="ok1", side="1", px_ticks=1000, qty_lots=20, leaves_lots=30,
+             liquidity=1, fee="0")
+    j.append("fill", t, cl_ord_id="a1", exec_id="huge", side="1", px_ticks=1000, qty_lots=10**15,
+             leaves_lots=0, liquidity=1, fee="0")
+    j.append("fill", t, cl_ord_id="a1", exec_id="over", side="1", px_ticks=1000, qty_lots=500, leaves_lots=0)
+    j.append("fill", t, cl_ord_id="nobody", exec_id="unknown", side="1", px_ticks=1000, qty_lots=10,
+             leaves_lots=0)
+    j.append("fill", t, cl_ord_id="a1", exec_id="negpx", side="1", px_ticks=-2, qty_lots=1, leaves_lots=29)
+    j.append("fill", t, cl_ord_id="a1", exec_id="junk", side="1", px_ticks="x", qty_lots=None)
+    j.append("fill", t, cl_ord_id="a1", exec_id="nofields")
+    j.append("fill", t, cl_ord_id="a1", exec_id="badfee", side="1", px_ticks=1000, qty_lots=1,
+             leaves_lots=29, fee="not a number")
+    j.append("hedge_fill", t, exec_id="h-huge", side="SELL", qty_lots=10**15, price="60000", fee="0",
+             source="quoter")
+    j.append("hedge_fill", t, exec_id="h-nan", side="SELL", qty_lots=5, price="NaN", fee="0", source="quoter")
+    j.append("hedge_fill", t, exec_id="h-ok", side="SELL", qty_lots=5, price="60000", fee="0", source="quoter")
+    j.append("order", t, cl_ord_id=None, side=None, price_ticks="?", qty_lots=[])
+    j.close()
+    with path.open("ab") as f:
+        f.write(b"this line is not json\n")
+    core = TradingCore(Config())
+    rec = recover(path, core, Config())
+    assert core.inventory.position_lots == 20 - 5 and rec.truex_fills == 1 and rec.hedge_fills == 1
+    assert rec.fill_ids == {"ok1"} and rec.skipped == 10
+    assert not core.risk.tripped          # skipped at recovery, not a kill-switch trip at every start
+    assert "not booked: over-fill" in caplog.text and "never sent" in caplog.text
+    # the order a1 is still possibly live; a fill the venue resends for it is checked against its terms
+    assert rec.possibly_live == {"a1": Side.BUY}
+    assert core.prior_orders["a1"].cum_lots == 20 and core.prior_orders["a1"].qty_lots == 50

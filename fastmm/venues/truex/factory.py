@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fastmm.config import Config, FixSessionConfig
-from fastmm.fix.session import Decoder, FixSession, SessionSettings, session_options
+from fastmm.fix.session import Decoder, FixSession, SeqStore, SessionSettings, session_options
 from fastmm.fix.store import FileSeqStore, store_path
 from fastmm.fix.transport import Backoff, FixInitiator, Handler, client_ssl_context
 from fastmm.venues.truex.auth import LogonCredentials
@@ -44,7 +44,8 @@ def open_store(cfg: Config, sender: str, target: str, *, fsync: bool = False) ->
 
 def session(cfg: Config, fcfg: FixSessionConfig, *, app_msg_types: frozenset[bytes] | None,
             decoder: Decoder | None, sender: str | None = None, target: str | None = None,
-            heartbeat_s: int | None = None, reset_on_logon: bool | None = None) -> FixSession:
+            heartbeat_s: int | None = None, reset_on_logon: bool | None = None,
+            wrap_store: Callable[[FileSeqStore], SeqStore] | None = None) -> FixSession:
     """A TrueX FIX session from ``fcfg`` (order entry or market data), logging on with the instance's
     API key; the keyword arguments replace single settings (``fastmm fix connect``'s options)."""
     opts = session_options(fcfg) | {"app_msg_types": app_msg_types}
@@ -54,7 +55,10 @@ def session(cfg: Config, fcfg: FixSessionConfig, *, app_msg_types: frozenset[byt
         opts["reset_on_logon"] = reset_on_logon
     settings = SessionSettings(sender or fcfg.sender_comp_id, target or fcfg.target_comp_id, **opts)
     logon = LogonCredentials(cfg.truex.api_key_id, cfg.truex.api_secret)   # raises before a store is open
-    store = open_store(cfg, settings.sender_comp_id, settings.target_comp_id, fsync=fcfg.seq_store_fsync)
+    store: SeqStore = open_store(cfg, settings.sender_comp_id, settings.target_comp_id,
+                                 fsync=fcfg.seq_store_fsync)
+    if wrap_store is not None:      # the quoter: CommittedTargetStore, durable only behind its journal
+        store = wrap_store(store)   # type: ignore[arg-type]
     return FixSession(settings, store, logon_fields=logon, decoder=decoder)
 
 
@@ -68,10 +72,12 @@ def initiator(fs: FixSession, fcfg: FixSessionConfig, on_event: Handler | None, 
                         ssl_context=client_ssl_context(fcfg.tls), server_hostname=fcfg.tls.server_name)
 
 
-def order_entry(cfg: Config, decoder: Decoder | None, on_event: Handler | None) -> FixInitiator:
+def order_entry(cfg: Config, decoder: Decoder | None, on_event: Handler | None, *,
+                wrap_store: Callable[[FileSeqStore], SeqStore] | None = None) -> FixInitiator:
     """The engine's order-entry session (``truex.order_entry``), ready to ``run()``."""
     oe = cfg.truex.order_entry
-    return initiator(session(cfg, oe, app_msg_types=ORDER_ENTRY_TYPES, decoder=decoder), oe, on_event)
+    fs = session(cfg, oe, app_msg_types=ORDER_ENTRY_TYPES, decoder=decoder, wrap_store=wrap_store)
+    return initiator(fs, oe, on_event)
 
 
 def market_data(cfg: Config, decoder: Decoder | None, on_event: Handler | None) -> FixInitiator:
