@@ -21,6 +21,7 @@ TABLE_OF = {
     "hedge": "hedges", "hedge_ack": "hedges", "hedge_reject": "hedges",
     "mark": "marks", "pnl": "pnl_snapshots",
     "phase": "events", "session": "events", "risk": "events", "recovery": "events", "note": "events",
+    "reconcile": "events", "bad_report": "events",   # a refused venue report is an event, never an execution
 }
 
 # Columns of each typed table after the common (instance, stream, seq, t_ns, kind).

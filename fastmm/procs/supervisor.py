@@ -26,9 +26,11 @@ from fastmm.journal import Journal
 from fastmm.procs import lifecycle as lc
 from fastmm.procs.plan import (
     FEED_TRUEX_MD,
+    FIRM,
     HEDGER,
     QUOTER,
     REFERENCE_FEEDS,
+    SHIPPER,
     SUPERVISOR,
     ChannelSpec,
     channel_specs,
@@ -65,6 +67,8 @@ SECRETS_OF = {
     QUOTER: (*_TRUEX_LOGON, "FASTMM_TRUEX_CLIENT_ID"),
     FEED_TRUEX_MD: _TRUEX_LOGON,
     HEDGER: ("FASTMM_KRAKEN_API_KEY", "FASTMM_KRAKEN_API_SECRET"),
+    SHIPPER: ("FASTMM_DB_PASSWORD",),
+    FIRM: ("FASTMM_REDIS_PASSWORD",),
 }
 # The process that cancels a dead quoter's orders (``fastmm.procs.cancel_left``) needs the quoter's.
 CANCEL_LEFT = "cancel-left"

@@ -50,7 +50,6 @@ def book_missed(q: Quoter, m: MissedFill, now_ns: int) -> bool:
     q.journal.append("fill", time.time_ns(), cl_ord_id=m.cl_ord_id, exec_id=exec_id, match_id=t.match_id,
                      order_id=t.order_id, side=m.side, px_ticks=t.price_ticks, qty_lots=t.qty_lots,
                      leaves_lots=m.leaves_lots, liquidity=t.liquidity, fee=str(fee), source="rest")
-    q.fills += 1
     side = Side.BUY if m.side == "1" else Side.SELL
     liquidity = Liquidity.TAKER if t.liquidity == 2 else Liquidity.MAKER
     q.core_event(OrderFilled(m.cl_ord_id, exec_id, side, t.price_ticks, t.qty_lots, m.leaves_lots, liquidity,
