@@ -545,8 +545,8 @@ def _parse_env_value(text: str) -> Any:
 # FASTMM_* variables that are not setting overrides: secrets, the supervisor's word to a child, paths
 # the tools read, and the runbooks' and tests' own shell variables.
 OTHER_ENV = frozenset({"FASTMM_PROCESS", "FASTMM_SUPERVISOR_PID", "FASTMM_DATA_DIR", "FASTMM_HOST_ROOT",
-                       "FASTMM_PURE", "FASTMM_CONFIG", "FASTMM_SECRETS", "FASTMM_SECRETS_NEW", "FASTMM_STATE", "FASTMM_LOG",
-                       "FASTMM_METRICS_PORT", "FASTMM_OE", "FASTMM_MD", "FASTMM_PROD"})
+                       "FASTMM_PURE", "FASTMM_CONFIG", "FASTMM_SECRETS", "FASTMM_SECRETS_NEW", "FASTMM_STATE",
+                       "FASTMM_LOG", "FASTMM_METRICS_PORT", "FASTMM_OE", "FASTMM_MD", "FASTMM_PROD"})
 OTHER_ENV_PREFIXES = ("FASTMM_TEST_", "FASTMM_BENCH_")
 _warned_env: set[str] = set()
 
