@@ -35,11 +35,12 @@ def _run(args: argparse.Namespace) -> int:
     from fastmm.sim.coinbase import CoinbaseFaults
     from fastmm.sim.venues import serve_forever
 
+    env = dict(os.environ)      # the options override the config for this run only (no process-wide leak)
     for opt, key in (("data", "DATA_DIR"), ("speed", "SPEED"), ("seed", "SEED"), ("max_lines", "MAX_LINES")):
         v = getattr(args, opt)
         if v is not None:
-            os.environ[f"FASTMM_SIM__{key}"] = str(v)
-    cfg = load_config(args.config, os.environ)
+            env[f"FASTMM_SIM__{key}"] = str(v)
+    cfg = load_config(args.config, env)
     setup_logging(cfg.instance.log_level)
     faults = CoinbaseFaults(drop_seq=args.drop_seq, stall_seq=args.stall_seq, stall_ms=args.stall_ms,
                             disconnect_seq=args.disconnect_seq,

@@ -197,7 +197,9 @@ class Engine:
         base = {**os.environ, "FASTMM_INSTANCE__NAME": self.instance, "FASTMM_INSTANCE__STATE_DIR": str(tmp),
                 "FASTMM_INSTANCE__LOG_LEVEL": "WARNING", "FASTMM_SIM__SPEED": "1",
                 "FASTMM_SIM__TAKER_PROBABILITY": "0.0", "FASTMM_QUOTING__BASE_SPREAD_BPS": "2",
-                "FASTMM_HEDGE__LIMIT_TIMEOUT_S": "0.5", **env}
+                "FASTMM_HEDGE__LIMIT_TIMEOUT_S": "0.5",
+                # about processes, not the strategy: the PRD's 5-level ladder (the shipped default quotes 1)
+                "FASTMM_QUOTING__MODEL": "ladder", "FASTMM_QUOTING__LEVELS": "5", **env}
         sim_venues.paper_credentials(base)
         cfg = load_config(None, base)
         self.st = SimThread()

@@ -84,6 +84,7 @@ def test_fix_connect_with_the_engines_comp_ids_continues_the_engines_sequence(tm
         q = Quoter(cfg, None, journal, {}, None, None, None)
         store = q.make_initiator().session.store
         store.set(42, 17)
+        store.commit()          # the quoter's store writes the inbound number once the journal holds it
         store.close()
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
