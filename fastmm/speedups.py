@@ -8,12 +8,28 @@ output), so a missing build shows up as a fact, not as a mystery in the latency 
 from __future__ import annotations
 
 import importlib
+import os
+from collections.abc import Callable
+from typing import Any
+
+PURE_ENV = "FASTMM_PURE"    # "1": every process runs the pure twins (CI runs the core and feed tests so too)
 
 # twin name -> the module whose COMPILED flag says which twin runs
 TWINS = {
     "coinbase_l2_updates": "fastmm.venues.coinbase.codec",   # _l2fast.pyx: apply_updates
     "reconcile_plan": "fastmm.core.reconcile",               # _plan_fast.pyx: plan
 }
+
+
+def compiled_twin(module: str, name: str) -> Callable[..., Any] | None:
+    """The compiled twin ``module.name``; None when it was not built (no C compiler) or ``FASTMM_PURE=1``
+    asks for the pure twins. The one place a hot module looks its twin up."""
+    if os.environ.get(PURE_ENV) == "1":
+        return None
+    try:
+        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+    except ImportError:
+        return None
 
 
 def report(*names: str) -> dict[str, bool]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 from fastmm import speedups
@@ -32,8 +33,21 @@ def test_asking_for_one_twin_imports_only_its_module() -> None:
     assert out.stdout.strip() == "False"
 
 
+def test_fastmm_pure_runs_every_pure_twin() -> None:
+    import subprocess
+    import sys
+
+    code = "from fastmm import speedups; print(speedups.describe())"
+    env = {**os.environ, "FASTMM_PURE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True,
+                         env=env)
+    assert out.stdout.strip() == "compiled twins: coinbase_l2_updates=pure reconcile_plan=pure"
+
+
 def test_every_twin_is_compiled_where_a_compiler_exists() -> None:
-    if shutil.which("cc"):
+    if os.environ.get("FASTMM_PURE") == "1":
+        assert not any(speedups.report().values()), speedups.report()
+    elif shutil.which("cc"):
         assert all(speedups.report().values()), speedups.report()
     else:
         assert set(speedups.report()) == {"coinbase_l2_updates", "reconcile_plan"}

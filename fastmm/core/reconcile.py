@@ -37,6 +37,7 @@ from typing import NamedTuple
 
 from fastmm.core.order_tracker import OrdState, TrackedOrder
 from fastmm.core.types import Side
+from fastmm.speedups import compiled_twin
 
 CANCEL, MOVE, NEW = 0, 1, 2
 Intent = tuple[int, TrackedOrder | None, int, int, int]
@@ -249,10 +250,7 @@ def _interleave(a: list[Intent], b: list[Intent]) -> list[Intent]:
     return out
 
 
-try:
-    from fastmm.core._plan_fast import plan as _compiled
-except ImportError:  # built without a C compiler: the pure twin
-    _compiled = None
+_compiled = compiled_twin("fastmm.core._plan_fast", "plan")    # None: the pure twin
 
 plan = _compiled or plan_py
 COMPILED = _compiled is not None

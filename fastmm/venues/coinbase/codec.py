@@ -23,6 +23,7 @@ import orjson
 from fastmm.data.book import L2Book
 from fastmm.data.units import DataError, parse_e8
 from fastmm.logs import OnceLogger
+from fastmm.speedups import compiled_twin
 from fastmm.venues.ws_feed import Heartbeat, Resubscribe, TopChanged, decode_frame, parse_timestamp_ns
 
 log = logging.getLogger("fastmm.coinbase")
@@ -256,10 +257,7 @@ def _parse_updates(updates: list, prices: dict[str, int], sizes: dict[str, int],
     return out
 
 
-try:
-    from fastmm.venues.coinbase._l2fast import apply_updates as _compiled
-except ImportError:  # built without a C compiler: the pure twin
-    _compiled = None
+_compiled = compiled_twin("fastmm.venues.coinbase._l2fast", "apply_updates")    # None: the pure twin
 
 apply_updates = _compiled or apply_updates_py
 COMPILED = _compiled is not None
