@@ -11,6 +11,17 @@ from __future__ import annotations
 from collections import OrderedDict
 
 MAX_CL_ORD_ID = 18
+_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def base36(n: int) -> str:
+    """``n`` (>= 0) in base 36, lower case: short, unique-per-run ClOrdID prefixes from a clock."""
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = _B36[r] + out
+        if not n:
+            return out
 
 
 class ClOrdIdGen:

@@ -94,15 +94,3 @@ def create_channels(cfg: Config, specs: list[ChannelSpec]) -> dict[str, LatestVa
             ch.unlink()
         raise
     return made
-
-
-def attach_channel(cfg: Config, spec: ChannelSpec) -> LatestValue | EventRing:
-    cls = EventRing if spec.kind == "ring" else LatestValue
-    return cls.attach(cfg.instance.name, spec.name, spec.dtype)
-
-
-def spec_by_name(specs: list[ChannelSpec], name: str) -> ChannelSpec:
-    for s in specs:
-        if s.name == name:
-            return s
-    raise KeyError(f"no channel {name!r}; channels are {', '.join(s.name for s in specs)}")

@@ -39,7 +39,7 @@ from decimal import Decimal
 
 from fastmm import speedups
 from fastmm.config import Config
-from fastmm.core.ids import RecentIds
+from fastmm.core.ids import RecentIds, base36
 from fastmm.core.risk import TripReason
 from fastmm.core.trading_core import TradingCore
 from fastmm.core.types import (
@@ -99,15 +99,6 @@ def _i64(v: int) -> int:
     return v if -_I64 <= v <= _I64 else (_I64 if v > 0 else -_I64)
 
 
-def _b36(n: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while n:
-        n, r = divmod(n, 36)
-        out = digits[r] + out
-    return out or "0"
-
-
 class Quoter:
     """The shell's state; every decision is the core's."""
 
@@ -121,7 +112,7 @@ class Quoter:
         self.truex_book = truex_book
         self.hedge_ring = hedge_ring
         self.position = position
-        prefix = _b36(time.time_ns() // 10_000_000)[-7:]       # unique per run (10 ms resolution)
+        prefix = base36(time.time_ns() // 10_000_000)[-7:]       # unique per run (10 ms resolution)
         self.core = TradingCore.from_config(cfg, cl_ord_prefix=prefix)
         client_id = cfg.truex.client_id.reveal() if cfg.truex.client_id else ""
         self.codec = TruexCodec(self.core.instrument, client_id)

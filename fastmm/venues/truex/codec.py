@@ -44,43 +44,11 @@ MARKET_DATA_TYPES = frozenset({b"W", b"X", b"Y", b"j", b"y", b"BK"})
 
 _UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\Z")
 _SHORT_ID = re.compile(r"[\x21-\x7e]{1,18}\Z")
-_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 def valid_cl_ord_id(s: str) -> bool:
     """TrueX accepts a lowercase UUIDv4 with hyphens, or at most 18 printable ASCII characters."""
     return bool(_UUID4.match(s) or _SHORT_ID.match(s)) and "=" not in s
-
-
-def _b36(n: int) -> str:
-    out = ""
-    while True:
-        n, r = divmod(n, 36)
-        out = _B36[r] + out
-        if not n:
-            return out
-
-
-class ClOrdIdGenerator:
-    """Unique ClOrdIDs of at most 18 characters: prefix + start second (base 36) + counter (base 36).
-
-    ``start_s`` is the process start time, so ids stay unique across restarts without a store."""
-
-    __slots__ = ("_head", "_n")
-
-    def __init__(self, start_s: int, prefix: str = "") -> None:
-        head = prefix + _b36(start_s)
-        if len(head) > 12 or not _SHORT_ID.match(head) or "=" in head:
-            raise ValueError(f"ClOrdID prefix {prefix!r} too long or not printable ASCII")
-        self._head = head
-        self._n = 0
-
-    def __call__(self) -> str:
-        self._n += 1
-        s = self._head + _b36(self._n).rjust(3, "0")
-        if len(s) > 18:
-            raise OverflowError("ClOrdID counter exhausted for this start time")
-        return s
 
 
 class Scaled:

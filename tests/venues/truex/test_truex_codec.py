@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fastmm.config import InstrumentConfig
+from fastmm.core.ids import ClOrdIdGen, base36
 from fastmm.fix.codec import Encoder, FrameParser, Message
 from fastmm.fix.session import RejectMessage
 from fastmm.instrument import Instrument
@@ -17,7 +18,6 @@ from fastmm.venues.truex.codec import (
     IOC,
     SELL,
     BusinessMessageReject,
-    ClOrdIdGenerator,
     ExecutionReport,
     MarketDataIncremental,
     MarketDataRequestReject,
@@ -87,10 +87,11 @@ def test_cl_ord_id_rules_and_generator() -> None:
     assert not valid_cl_ord_id("123E4567-E89B-42D3-A456-426614174000")  # uppercase uuid, 36 chars
     assert valid_cl_ord_id("a" * 18) and not valid_cl_ord_id("a" * 19) and not valid_cl_ord_id("")
     assert not valid_cl_ord_id("a b") and not valid_cl_ord_id("a=b")
-    g = ClOrdIdGenerator(1_763_963_000, "mm")
-    ids = [g() for _ in range(5000)]
+    # the engine's generator (fastmm.core.ids) with a run prefix as the quoter makes it: ids TrueX accepts
+    g = ClOrdIdGen(base36(1_763_963_000_123 // 10)[-7:])
+    ids = [g.next() for _ in range(5000)]
     assert len(set(ids)) == 5000 and all(valid_cl_ord_id(i) and len(i) <= 18 for i in ids)
-    assert ClOrdIdGenerator(1_763_963_001, "mm")() not in ids
+    assert base36(0) == "0" and base36(35) == "z" and base36(36) == "10"
 
 
 # -- parsers -----------------------------------------------------------------------------------------------
