@@ -91,9 +91,9 @@ def strategies(cfg: Config) -> list[tuple[str, Config]]:
 
 # -- calibration -------------------------------------------------------------------------------------
 def fit_ladder_spread(md: MarketData, cfg: Config) -> Config:
-    """The walk-forward calibration until ``fastmm calibrate`` exists: fit volatility and the fill
-    intensity (A, k) on ``md`` with the core's own estimators, and set the ladder's full spread to twice
-    the GLFT half-spread they imply (gamma from the config), at least one tick."""
+    """Fit volatility and the fill intensity (A, k) on ``md`` with the core's own estimators, and set the
+    ladder's full spread to twice the GLFT half-spread they imply (gamma from the config), at least one
+    tick."""
     from fastmm.backtest.market import TOP, TRADE
 
     tick = float(cfg.instrument.tick_size)
@@ -124,6 +124,30 @@ def fit_ladder_spread(md: MarketData, cfg: Config) -> Config:
         return cfg
     bps = Decimal(str(round(2 * half_ticks / ref * 1e4, 2)))
     return replace(cfg, quoting=replace(cfg.quoting, base_spread_bps=min(bps, Decimal(5000))))
+
+
+def fit_edge(md: MarketData, cfg: Config) -> Config:
+    """``fastmm calibrate`` on ``md``: the edge model's adverse-selection term and volatility prior (the
+    depth whose fills paid their fee at the markout horizon); the config unchanged when the data is too
+    short to fit."""
+    from fastmm.backtest.market import TOP, TRADE
+    from fastmm.core.calibrate import calibrate
+
+    top, tr = md.kind == TOP, md.kind == TRADE
+    e = cfg.edge
+    try:
+        c = calibrate(md.t[top], md.a[top], md.b[top], md.t[tr], md.a[tr], md.b[tr],
+                      maker_fee_bps=float(cfg.fees.truex_maker_bps), vol_mult=e.vol_mult,
+                      vol_horizon_s=e.horizon_s)
+    except ValueError:
+        return cfg
+    return replace(cfg, edge=replace(e, adverse_bps=c.adverse_bps, sigma_prior_bps=max(0.0, c.sigma_bps)))
+
+
+def fit_all(md: MarketData, cfg: Config) -> Config:
+    """The walk-forward calibration: each strategy's parameters fitted on ``md`` (the ladder's spread,
+    the edge model's adverse term); the model-based baselines fit themselves online."""
+    return fit_edge(md, fit_ladder_spread(md, cfg))
 
 
 def split(case: Case) -> tuple[Case, Case]:
@@ -254,7 +278,7 @@ def _job(i: int) -> tuple[int, dict[str, Any]]:
 
 
 def run_suite(cfg: Config, all_cases: list[Case], opts: BacktestOptions, *, fee_bps: Sequence[Decimal] = (),
-              walk_forward: bool = False, calibrate: Calibrator = fit_ladder_spread, hftbacktest: bool = True,
+              walk_forward: bool = False, calibrate: Calibrator = fit_all, hftbacktest: bool = True,
               workers: int = 2, progress: TextIO | None = None) -> list[dict[str, Any]]:
     """Every strategy on every case (see the module docstring); rows without intervals."""
     err = progress or sys.stderr

@@ -161,6 +161,17 @@ class IntensityEstimator:
         self.A = math.exp(my - slope * mx)
 
 
+def on_grid(mid_ticks: float, bid_off: float, ask_off: float, step_ticks: float) -> tuple[float, float]:
+    """Offsets moved out to prices on multiples of ``step_ticks`` (rounded to whole ticks, at least one):
+    the bid down, the ask up. Why: hftbacktest's GLFT tutorial quotes such a grid; while the target
+    moves inside one step the order keeps its price and so its place in the queue, which on a deep book
+    is what gets a resting order filled before the price runs through it."""
+    g = max(1.0, float(round(step_ticks)))
+    bid = math.floor(round(mid_ticks - bid_off) / g) * g
+    ask = math.ceil(round(mid_ticks + ask_off) / g) * g
+    return mid_ticks - bid, ask - mid_ticks
+
+
 class SpreadModel(Protocol):
     def offsets(self, mid_ticks: float, position_lots: int, skew_ticks: float) -> tuple[float, float]:
         """(bid distance below the mid, ask distance above it) in ticks for the first level."""
@@ -204,11 +215,14 @@ class AvellanedaStoikov:
 class GLFT:
     """Gueant-Lehalle-Fernandez-Tapia closed form (xi = gamma, delta = one base size)."""
 
-    __slots__ = ("base_lots", "gamma", "intensity", "vol")
+    __slots__ = ("adj_skew", "adj_spread", "base_lots", "gamma", "grid", "intensity", "vol")
 
     def __init__(self, cfg: QuotingConfig, base_lots: int, vol: VolatilityEstimator,
                  intensity: IntensityEstimator) -> None:
         self.gamma = cfg.risk_aversion
+        self.adj_spread = cfg.glft_spread_adj
+        self.adj_skew = cfg.glft_skew_adj
+        self.grid = cfg.glft_grid
         self.base_lots = max(1, base_lots)
         self.vol = vol
         self.intensity = intensity
@@ -222,9 +236,11 @@ class GLFT:
     def offsets(self, mid_ticks: float, position_lots: int, skew_ticks: float) -> tuple[float, float]:
         c1, c2 = self.coefficients()
         sigma = self.vol.sigma
-        half = c1 + 0.5 * sigma * c2
-        skew = sigma * c2 * position_lots / self.base_lots
-        return half + skew, half - skew
+        half = (c1 + 0.5 * sigma * c2) * self.adj_spread
+        skew = sigma * c2 * self.adj_skew * position_lots / self.base_lots
+        if not self.grid:
+            return half + skew, half - skew
+        return on_grid(mid_ticks, half + skew, half - skew, half)
 
 
 def make_model(cfg: QuotingConfig, base_lots: int, vol: VolatilityEstimator,

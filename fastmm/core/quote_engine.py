@@ -52,6 +52,7 @@ _tnew = tuple.__new__
 _WIDEN = SideMode.WIDEN
 _PULL = SideMode.PULL
 _INF = 1 << 62
+_DEPTH_STEP_NS = 100_000_000   # the intensity fit's step (IntensityEstimator.step_ns)
 
 
 class QuoteEngine:
@@ -79,7 +80,7 @@ class QuoteEngine:
                                    unacked_timeout_ns=quoting.pending_timeout_ms * 1_000_000)
         self.ids = ClOrdIdGen(cl_ord_prefix)
         self.vol = VolatilityEstimator(quoting.volatility_window_s)
-        self.intensity = IntensityEstimator(quoting.volatility_window_s)
+        self.intensity = IntensityEstimator(quoting.volatility_window_s, bin_ticks=0.5, bins=140)
         self.model = model or make_model(quoting, self.builder.sizes[0] if self.builder.sizes else 1,
                                          self.vol, self.intensity)
         self._inv_ticks = 1.0 / float(instrument.tick_size)
@@ -94,6 +95,8 @@ class QuoteEngine:
         self._bad = OnceLogger(log)
         # last inputs
         self._mid_ticks = 0.0
+        self._depth_step = -1          # trade depths count from the mid before their 100 ms step began,
+        self._depth_mid = 0.0          # as hftbacktest's GLFT tutorial measures them
         self._conf = 0.0
         self._stale = True
         self._bb = 0
@@ -118,6 +121,9 @@ class QuoteEngine:
         """A new fair mid (PYUSD, float) with its confidence and staleness, and the TrueX top of book."""
         if mid > 0.0 and mid < math.inf:
             x = mid * self._inv_ticks
+            step = now_ns // _DEPTH_STEP_NS
+            if step != self._depth_step:        # the mid the next step's trade depths count from
+                self._depth_step, self._depth_mid = step, self._mid_ticks or x
             self._mid_ticks = x
             self.vol.update(now_ns, x)
         else:
@@ -132,8 +138,8 @@ class QuoteEngine:
 
     def on_trade(self, now_ns: int, price_ticks: int) -> None:
         """A market trade on TrueX (or the reference venue, in ticks): feeds the fill-intensity fit."""
-        if self._mid_ticks > 0 and price_ticks > 0:
-            self.intensity.on_trade(now_ns, abs(price_ticks - self._mid_ticks))
+        if self._depth_mid > 0 and price_ticks > 0:
+            self.intensity.on_trade(now_ns, abs(price_ticks - self._depth_mid))
 
     def on_event(self, ev: OrderEvent, now_ns: int) -> bool:
         """An execution event; True for a new fill (book it) or a state change. Actions follow on the

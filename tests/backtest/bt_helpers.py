@@ -18,11 +18,13 @@ def load_slice(lines: int = SLICE_LINES) -> MarketData:
 
 
 def active_config(model: str = "glft") -> Config:
-    """A config that trades and hedges within a couple of minutes of data."""
+    """A config that trades and hedges within a couple of minutes of data (GLFT as the closed form
+    gives it: without the tutorial's wider spread and grid, which trade far less)."""
     cfg = Config()
     return replace(
         cfg,
-        quoting=replace(cfg.quoting, model=model, base_size_btc=Decimal("0.01"), base_spread_bps=Decimal(2)),
+        quoting=replace(cfg.quoting, model=model, base_size_btc=Decimal("0.01"), base_spread_bps=Decimal(2),
+                        glft_spread_adj=1.0, glft_grid=False),
         inventory=replace(cfg.inventory, hedge_threshold_btc=Decimal("0.03"), max_position_btc=Decimal("0.2"),
                           emergency_position_btc=Decimal("0.3")),
         # hedge by size (no HedgeRisk gate): the slice's quiet minute would not be worth a hedge

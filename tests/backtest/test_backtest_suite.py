@@ -28,8 +28,10 @@ def two_recordings(tmp_path: Path) -> Path:
 
 def test_suite_cli_rows_pairs_pooled_and_fee_stress(tmp_path: Path) -> None:
     out = tmp_path / "suite.json"
+    conf = tmp_path / "tight.toml"       # GLFT's closed-form spread: fills within the 30 s on every case
+    conf.write_text("[quoting]\nglft_spread_adj = 1.0\nglft_grid = false\n")
     rc = main(["backtest", "--suite", str(two_recordings(tmp_path)), "--seconds", "30", "--max-lines", "15000",
-               "--no-hftbacktest", "--fee-bps", "1,2", "--workers", "1", "--json", str(out)])
+               "--no-hftbacktest", "--fee-bps", "1,2", "--workers", "1", "--json", str(out), "--config", str(conf)])
     assert rc == 0
     doc = json.loads(out.read_text())
     assert doc["cases"] == ["spot-btcusdt", "usdm-btcusdt", "spot-btcusdt <- usdm-btcusdt",
@@ -68,6 +70,21 @@ def test_walk_forward_calibrates_on_the_first_half_and_trades_the_second(tmp_pat
     assert len(first.venue.t) + len(second.venue.t) == len(md.t)
     cal = suite.fit_ladder_spread(first.venue, Config())
     assert 0 < cal.quoting.base_spread_bps < Config().quoting.base_spread_bps
+    # 30 s is too short for the edge fit (no depth reached often enough): its settings stay
+    assert suite.fit_all(first.venue, Config()) == cal
+
+
+def test_walk_forward_fits_the_edge_model_as_fastmm_calibrate_does(capture_slice: MarketData) -> None:
+    from fastmm.backtest.market import TOP, TRADE
+    from fastmm.core.calibrate import calibrate
+
+    v = capture_slice
+    top, tr = v.kind == TOP, v.kind == TRADE
+    want = calibrate(v.t[top], v.a[top], v.b[top], v.t[tr], v.a[tr], v.b[tr])
+    both = suite.fit_all(v, Config())
+    assert both.quoting == suite.fit_ladder_spread(v, Config()).quoting
+    assert both.edge.adverse_bps == pytest.approx(want.adverse_bps) != Config().edge.adverse_bps
+    assert both.edge.sigma_prior_bps == pytest.approx(want.sigma_bps)
 
 
 def test_after_rebuilds_the_book_at_the_split(capture_slice: MarketData) -> None:

@@ -109,7 +109,8 @@ def test_intensity_fit_recovers_a_and_k() -> None:
 
 
 def _models() -> tuple[AvellanedaStoikov, GLFT, VolatilityEstimator, IntensityEstimator]:
-    cfg = QuotingConfig(model="glft")
+    # the closed forms as published: no tutorial adjustments, no grid
+    cfg = QuotingConfig(model="glft", glft_spread_adj=1.0, glft_skew_adj=1.0, glft_grid=False)
     vol = VolatilityEstimator(60.0, prior_sigma=4.0)
     ins = IntensityEstimator(60.0, prior_a=1.5, prior_k=0.05)
     return AvellanedaStoikov(cfg, 1000, vol, ins), GLFT(cfg, 1000, vol, ins), vol, ins
@@ -134,6 +135,35 @@ def test_glft_closed_form() -> None:
     bid, ask = glft.offsets(200_000.0, -500, 0.0)  # short half a base size: quotes move up
     half, skew = c1 + 0.5 * sigma * c2, sigma * c2
     assert bid == pytest.approx(half - 0.5 * skew) and ask == pytest.approx(half + 0.5 * skew)
+
+
+def test_glft_tutorial_adjustments_and_grid() -> None:
+    """The shipped GLFT: half-spread x adj1, skew x adj2, prices on a grid of round(half) ticks, bid down
+    and ask up (hftbacktest's "GLFT market making model and grid trading")."""
+    vol = VolatilityEstimator(60.0, prior_sigma=4.0)
+    ins = IntensityEstimator(60.0, prior_a=1.5, prior_k=0.05)
+    g, a, k, sigma = 0.1, 1.5, 0.05, 4.0
+    c1 = math.log(1 + g / k) / g
+    c2 = math.sqrt(g / (2 * a * k) * (1 + g / k) ** (k / g + 1))
+    plain = GLFT(QuotingConfig(model="glft", glft_spread_adj=2.0, glft_skew_adj=0.05, glft_grid=False),
+                 1000, vol, ins)
+    half, skew = 2.0 * (c1 + 0.5 * sigma * c2), 0.05 * sigma * c2
+    bid, ask = plain.offsets(200_000.0, 2000, 0.0)        # long two base sizes: both quotes lower
+    assert bid == pytest.approx(half + 2 * skew) and ask == pytest.approx(half - 2 * skew)
+    gridded = GLFT(QuotingConfig(model="glft", glft_spread_adj=2.0, glft_skew_adj=0.05), 1000, vol, ins)
+    step = round(half)
+    for mid in (200_000.0, 200_000.3, 200_007.7, 200_013.0):
+        gb, ga = gridded.offsets(mid, 2000, 0.0)
+        pb, pa = plain.offsets(mid, 2000, 0.0)
+        bid_px, ask_px = mid - gb, mid + ga
+        assert bid_px == pytest.approx(round(bid_px)) and round(bid_px) % step == 0
+        assert ask_px == pytest.approx(round(ask_px)) and round(ask_px) % step == 0
+        assert gb >= pb - 0.5 and ga >= pa - 0.5            # never nearer the mid than the target
+        assert gb < pb + step + 0.5 and ga < pa + step + 0.5  # and at most one step beyond it
+    # a small move of the mid inside one grid step keeps both prices (and the queue place)
+    b1, a1 = gridded.offsets(200_000.0, 0, 0.0)
+    b2, a2 = gridded.offsets(200_000.4, 0, 0.0)
+    assert (200_000.0 - b1, 200_000.0 + a1) == (200_000.4 - b2, 200_000.4 + a2)
 
 
 def test_make_model_follows_config() -> None:
