@@ -8,7 +8,7 @@ a second TCP connection; the *reader* (the TrueX simulator's place: uvloop) stam
 parses, decides or encodes anything: what is left is the cost of waking three sleeping processes on this
 machine's CPUs and kernel, which no code in the pipeline can go below.
 
-The writer is paced by the gaps the caller gives (``bench/latency.py`` passes the gaps between the
+The writer is paced by the gaps the caller gives (``bench/latency`` passes the gaps between the
 Coinbase frames of the run it just measured, so the floor sees the same idleness); every message goes
 the whole way.
 

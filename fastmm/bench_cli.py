@@ -1,25 +1,43 @@
-"""``fastmm bench latency``: the latency harness (bench/latency.py) from the installed command.
+"""``fastmm bench latency``: the latency harness (the ``bench/latency`` package) from the installed command.
 
-The harness lives in ``bench/`` next to the package (benchmarks are not part of the installed library),
-so this module only declares the arguments, finds ``bench/latency.py`` in the source checkout and runs
-it. ``python bench/latency.py`` takes the same arguments (it builds its parser from
-:func:`add_latency_arguments`), so the two spellings never drift apart.
+The harness lives in ``bench/`` of the source checkout (benchmarks are not part of the installed library),
+so this module only declares the arguments, finds ``bench/`` and runs the harness. The checkout is the
+one the package was installed from in editable mode (``bench/`` beside the ``fastmm`` folder, with the
+project's ``pyproject.toml``), or any checkout named by ``FASTMM_CHECKOUT``; from an installed wheel
+there is none, and the command says so in one line and exits 2. ``python bench/latency`` takes the same
+arguments (it builds its parser from :func:`add_latency_arguments`), so the two spellings never drift
+apart.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
 
 EXIT_USAGE = 2
+CHECKOUT_ENV = "FASTMM_CHECKOUT"
+
+
+class NoCheckout(FileNotFoundError):
+    """The benchmarks are not installed with the package: they need a source checkout."""
 
 
 def bench_dir() -> Path:
-    """``bench/`` of the source checkout this package was installed from (editable install)."""
-    return Path(__file__).resolve().parent.parent / "bench"
+    """``bench/`` of the source checkout: ``$FASTMM_CHECKOUT``, else the one this package was installed
+    from in editable mode. A folder only counts with the project's ``pyproject.toml`` beside it, so an
+    unrelated ``bench`` next to an installed package is never run."""
+    env = os.environ.get(CHECKOUT_ENV)
+    root = Path(env).resolve() if env else Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "bench").is_dir():
+        return root / "bench"
+    where = f"{CHECKOUT_ENV}={env}" if env else f"{root} (where this fastmm is installed)"
+    raise NoCheckout(f"needs a source checkout of fastmm (bench/ is not installed with the package); no "
+                     f"checkout at {where}: run it from a git clone installed with pip install -e, or set "
+                     f"{CHECKOUT_ENV} to one")
 
 
 def add_latency_arguments(p: argparse.ArgumentParser) -> None:
@@ -54,14 +72,27 @@ def add_latency_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_bench(name: str) -> ModuleType:
-    """``bench/<name>.py`` of the source checkout as a module (``bench/`` is not a package), loaded once."""
+    """``bench/<name>.py`` or the package ``bench/<name>/`` of the source checkout, loaded once by path
+    (``bench/`` itself is not a package, and the checkout need not be on ``sys.path``)."""
     key = f"fastmm_bench_{name}"
     if key in sys.modules:
         return sys.modules[key]
-    path = bench_dir() / f"{name}.py"
-    if not path.is_file():
-        raise FileNotFoundError(f"fastmm bench needs the source checkout: {path} not found")
-    spec = importlib.util.spec_from_file_location(key, path)
+    base = bench_dir()
+    for path in (base / name, base / f"{name}.py"):
+        if path.exists():
+            return load_path(key, path)
+    raise NoCheckout(f"no benchmark {name!r} in {base}")
+
+
+def load_path(key: str, path: Path) -> ModuleType:
+    """The module file or package folder ``path`` as module ``key`` (relative imports work inside it)."""
+    if key in sys.modules:
+        return sys.modules[key]
+    if path.is_dir():
+        spec = importlib.util.spec_from_file_location(key, path / "__init__.py",
+                                                      submodule_search_locations=[str(path)])
+    else:
+        spec = importlib.util.spec_from_file_location(key, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[key] = module
@@ -72,8 +103,8 @@ def load_bench(name: str) -> ModuleType:
 def _latency(args: argparse.Namespace) -> int:
     try:
         harness = load_bench("latency")
-    except FileNotFoundError as e:
-        print(f"fastmm bench: {e}", file=sys.stderr)
+    except NoCheckout as e:
+        print(f"fastmm bench latency: {e}", file=sys.stderr)
         return EXIT_USAGE
     return int(harness.run(args))
 

@@ -8,11 +8,15 @@ Two formats are understood, told apart by their first line:
   depth diffs (``depthUpdate``; spot ids ``U``/``u``, futures add ``pu``), trades (``trade``, only
   ``X == "MARKET"`` when present, and ``aggTrade``), ``bookTicker``, and the REST depth snapshot line
   (``lastUpdateId``). Sizes are in the instrument's own unit (see :class:`SizeUnit`). Diffs follow the
-  update-id rule of each market (spot: :class:`fastmm.data.binance.DepthSync`; futures:
-  :class:`FuturesDepthSync`); a gap is an error naming the line.
-* **Coinbase Advanced Trade frames** (``fastmm.data.coinbase_frames``): JSONL ``{"t_ns", "frame"}``;
-  ``l2_data`` snapshot/updates, ``market_trades`` (side is the maker's), heartbeats and subscription
-  answers (ignored). A ``sequence_num`` gap is an error: the book after it cannot be trusted.
+  update-id rule of each market, with the syncs the simulators replay by (spot:
+  :class:`fastmm.data.binance.DepthSync`; futures: :class:`fastmm.data.binance.FuturesDepthSync`); a gap
+  is an error naming the line.
+* **Coinbase Advanced Trade frames** (``fastmm.data.coinbase_frames``): JSONL ``{"t_ns", "frame"}``, each
+  frame decoded by the live codec (:class:`fastmm.venues.coinbase.codec.CoinbaseFeed`): its sequence
+  check, its ``l2_data`` book and parser, its ``market_trades`` (side is the maker's). What the live
+  feed counts and drops is an error here, but for frames a recording may hold that say nothing about
+  the book (other channels, venue errors, updates before the first snapshot). A ``sequence_num`` gap is
+  an error: the book after it cannot be trusted; a frame seen again is skipped and counted.
 
 Without a bookTicker stream the top of book is derived from the rebuilt depth book. Anything else
 (another file format, a partial-depth stream, an unknown event type) raises :class:`DataError` with the
@@ -23,17 +27,19 @@ from __future__ import annotations
 
 import gzip
 import logging
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 
 from fastmm.backtest.market import ASK, BID, MarketData, SizeUnit, StreamBuilder
-from fastmm.data.binance import DepthSync, SequenceGap
+from fastmm.data.binance import DepthSync, FuturesDepthSync, SequenceGap, e8_values, levels_e8
 from fastmm.data.book import L2Book
 from fastmm.data.events import BookSnapshot, DepthDiff
-from fastmm.data.units import DataError, parse_e8
+from fastmm.data.units import DataError
+from fastmm.logs import OnceLogger
+from fastmm.venues.coinbase import codec as cb_codec
+from fastmm.venues.ws_feed import Resubscribe
 
 log = logging.getLogger(__name__)
 
@@ -109,70 +115,6 @@ def load_market_data(path: str | Path, *, size_unit: SizeUnit | str = "base", sy
 # ---------------------------------------------------------------------------------------------------
 # Binance
 # ---------------------------------------------------------------------------------------------------
-class FuturesDepthSync:
-    """Binance futures' update-id rule: drop diffs with ``u < lastUpdateId``; the first applied has
-    ``U <= lastUpdateId <= u``; every later one has ``pu`` equal to the previous ``u``."""
-
-    __slots__ = ("_buffer", "_first", "last_id")
-
-    def __init__(self) -> None:
-        self.last_id: int | None = None
-        self._buffer: list[tuple[int, int, int, object]] = []
-        self._first = True
-
-    def on_snapshot(self, last_update_id: int) -> list[object]:
-        self.last_id = last_update_id
-        self._first = True
-        pending, self._buffer = self._buffer, []
-        return [payload for first, last, prev, payload in pending if self._accept(first, last, prev)]
-
-    def on_diff(self, first: int, last: int, prev: int, payload: object) -> bool:
-        if self.last_id is None:
-            self._buffer.append((first, last, prev, payload))
-            return False
-        return self._accept(first, last, prev)
-
-    def _accept(self, first: int, last: int, prev: int) -> bool:
-        cur = self.last_id
-        assert cur is not None
-        if last < cur:
-            return False
-        if self._first:
-            if not first <= cur <= last:
-                raise SequenceGap(f"first futures diff U={first} u={last} does not cover {cur}")
-            self._first = False
-        elif prev != cur:
-            raise SequenceGap(f"futures diff pu={prev} after u={cur}: update ids missing")
-        self.last_id = last
-        return True
-
-
-# Binance prints every price and size with exactly 8 decimals: a whole list of them is checked with one
-# regular expression, then each is an int of its digits (four times faster than parsing one by one).
-_FIXED8 = re.compile(r"\d+\.\d{8}(?:,\d+\.\d{8})*")
-
-
-def e8_values(texts: list[str]) -> list[int]:
-    """Decimal strings -> exact 1e-8 integers (the fast path when all have 8 decimals)."""
-    try:
-        if texts and _FIXED8.fullmatch(",".join(texts)):
-            return [int(x[:-9] + x[-8:]) for x in texts]
-        return [parse_e8(x) for x in texts]
-    except TypeError:
-        raise DataError(f"not decimal strings: {texts!r:.60}") from None
-
-
-def _levels(raw: object) -> list[tuple[int, int]]:
-    if not isinstance(raw, list):
-        raise DataError(f"levels are not a list: {raw!r:.60}")
-    try:
-        flat = [x for p, q in raw for x in (p, q)]
-    except (TypeError, ValueError) as e:
-        raise DataError(f"bad level: {e}") from None
-    v = e8_values(flat)
-    return list(zip(v[::2], v[1::2], strict=True))
-
-
 class _BinanceState:
     """Update-id sync, pre-snapshot buffering and (without bookTicker) tops from the rebuilt book."""
 
@@ -200,7 +142,7 @@ class _BinanceState:
     def snapshot(self, t: int, obj: dict) -> None:
         if self.out.started:
             raise DataError("a second depth snapshot in one capture is not supported")
-        bids, asks = _levels(obj["bids"]), _levels(obj["asks"])
+        bids, asks = levels_e8(obj["bids"]), levels_e8(obj["asks"])
         last_id = int(obj["lastUpdateId"])
         self.out.snapshot(t, bids, asks)
         if self.derive:
@@ -231,7 +173,7 @@ class _BinanceState:
 
     def apply(self, t: int, payload: object) -> None:
         raw_bids, raw_asks = payload  # type: ignore[misc]
-        bids, asks = _levels(raw_bids), _levels(raw_asks)
+        bids, asks = levels_e8(raw_bids), levels_e8(raw_asks)
         self.out.levels(t, bids, asks)
         book = self.book
         if book is not None:
@@ -369,13 +311,102 @@ def _binance_line(st: _BinanceState, t: int, obj: object) -> None:
 _CB_IGNORED = frozenset({"heartbeats", "subscriptions", "ticker", "ticker_batch", "status", "candles"})
 
 
+class _StrictBad(OnceLogger):
+    """The codec's bad-input counter made strict: what the live feed would drop is an error, but for
+    the reasons a recording holds harmlessly (see the module docstring)."""
+
+    __slots__ = ("tolerated",)
+
+    def __init__(self) -> None:
+        super().__init__(log)
+        self.tolerated: frozenset[str] = frozenset()
+
+    def __call__(self, reason: str, detail: str = "") -> None:
+        if reason not in self.tolerated:
+            raise DataError(f"{reason}: {detail}" if detail else reason)
+        self.counts[reason] += 1
+
+
+_ALWAYS_TOLERATED = frozenset({cb_codec.SEQUENCE_BACKWARDS, cb_codec.UPDATE_BEFORE_SNAPSHOT})
+
+
+class _CoinbaseReader:
+    """Drives one :class:`CoinbaseFeed` over recorded frames and turns what it applies into rows."""
+
+    def __init__(self, out: StreamBuilder, product: str) -> None:
+        self.out = out
+        self.bad = _StrictBad()
+        self.feed = cb_codec.CoinbaseFeed(product, level_sink=self.on_levels, bad=self.bad)
+        self.book = self.feed.book     # the book rows were last emitted from (a new snapshot replaces it)
+        self.t = 0
+
+    def on_levels(self, kind: str, changes: list[cb_codec.LevelChange]) -> None:
+        out, book = self.out, self.feed.book
+        bids = [(p, q) for is_bid, p, q in changes if is_bid]
+        asks = [(p, q) for is_bid, p, q in changes if not is_bid]
+        if kind == "snapshot":
+            if not out.started:
+                out.snapshot(self.t, bids, asks)
+            else:   # a snapshot on a new connection: emit the difference as level changes
+                old = self.book
+                gone_b = [(p, 0) for p, _ in old.bids if p not in book.bids.levels]
+                gone_a = [(p, 0) for p, _ in old.asks if p not in book.asks.levels]
+                out.levels(self.t, gone_b + bids, gone_a + asks)
+            self.book = book
+        elif out.started:
+            out.levels(self.t, bids, asks)
+        else:
+            return
+        # a top for every book event, moved or not: a quiet book is not a stale one
+        bb, ba = book.best_bid(), book.best_ask()
+        if bb is not None and ba is not None:
+            out.top(self.t, bb[0], ba[0], bb[1], ba[1])
+
+    def on_message(self, t: int, msg: dict) -> int:
+        """Feed one decoded frame; returns 1 when it was a duplicate (skipped), else 0."""
+        feed = self.feed
+        seq = msg.get("sequence_num")
+        expected = feed.expected_seq
+        if seq == 0 and expected not in (None, 0) and not isinstance(seq, bool):
+            feed.connection_reset()     # numbering starts again: a new connection, as the live shell does
+            expected = None
+        channel = msg.get("channel")
+        if not feed.product_id and channel == "l2_data":     # no product given: the first one in the book
+            for ev in msg.get("events") or ():
+                if isinstance(ev, dict) and ev.get("product_id"):
+                    feed.product_id = ev["product_id"]
+                    break
+        if channel in _CB_IGNORED or msg.get("type") == "error":
+            self.bad.tolerated = _ALWAYS_TOLERATED | {cb_codec.UNKNOWN_CHANNEL, cb_codec.VENUE_ERROR,
+                                                      f"bad {channel} message"}
+        self.t = t
+        dup = feed.duplicates
+        try:
+            events = feed.on_message(msg, t)
+        finally:
+            self.bad.tolerated = _ALWAYS_TOLERATED
+        if feed.duplicates != dup:
+            return 1
+        for ev in events:
+            if isinstance(ev, cb_codec.MarketTrade):
+                # trades from before the subscription are history; the side is the maker's: a BUY maker
+                # means the taker sold
+                if not ev.history and self.out.started:
+                    self.out.trade(t, ASK if ev.maker_side == "BUY" else BID, ev.price_e8, ev.size_e8)
+            elif isinstance(ev, Resubscribe):
+                assert isinstance(seq, int) and expected is not None
+                raise DataError(f"sequence_num {seq}, expected {expected}: {seq - expected} messages were "
+                                f"lost and the book cannot be trusted past this line")
+        return 0
+
+
 def read_coinbase_frames(path: str | Path, *, unit: SizeUnit | None = None, product: str = "",
                          max_lines: int | None = None) -> MarketData:
-    """Recorded Advanced Trade frames (JSONL ``{"t_ns", "frame"}``) to market data."""
+    """Recorded Advanced Trade frames (JSONL ``{"t_ns", "frame"}``) to market data, through the live
+    Coinbase codec (see the module docstring)."""
     files = data_files(path)
     out = StreamBuilder(unit)
-    book = L2Book()
-    expected: int | None = None
+    reader = _CoinbaseReader(out, product)
     duplicates = 0
     lines = 0
     loads = orjson.loads
@@ -398,99 +429,16 @@ def read_coinbase_frames(path: str | Path, *, unit: SizeUnit | None = None, prod
             raise DataError(f"{where}: {e}") from None
         if not isinstance(msg, dict):
             raise DataError(f"{where}: frame is not a JSON object")
-        seq = msg.get("sequence_num")
-        if isinstance(seq, int) and not isinstance(seq, bool):
-            if seq == 0 and expected not in (None, 0):
-                expected = None           # a new connection: numbering starts again
-            if expected is not None and 0 < seq < expected:
-                # a frame seen again (a recorder's retry, a resend): applying it twice would corrupt the
-                # book; skipped and counted
-                duplicates += 1
-                if duplicates == 1:
-                    log.warning("%s: sequence_num %d again (expected %d): duplicated frame skipped",
-                                where, seq, expected)
-                continue
-            if expected is not None and seq != expected:
-                raise DataError(f"{where}: sequence_num {seq}, expected {expected}: {seq - expected} "
-                                f"messages were lost and the book cannot be trusted past this line")
-            expected = seq + 1
-        channel = msg.get("channel")
         try:
-            if channel == "l2_data":
-                for ev in msg["events"]:
-                    pid = ev.get("product_id", "")
-                    if product and pid and pid != product:
-                        continue
-                    product = product or pid
-                    bids, asks = _cb_updates(ev["updates"])
-                    if ev.get("type") == "snapshot":
-                        if not out.started:
-                            out.snapshot(t, bids, asks)
-                            book.load(bids, asks)
-                        else:   # a snapshot on a new connection: emit the difference as level changes
-                            fresh = L2Book()
-                            fresh.load(bids, asks)
-                            gone_b = [(p, 0) for p, _ in book.bids if p not in fresh.bids.levels]
-                            gone_a = [(p, 0) for p, _ in book.asks if p not in fresh.asks.levels]
-                            out.levels(t, gone_b + bids, gone_a + asks)
-                            book = fresh
-                    elif ev.get("type") == "update":
-                        if not out.started:
-                            continue
-                        out.levels(t, bids, asks)
-                        for p, q in bids:
-                            book.bids.set(p, q)
-                        for p, q in asks:
-                            book.asks.set(p, q)
-                    else:
-                        raise DataError(f"unknown l2_data event type {ev.get('type')!r}")
-                    # a top for every book event, moved or not: a quiet book is not a stale one
-                    bb, ba = book.best_bid(), book.best_ask()
-                    if bb is not None and ba is not None and out.started:
-                        out.top(t, bb[0], ba[0], bb[1], ba[1])
-            elif channel == "market_trades":
-                for ev in msg["events"]:
-                    if ev.get("type") == "snapshot":
-                        continue       # trades from before the subscription
-                    for tr in ev.get("trades", ()):
-                        pid = tr.get("product_id", "")
-                        if product and pid and pid != product:
-                            continue
-                        side = tr["side"]
-                        if side not in ("BUY", "SELL"):
-                            raise DataError(f"trade side {side!r}")
-                        price, size = parse_e8(tr["price"]), parse_e8(tr["size"])
-                        if price <= 0 or size <= 0:
-                            raise DataError(f"trade price {tr['price']!r} size {tr['size']!r}")
-                        if out.started:   # the side is the maker's: a BUY maker means the taker sold
-                            out.trade(t, ASK if side == "BUY" else BID, price, size)
-            elif channel in _CB_IGNORED or msg.get("type") == "error":
-                pass
-            else:
-                raise DataError(f"unknown channel {channel!r}")
+            dup = reader.on_message(t, msg)
         except DataError as e:
             raise DataError(f"{where}: {e}") from None
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise DataError(f"{where}: missing or bad field in {channel}: {e!r}") from None
+        if dup:
+            # a frame seen again (a recorder's retry, a resend): applying it twice would corrupt the book
+            duplicates += 1
+            if duplicates == 1:
+                log.warning("%s: sequence_num %s again (expected %s): duplicated frame skipped",
+                            where, msg.get("sequence_num"), reader.feed.expected_seq)
     if duplicates:
         log.warning("%s: %d duplicated frame(s) skipped", path, duplicates)
-    return out.build(str(path), COINBASE, product, lines, duplicates=duplicates)
-
-
-def _cb_updates(updates: object) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    if not isinstance(updates, list):
-        raise DataError("updates is not a list")
-    bids: list[tuple[int, int]] = []
-    asks: list[tuple[int, int]] = []
-    for u in updates:
-        side = u["side"]
-        price, size = parse_e8(u["price_level"]), parse_e8(u["new_quantity"])
-        if price <= 0 or size < 0:
-            raise DataError(f"level {u['price_level']!r} size {u['new_quantity']!r}")
-        if side == "bid":
-            bids.append((price, size))
-        elif side in ("offer", "ask"):
-            asks.append((price, size))
-        else:
-            raise DataError(f"update side {side!r}")
-    return bids, asks
+    return out.build(str(path), COINBASE, reader.feed.product_id, lines, duplicates=duplicates)

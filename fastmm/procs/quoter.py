@@ -36,6 +36,7 @@ import json
 import logging
 import time
 from decimal import Decimal
+from typing import Protocol
 
 from fastmm import speedups
 from fastmm.config import Config
@@ -99,12 +100,38 @@ def _i64(v: int) -> int:
     return v if -_I64 <= v <= _I64 else (_I64 if v > 0 else -_I64)
 
 
+class QuoterTrace(Protocol):
+    """Hooks at the quoter's named stages, for a harness that measures the price path from outside
+    (``bench/latency``) without changing it; production runs without one (one ``is None`` test per stage).
+
+    They are called synchronously on the price path, in this order for one price event: ``received``
+    (woken, before the channels are read), ``decided`` (the core answered, before any order goes out),
+    ``sent`` once per order message (its bytes written), ``done`` (the event's orders are out and its
+    bookkeeping finished). Anything slow belongs in ``done`` or later: it is measured otherwise.
+    """
+
+    def attach(self, quoter: Quoter) -> None:
+        """Called once by the quoter's constructor."""
+
+    def received(self, now_ns: int) -> None:
+        """A wake at ``now_ns`` (CLOCK_MONOTONIC), before the book channels are read."""
+
+    def decided(self, actions: list[Action], now_ns: int, t_decide_ns: int) -> None:
+        """The core answered the price event of ``now_ns`` with ``actions`` at ``t_decide_ns``."""
+
+    def sent(self, action: Action, t_sent_ns: int) -> None:
+        """The message of ``action`` was written to the order-entry socket at ``t_sent_ns``."""
+
+    def done(self, now_ns: int) -> None:
+        """The price event of ``now_ns`` is finished."""
+
+
 class Quoter:
     """The shell's state; every decision is the core's."""
 
     def __init__(self, cfg: Config, link: SupervisorLink | None, journal: Journal,
                  refs: dict[str, LatestValue], truex_book: LatestValue | None, hedge_ring: EventRing | None,
-                 position: LatestValue | None) -> None:
+                 position: LatestValue | None, *, trace: QuoterTrace | None = None) -> None:
         self.cfg = cfg
         self.link = link
         self.journal = journal
@@ -138,6 +165,13 @@ class Quoter:
         self._pull_reason = ""                # why the engine last said its quotes are pulled ("" quoting)
         self.firm_gate: FirmGate | None = None
         self.core.stop(time.monotonic_ns())      # halted until the supervisor says start_quoting
+        self.trace = trace
+        if trace is not None:
+            trace.attach(self)
+
+    def ref_seq(self, venue: str) -> int | None:
+        """Sequence of the last record read from the ``venue`` reference channel (None: none yet)."""
+        return self._last_ref_seq.get(venue)
 
     # -- FIX ----------------------------------------------------------------------------------------
     def make_initiator(self) -> FixInitiator:
@@ -226,6 +260,8 @@ class Quoter:
                               else MessageRejected(a.cl_ord_id, 0, why))
                 continue
             send(msg_type, body)
+            if self.trace is not None:
+                self.trace.sent(a, time.monotonic_ns())
             self.sent += 1
         for ev in unsent:
             self.core.on_order_event(ev, now_ns)
@@ -293,6 +329,8 @@ class Quoter:
         """Something may have changed in the reference or TrueX book channels: run the price path."""
         now = time.monotonic_ns()
         self._wake_ns = now
+        if self.trace is not None:
+            self.trace.received(now)
         core = self.core
         changed = False
         for name, ch in self.refs.items():
@@ -326,11 +364,16 @@ class Quoter:
         core decided goes out."""
         self._t_decide = t_decide = time.monotonic_ns()
         self.latency["wake_to_decide"].record(t_decide - now)
+        trace = self.trace
+        if trace is not None:
+            trace.decided(actions, now, t_decide)
         self.send_actions(actions, now)
         if actions:
             self._after_orders()
         if self.core.engine.pull_reason != self._pull_reason:
             self._note_pull(now)
+        if trace is not None:
+            trace.done(now)
 
     def _note_pull(self, now_ns: int) -> None:
         """Journal why the quotes are pulled whenever that changes (a reference went stale, quoting came
@@ -486,7 +529,8 @@ async def keep_warm(q: Quoter, rehearsal: Rehearsal, every_ms: int, stop: asynci
                  rehearsal.orders)
 
 
-async def run_supervised(cfg: Config, name: str = "quoter") -> int:
+async def run_supervised(cfg: Config, name: str = "quoter", trace: QuoterTrace | None = None) -> int:
+    """The quoter process under the supervisor; ``trace`` as :class:`QuoterTrace` says (a harness's)."""
     stop = stop_on_signals()
     loop = asyncio.get_running_loop()
     link = SupervisorLink(cfg, name)
@@ -512,7 +556,7 @@ async def run_supervised(cfg: Config, name: str = "quoter") -> int:
     cfg.state_path.mkdir(parents=True, exist_ok=True)
     journal = Journal(cfg.state_path / cfg.journal.file, cfg.journal.durability, cfg.journal.rotate_bytes,
                       hold=True)
-    q = Quoter(cfg, link, journal, refs, book, ring, position)
+    q = Quoter(cfg, link, journal, refs, book, ring, position, trace=trace)
     q.firm_gate = FirmGate.attach(cfg)
     recovered = recover(cfg.state_path / cfg.journal.file, q.core, cfg)
     q.fills, q.hedge_fills = recovered.truex_fills, recovered.hedge_fills

@@ -18,6 +18,7 @@ from fastmm.data.paths import binance_capture_dir
 from fastmm.data.units import DataError
 
 T0 = 1_700_000_000_000_000_000
+TIME = "2023-02-09T20:32:50.714964855Z"    # a trade's venue time (the live codec reads it)
 
 
 def write_lines(path: Path, lines: list[str], gz: bool = False) -> Path:
@@ -169,10 +170,10 @@ def coinbase_frames() -> list[str]:
             {"side": "bid", "event_time": "x", "price_level": "100.00", "new_quantity": "1.5"},
             {"side": "offer", "event_time": "x", "price_level": "101.00", "new_quantity": "2"}]}]),
         cb(2, "market_trades", [{"type": "snapshot", "trades": [
-            {"trade_id": "1", "product_id": "BTC-USD", "price": "99", "size": "1", "side": "BUY", "time": "x"}]}]),
+            {"trade_id": "1", "product_id": "BTC-USD", "price": "99", "size": "1", "side": "BUY", "time": TIME}]}]),
         cb(3, "market_trades", [{"type": "update", "trades": [
             {"trade_id": "2", "product_id": "BTC-USD", "price": "100.00", "size": "0.25", "side": "BUY",
-             "time": "x"}]}]),
+             "time": TIME}]}]),
         cb(4, "l2_data", [{"type": "update", "product_id": "BTC-USD", "updates": [
             {"side": "bid", "event_time": "x", "price_level": "100.00", "new_quantity": "1.25"},
             {"side": "bid", "event_time": "x", "price_level": "100.50", "new_quantity": "0.1"}]}]),
@@ -204,7 +205,7 @@ def test_coinbase_sequence_gap_and_bad_frames_are_errors(tmp_path: Path) -> None
     assert "gap.jsonl:4" in str(e.value)
     bad = [*frames[:2], cb(2, "l2_data", [{"type": "update", "updates": [
         {"side": "sideways", "price_level": "1", "new_quantity": "1"}]}])]
-    with pytest.raises(DataError, match="update side"):
+    with pytest.raises(DataError, match="bad l2_data message: side 'sideways'"):
         load_market_data(frames_file(tmp_path / "bad.jsonl", bad))
     with pytest.raises(DataError, match="not a Coinbase frame record"):
         load_market_data(write_lines(tmp_path / "odd.jsonl", ['{"t_ns": 1, "frame": "x"}', '{"t_ns": 2}']))
@@ -247,7 +248,7 @@ def test_coinbase_frames_of_the_capture_read_like_the_capture_itself(tmp_path: P
             maker = "BUY" if ev.buyer_is_maker else "SELL"
             frame(ev.recv_ns, "market_trades", [{"type": "update", "trades": [
                 {"trade_id": str(ev.trade_id), "product_id": "BTC-USD", "price": format_e8(ev.price),
-                 "size": format_e8(ev.qty), "side": maker, "time": "x"}]}])
+                 "size": format_e8(ev.qty), "side": maker, "time": TIME}]}])
     (tmp_path / "cb.jsonl").write_text("\n".join(frames) + "\n")
     a = load_market_data(tmp_path / "bn.txt")
     b = load_market_data(tmp_path / "cb.jsonl")

@@ -1,4 +1,4 @@
-"""The latency harness (bench/latency.py, ``fastmm bench latency``): structure and ratios only.
+"""The latency harness (bench/latency/, ``fastmm bench latency``): structure and ratios only.
 
 The short run starts real simulators, the real supervised engine and the single-loop baseline, so it
 checks what the harness promises (every stage joined from real stamps, stages that add up to wire to

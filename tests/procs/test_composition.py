@@ -39,7 +39,7 @@ def _cores(cfg: Config, tmp_path: Path) -> dict[str, TradingCore]:
     latency = load_bench("latency")
     with Journal(tmp_path / "journal.jsonl", "none", 1 << 20) as journal:
         quoter = Quoter(cfg, None, journal, {}, None, None, None)
-        traced = latency.TracedQuoter(cfg, None, journal, {}, None, None, None)
+        traced = Quoter(cfg, None, journal, {}, None, None, None, trace=latency.LatencyTrace())
     return {
         "quoter": quoter.core,
         "latency bench": traced.core,

@@ -10,6 +10,11 @@ Rules (venue facts, section 2): a sequence gap drops the book and resubscribes `
 before a snapshot are ignored; a second snapshot replaces the book; a crossed book is published with
 the crossed flag so the aggregator ignores it; a negative or non-numeric size is rejected, and the whole
 message with it (applying half a message would publish a book that never existed).
+
+The backtest reads recorded frames through this same codec (:mod:`fastmm.backtest.readers`): it hands
+each decoded message to :meth:`CoinbaseFeed.on_message`, takes every level change through a
+``level_sink``, and swaps the forgiving ``bad`` counter for one that raises (a backtest on silently
+dropped data is worse than none). The reasons it tolerates are the named constants below.
 """
 
 from __future__ import annotations
@@ -30,6 +35,15 @@ log = logging.getLogger("fastmm.coinbase")
 
 CHANNELS = ("level2", "heartbeats", "market_trades")
 
+# reasons given to ``bad`` that a reader of recorded frames may tolerate, by name rather than by text
+SEQUENCE_BACKWARDS = "sequence_num went backwards"
+UPDATE_BEFORE_SNAPSHOT = "update before snapshot"
+UNKNOWN_CHANNEL = "unknown channel"
+VENUE_ERROR = "venue error"
+
+LevelChange = tuple[bool, int, int]                     # (is bid, price e8, new size e8; 0 removes)
+LevelSink = Callable[[str, list[LevelChange]], None]    # ("snapshot" or "update", the event's changes)
+
 
 def subscribe_message(product_id: str, channel: str, unsubscribe: bool = False) -> bytes:
     """One channel per message, as the venue facts say (``level2`` answers on ``l2_data``)."""
@@ -44,6 +58,7 @@ class MarketTrade:
     price_e8: int
     size_e8: int
     maker_side: str   # "BUY" or "SELL": Coinbase's side is the maker's
+    history: bool = False   # from the snapshot event of a subscription: trades from before it
 
 
 FeedEvent = TopChanged | Resubscribe | MarketTrade | Heartbeat
@@ -54,7 +69,8 @@ class CoinbaseFeed:
 
     venue = "coinbase"
 
-    def __init__(self, product_id: str = "BTC-USD", depth: int = 5) -> None:
+    def __init__(self, product_id: str = "BTC-USD", depth: int = 5, *, level_sink: LevelSink | None = None,
+                 bad: OnceLogger | None = None) -> None:
         self.product_id = product_id
         self.depth = depth
         self.book = L2Book()
@@ -66,7 +82,11 @@ class CoinbaseFeed:
         self.sequence_num = 0
         self.messages = 0
         self.gaps = 0
-        self.bad = OnceLogger(log)
+        self.duplicates = 0          # frames whose sequence_num went backwards (a resend): dropped
+        self.bad = bad if bad is not None else OnceLogger(log)
+        # every applied l2_data event's level changes, after the book has them (a recording's reader);
+        # with it the checking parser runs in Python, without it the compiled twin applies the updates
+        self.level_sink = level_sink
         self._top: tuple = ()
 
     def connection_reset(self) -> None:
@@ -92,6 +112,10 @@ class CoinbaseFeed:
         msg = decode_frame(frame, self.bad)
         if msg is None:
             return []
+        return self.on_message(msg, t_recv_ns)
+
+    def on_message(self, msg: dict, t_recv_ns: int) -> list[FeedEvent]:
+        """One decoded frame (a JSON object): the sequence check, then its channel."""
         self.last_recv_ns = t_recv_ns
         self.messages += 1
         out: list[FeedEvent] = []
@@ -99,7 +123,8 @@ class CoinbaseFeed:
         if isinstance(seq, int) and not isinstance(seq, bool):
             if self.expected_seq is not None and seq != self.expected_seq:
                 if seq < self.expected_seq:
-                    self.bad("sequence_num went backwards", f"{seq} after {self.expected_seq - 1}")
+                    self.duplicates += 1
+                    self.bad(SEQUENCE_BACKWARDS, f"{seq} after {self.expected_seq - 1}")
                     return []
                 self.gaps += 1
                 missing = seq - self.expected_seq
@@ -123,9 +148,9 @@ class CoinbaseFeed:
             elif channel == "subscriptions":
                 pass
             elif msg.get("type") == "error":
-                self.bad("venue error", str(msg.get("message"))[:120])
+                self.bad(VENUE_ERROR, str(msg.get("message"))[:120])
             else:
-                self.bad("unknown channel", str(channel)[:40])
+                self.bad(UNKNOWN_CHANNEL, str(channel)[:40])
         except (DataError, KeyError, TypeError, ValueError, AttributeError) as e:
             self.bad(f"bad {channel} message", str(e)[:120])
         return out
@@ -149,16 +174,19 @@ class CoinbaseFeed:
                 raise TypeError("updates is not a list")
             if kind == "snapshot":
                 book = L2Book()
-                apply_updates(updates, book, _PRICES, _SIZES, _cached)
+                changes = self._apply(updates, book)
                 self.book = book
                 self.synced = True
             elif kind == "update":
                 if not self.synced:
-                    self.bad("update before snapshot")
+                    self.bad(UPDATE_BEFORE_SNAPSHOT)
                     continue
-                apply_updates(updates, self.book, _PRICES, _SIZES, _cached)
+                changes = self._apply(updates, self.book)
             else:
                 self.bad("unknown l2_data event type", str(kind)[:40])
+                continue
+            if changes is not None and self.level_sink is not None:
+                self.level_sink(kind, changes)
         if not self.synced:
             return None
         self.last_book_ns = t_recv_ns
@@ -169,9 +197,21 @@ class CoinbaseFeed:
         self._top = top
         return TopChanged(t_venue, t_recv_ns, self.sequence_num)
 
+    def _apply(self, updates: list, book: L2Book) -> list[LevelChange] | None:
+        """Apply one event's updates to ``book`` (all or none); the changes when a sink wants them."""
+        if self.level_sink is None:
+            apply_updates(updates, book, _PRICES, _SIZES, _cached)
+            return None
+        changes = _parse_updates(updates, _PRICES, _SIZES, _cached)
+        bids, asks = book.bids.set, book.asks.set
+        for is_bid, price, size in changes:
+            (bids if is_bid else asks)(price, size)
+        return changes
+
     def _on_trades(self, msg: dict, t_recv_ns: int) -> list[FeedEvent]:
         out: list[FeedEvent] = []
         for ev in msg["events"]:
+            history = ev.get("type") == "snapshot"
             for tr in ev.get("trades", ()):
                 if tr.get("product_id", self.product_id) != self.product_id:
                     continue
@@ -181,7 +221,7 @@ class CoinbaseFeed:
                 price, size = parse_e8(tr["price"]), parse_e8(tr["size"])
                 if price <= 0 or size <= 0:
                     raise ValueError(f"trade price {tr['price']!r} size {tr['size']!r}")
-                out.append(MarketTrade(parse_timestamp_ns(tr["time"]), t_recv_ns, price, size, side))
+                out.append(MarketTrade(parse_timestamp_ns(tr["time"]), t_recv_ns, price, size, side, history))
         return out
 
     def _on_heartbeats(self, msg: dict, t_recv_ns: int) -> list[FeedEvent]:
@@ -234,7 +274,7 @@ def apply_updates_py(updates: list, book: L2Book, prices: dict[str, int], sizes:
 
 
 def _parse_updates(updates: list, prices: dict[str, int], sizes: dict[str, int],
-                   cached: Callable[[dict[str, int], str, bool], int]) -> list[tuple[bool, int, int]]:
+                   cached: Callable[[dict[str, int], str, bool], int]) -> list[LevelChange]:
     out = []
     append = out.append
     for u in updates:

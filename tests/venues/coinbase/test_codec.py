@@ -142,3 +142,27 @@ def test_no_event_when_top_levels_unchanged() -> None:
     feed = CoinbaseFeed(depth=1)
     feed.on_frame(l2(0, "snapshot", [("bid", "100", "1"), ("offer", "101", "1")]), 1)
     assert feed.on_frame(l2(1, "update", [("bid", "90", "1")]), 2) == []
+
+
+def test_a_level_sink_sees_every_applied_change_and_resends_are_counted_as_duplicates() -> None:
+    """What the backtest's reader of recorded frames relies on: the changes as applied (after the book
+    has them), history trades marked, a frame seen again counted."""
+    seen: list[tuple[str, list, tuple | None]] = []
+    feed = CoinbaseFeed("BTC-USD")
+
+    def sink(kind: str, changes: list) -> None:
+        seen.append((kind, changes, feed.book.best_bid()))
+
+    feed.level_sink = sink
+    assert feed.on_frame(l2(0, "update", [("bid", "1", "1")]), 1) == []     # before the snapshot: not applied
+    feed.on_frame(l2(1, "snapshot", [("bid", "100.5", "2"), ("offer", "101", "1")]), 2)
+    feed.on_frame(l2(2, "update", [("bid", "100.5", "0"), ("bid", "100", "3")]), 3)
+    assert seen == [("snapshot", [(True, 10_050_000_000, 200_000_000), (False, 10_100_000_000, 100_000_000)],
+                     (10_050_000_000, 200_000_000)),
+                    ("update", [(True, 10_050_000_000, 0), (True, 10_000_000_000, 300_000_000)],
+                     (10_000_000_000, 300_000_000))]
+    assert feed.on_frame(l2(2, "update", [("bid", "99", "1")]), 4) == [] and feed.duplicates == 1
+    assert len(seen) == 2
+    trade = TRADES.replace('"sequence_num":0', '"sequence_num":3')
+    [t] = feed.on_frame(trade.replace("ETH-USD", "BTC-USD"), 5)
+    assert isinstance(t, MarketTrade) and t.history

@@ -1,0 +1,110 @@
+"""Measurement: the Coinbase frames' write times and the quoter's trace joined into per-stage latencies,
+order by order and event by event."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from fastmm.latency import summarize
+
+from .common import CHAIN, EVENT_FIELDS, EVENT_STAGES, ORDER_FIELDS
+
+
+class FrameStamps:
+    """``on_frame_written`` hook for the Coinbase simulator: write time of every ``l2_data`` frame, by
+    connection and sequence_num."""
+
+    _PREFIX = '{"channel":"l2_data"'
+    _KEY = '"sequence_num":'
+
+    def __init__(self) -> None:
+        self.by_conn: dict[int, dict[int, int]] = {}
+        self.frames = 0
+
+    def __call__(self, cid: int, frame: str, t_ns: int) -> None:
+        self.frames += 1
+        if not frame.startswith(self._PREFIX):
+            return
+        i = frame.find(self._KEY, 20, 200)
+        if i < 0:
+            return
+        i += len(self._KEY)
+        j = frame.find(",", i, i + 24)
+        with contextlib.suppress(ValueError):
+            self.by_conn.setdefault(cid, {})[int(frame[i:j])] = t_ns
+
+    def lookup(self, venue_seq: int, t_recv: int) -> int | None:
+        """Write time of the frame ``venue_seq`` that reached the feed at ``t_recv``: the newest
+        connection that wrote that sequence number before it was received."""
+        for cid in sorted(self.by_conn, reverse=True):
+            t = self.by_conn[cid].get(venue_seq)
+            if t is not None and t <= t_recv:
+                return t
+        return None
+
+
+def _causal(t_write: int, t_recv: int, t_pub: int, t_wake: int, t_decide: int, t_sent: int, t_read: int
+            ) -> bool:
+    """The orderings that must hold on one clock (see :func:`join` for the two races that may not)."""
+    return (t_write <= t_recv <= t_pub <= t_decide and t_wake <= t_decide <= t_sent and t_write <= t_read)
+
+
+def join(trace: dict[str, Any], stamps: FrameStamps,
+         reads: Iterable[Sequence[Any]]) -> dict[str, Any]:
+    """Orders and events of one run with every stage in ns. Unmatched rows are counted, not guessed.
+
+    ``reads`` are the venue's ``(MsgType, ClOrdID, t_read)``. Two stages may be negative, both races
+    between processes on different CPUs: ``pub_to_wake`` when the record was published after the wake
+    began (the quoter stamps ``t_wake`` first, then reads the newest record), ``sent_to_read`` when the
+    venue read the bytes before the sender's write call returned and stamped ``t_sent``. Histograms count
+    a negative value as 0. Any other disorder is counted as ``out_of_order`` and the row not used."""
+    t_read: dict[str, int] = {}
+    for _mt, cl, t in reads:
+        t_read.setdefault(cl.decode("ascii", "replace") if isinstance(cl, bytes) else cl, t)
+    rows = []
+    unmatched = {"no_frame": 0, "no_read": 0, "out_of_order": 0}
+    for o in trace.get("orders", []):
+        rec = dict(zip(ORDER_FIELDS, o, strict=True))
+        tw = stamps.lookup(rec["venue_seq"], rec["t_recv"])
+        tr = t_read.get(rec["cl_ord_id"])
+        if tw is None:
+            unmatched["no_frame"] += 1
+            continue
+        if tr is None:
+            unmatched["no_read"] += 1
+            continue
+        times = (tw, rec["t_recv"], rec["t_pub"], rec["t_wake"], rec["t_decide"], rec["t_sent"], tr)
+        if not _causal(*times):
+            unmatched["out_of_order"] += 1
+            continue
+        stages = {name: times[k + 1] - times[k] for k, name in enumerate(CHAIN)}
+        stages["wire_to_wire"] = tr - tw
+        rows.append({"cl_ord_id": rec["cl_ord_id"], "msg_type": rec["msg_type"], "index": rec["index"],
+                     "venue_seq": rec["venue_seq"], **stages})
+    flat = trace.get("events", [])
+    ev = np.asarray(flat, dtype=np.int64).reshape(-1, len(EVENT_FIELDS)) if flat else \
+        np.zeros((0, len(EVENT_FIELDS)), np.int64)
+    events: dict[str, list[int]] = {s: [] for s in EVENT_STAGES}
+    ev_unmatched = 0
+    for venue_seq, t_recv, t_pub, t_wake, t_decide, _n in ev.tolist():
+        tw = stamps.lookup(venue_seq, t_recv)
+        if tw is None or not _causal(tw, t_recv, t_pub, t_wake, t_decide, t_decide, t_decide):
+            ev_unmatched += 1
+            continue
+        for name, v in zip(EVENT_STAGES, (t_recv - tw, t_pub - t_recv, t_wake - t_pub, t_decide - t_wake,
+                                          t_decide - tw), strict=True):
+            events[name].append(v)
+    return {"orders": rows, "unmatched_orders": unmatched, "events": events, "unmatched_events": ev_unmatched}
+
+
+def stage_summaries(joined: dict[str, Any]) -> dict[str, dict[str, dict[str, float | int]]]:
+    orders = joined["orders"]
+    first = [r for r in orders if r["index"] == 0]
+    out_orders = {name: summarize([r[name] for r in first]) for name in (*CHAIN, "wire_to_wire")}
+    out_orders["wire_to_wire_every_order"] = summarize([r["wire_to_wire"] for r in orders])
+    out_events = {name: summarize(v) for name, v in joined["events"].items()}
+    return {"orders": out_orders, "events": out_events}
