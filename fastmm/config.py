@@ -111,15 +111,16 @@ class QuotingConfig:
                                  "canceled")
     # model-based spreads (Avellaneda-Stoikov / GLFT)
     risk_aversion: float = _f(0.1, 1e-6, 100.0, doc="gamma")
-    horizon_s: float = _f(60.0, 0.001, 86400.0, doc="Avellaneda-Stoikov T - t")
+    horizon_s: float = _f(1.0, 0.001, 86400.0, doc="Avellaneda-Stoikov T - t: its risk term g s2 T is "
+                          "in ticks squared, so a minute of it (the old default) quoted 100 bps wide")
     volatility_window_s: float = _f(60.0, 1.0, 86400.0)
-    glft_spread_adj: float = _f(2.0, 0.0, 100.0, doc="GLFT half-spread x this (the hftbacktest tutorial's "
-                                "adj1 = 1 fits k per half tick, which doubles c1 ~ 1/k: 2 here is its spread "
-                                "with k per tick)")
-    glft_skew_adj: float = _f(0.05, 0.0, 100.0, doc="GLFT inventory skew x this (the tutorial's adj2: "
-                              "the closed form's full skew flips the position on every fill)")
-    glft_grid: bool = _f(True, doc="GLFT quotes on a grid of half-spread steps (the tutorial's grid "
-                         "trading): a small move of the target keeps the order and its queue place")
+    # both model-based spreads (A-S and GLFT), as hftbacktest's GLFT tutorial adjusts its closed form
+    model_spread_adj: float = _f(2.0, 0.0, 100.0, doc="half-spread x this (the tutorial's adj1 = 1 fits k "
+                                 "per half tick, which doubles c1 ~ 1/k: 2 here is its spread with k per tick)")
+    model_skew_adj: float = _f(0.05, 0.0, 100.0, doc="inventory skew x this (the tutorial's adj2: the closed "
+                               "form's full skew flips the position on every fill)")
+    model_grid: bool = _f(True, doc="quote on a grid of half-spread steps (the tutorial's grid trading): a "
+                          "small move of the target keeps the order and its queue place")
 
 
 @dataclass(frozen=True, slots=True)

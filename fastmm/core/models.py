@@ -11,6 +11,10 @@ Three models, chosen by ``QuotingConfig.model``:
   one base size as the inventory unit: c1 = ln(1 + g/k) / g, c2 = sqrt(g / (2 A k) (1 + g/k)^(k/g + 1)),
   half-spread c1 + s c2 / 2, skew s c2 per unit of inventory.
 
+Both as hftbacktest's GLFT tutorial trades its closed form: half-spread x ``model_spread_adj``, skew x
+``model_skew_adj``, prices on a grid of half-spread steps (``model_grid``, :func:`on_grid`); with the
+adjustments 1, 1 and no grid they are the published closed forms (the unit tests check those).
+
 Units: everything in ticks and seconds: s (``VolatilityEstimator``) in ticks per sqrt(second), k per
 tick and A per second (``IntensityEstimator``, fitted online from the trade flow as
 lambda(d) = A exp(-k d), d = a trade's distance from the mid), g (``risk_aversion``) per tick of PnL, and
@@ -194,11 +198,14 @@ class LadderSpread:
 class AvellanedaStoikov:
     """Avellaneda-Stoikov with a rolling horizon; the inventory skew comes from the model itself."""
 
-    __slots__ = ("base_lots", "gamma", "horizon_s", "intensity", "vol")
+    __slots__ = ("adj_skew", "adj_spread", "base_lots", "gamma", "grid", "horizon_s", "intensity", "vol")
 
     def __init__(self, cfg: QuotingConfig, base_lots: int, vol: VolatilityEstimator,
                  intensity: IntensityEstimator) -> None:
         self.gamma = cfg.risk_aversion
+        self.adj_spread = cfg.model_spread_adj
+        self.adj_skew = cfg.model_skew_adj
+        self.grid = cfg.model_grid
         self.horizon_s = cfg.horizon_s
         self.base_lots = max(1, base_lots)
         self.vol = vol
@@ -207,9 +214,11 @@ class AvellanedaStoikov:
     def offsets(self, mid_ticks: float, position_lots: int, skew_ticks: float) -> tuple[float, float]:
         g = self.gamma
         gvt = g * self.vol.variance * self.horizon_s
-        half = 0.5 * gvt + math.log1p(g / self.intensity.k) / g
-        shift = position_lots / self.base_lots * gvt  # r = s - q g s2 T
-        return half + shift, half - shift
+        half = (0.5 * gvt + math.log1p(g / self.intensity.k) / g) * self.adj_spread
+        shift = position_lots / self.base_lots * gvt * self.adj_skew  # r = s - q g s2 T
+        if not self.grid:
+            return half + shift, half - shift
+        return on_grid(mid_ticks, half + shift, half - shift, half)
 
 
 class GLFT:
@@ -220,9 +229,9 @@ class GLFT:
     def __init__(self, cfg: QuotingConfig, base_lots: int, vol: VolatilityEstimator,
                  intensity: IntensityEstimator) -> None:
         self.gamma = cfg.risk_aversion
-        self.adj_spread = cfg.glft_spread_adj
-        self.adj_skew = cfg.glft_skew_adj
-        self.grid = cfg.glft_grid
+        self.adj_spread = cfg.model_spread_adj
+        self.adj_skew = cfg.model_skew_adj
+        self.grid = cfg.model_grid
         self.base_lots = max(1, base_lots)
         self.vol = vol
         self.intensity = intensity

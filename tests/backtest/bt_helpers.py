@@ -24,7 +24,7 @@ def active_config(model: str = "glft") -> Config:
     return replace(
         cfg,
         quoting=replace(cfg.quoting, model=model, base_size_btc=Decimal("0.01"), base_spread_bps=Decimal(2),
-                        glft_spread_adj=1.0, glft_grid=False),
+                        model_spread_adj=1.0, model_grid=False),
         inventory=replace(cfg.inventory, hedge_threshold_btc=Decimal("0.03"), max_position_btc=Decimal("0.2"),
                           emergency_position_btc=Decimal("0.3")),
         # hedge by size (no HedgeRisk gate): the slice's quiet minute would not be worth a hedge

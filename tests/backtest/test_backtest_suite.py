@@ -29,7 +29,7 @@ def two_recordings(tmp_path: Path) -> Path:
 def test_suite_cli_rows_pairs_pooled_and_fee_stress(tmp_path: Path) -> None:
     out = tmp_path / "suite.json"
     conf = tmp_path / "tight.toml"       # GLFT's closed-form spread: fills within the 30 s on every case
-    conf.write_text("[quoting]\nglft_spread_adj = 1.0\nglft_grid = false\n")
+    conf.write_text("[quoting]\nmodel_spread_adj = 1.0\nmodel_grid = false\n")
     rc = main(["backtest", "--suite", str(two_recordings(tmp_path)), "--seconds", "30", "--max-lines", "15000",
                "--no-hftbacktest", "--fee-bps", "1,2", "--workers", "1", "--json", str(out), "--config", str(conf)])
     assert rc == 0

@@ -56,8 +56,8 @@ ACTIVE_TOML = """
 [quoting]
 model = "ladder"
 base_size_btc = "0.01"
-glft_spread_adj = 1.0
-glft_grid = false
+model_spread_adj = 1.0
+model_grid = false
 [inventory]
 hedge_threshold_btc = "0.03"
 max_position_btc = "0.2"

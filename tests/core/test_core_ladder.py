@@ -110,7 +110,7 @@ def test_intensity_fit_recovers_a_and_k() -> None:
 
 def _models() -> tuple[AvellanedaStoikov, GLFT, VolatilityEstimator, IntensityEstimator]:
     # the closed forms as published: no tutorial adjustments, no grid
-    cfg = QuotingConfig(model="glft", glft_spread_adj=1.0, glft_skew_adj=1.0, glft_grid=False)
+    cfg = QuotingConfig(model="glft", model_spread_adj=1.0, model_skew_adj=1.0, model_grid=False, horizon_s=60.0)
     vol = VolatilityEstimator(60.0, prior_sigma=4.0)
     ins = IntensityEstimator(60.0, prior_a=1.5, prior_k=0.05)
     return AvellanedaStoikov(cfg, 1000, vol, ins), GLFT(cfg, 1000, vol, ins), vol, ins
@@ -145,12 +145,12 @@ def test_glft_tutorial_adjustments_and_grid() -> None:
     g, a, k, sigma = 0.1, 1.5, 0.05, 4.0
     c1 = math.log(1 + g / k) / g
     c2 = math.sqrt(g / (2 * a * k) * (1 + g / k) ** (k / g + 1))
-    plain = GLFT(QuotingConfig(model="glft", glft_spread_adj=2.0, glft_skew_adj=0.05, glft_grid=False),
+    plain = GLFT(QuotingConfig(model="glft", model_spread_adj=2.0, model_skew_adj=0.05, model_grid=False),
                  1000, vol, ins)
     half, skew = 2.0 * (c1 + 0.5 * sigma * c2), 0.05 * sigma * c2
     bid, ask = plain.offsets(200_000.0, 2000, 0.0)        # long two base sizes: both quotes lower
     assert bid == pytest.approx(half + 2 * skew) and ask == pytest.approx(half - 2 * skew)
-    gridded = GLFT(QuotingConfig(model="glft", glft_spread_adj=2.0, glft_skew_adj=0.05), 1000, vol, ins)
+    gridded = GLFT(QuotingConfig(model="glft", model_spread_adj=2.0, model_skew_adj=0.05), 1000, vol, ins)
     step = round(half)
     for mid in (200_000.0, 200_000.3, 200_007.7, 200_013.0):
         gb, ga = gridded.offsets(mid, 2000, 0.0)
