@@ -116,7 +116,7 @@ class QuotingConfig:
     volatility_window_s: float = _f(60.0, 1.0, 86400.0)
     # both model-based spreads (A-S and GLFT), as hftbacktest's GLFT tutorial adjusts its closed form
     model_spread_adj: float = _f(2.0, 0.0, 100.0, doc="half-spread x this (the tutorial's adj1 = 1 fits k "
-                                 "per half tick, which doubles c1 ~ 1/k: 2 here is its spread with k per tick)")
+                                 "per half tick, which doubles c1 ~ 1/k: 2 is its spread with k per tick)")
     model_skew_adj: float = _f(0.05, 0.0, 100.0, doc="inventory skew x this (the tutorial's adj2: the closed "
                                "form's full skew flips the position on every fill)")
     model_grid: bool = _f(True, doc="quote on a grid of half-spread steps (the tutorial's grid trading): a "
