@@ -126,10 +126,10 @@ def fit_ladder_spread(md: MarketData, cfg: Config) -> Config:
     return replace(cfg, quoting=replace(cfg.quoting, base_spread_bps=min(bps, Decimal(5000))))
 
 
-def fit_edge(md: MarketData, cfg: Config) -> Config:
-    """``fastmm calibrate`` on ``md``: the edge model's adverse-selection term and volatility prior (the
-    depth whose fills paid their fee at the markout horizon); the config unchanged when the data is too
-    short to fit."""
+def fit_edge(md: MarketData, cfg: Config, *, z: float = 1.0) -> Config:
+    """``fastmm calibrate`` on ``md``: the edge model's volatility prior, and its adverse-selection term
+    when a depth's fills paid their fee at the markout horizon by ``z`` standard errors (otherwise the
+    configured term stays); the config unchanged when the data is too short to fit at all."""
     from fastmm.backtest.market import TOP, TRADE
     from fastmm.core.calibrate import calibrate
 
@@ -138,10 +138,11 @@ def fit_edge(md: MarketData, cfg: Config) -> Config:
     try:
         c = calibrate(md.t[top], md.a[top], md.b[top], md.t[tr], md.a[tr], md.b[tr],
                       maker_fee_bps=float(cfg.fees.truex_maker_bps), vol_mult=e.vol_mult,
-                      vol_horizon_s=e.horizon_s)
+                      vol_horizon_s=e.horizon_s, z=z)
     except ValueError:
         return cfg
-    return replace(cfg, edge=replace(e, adverse_bps=c.adverse_bps, sigma_prior_bps=max(0.0, c.sigma_bps)))
+    adverse = e.adverse_bps if c.adverse_bps is None else c.adverse_bps      # no fit: keep the configured
+    return replace(cfg, edge=replace(e, adverse_bps=adverse, sigma_prior_bps=max(0.0, c.sigma_bps)))
 
 
 def fit_all(md: MarketData, cfg: Config) -> Config:

@@ -18,12 +18,15 @@ Method (every price in bps of the mid, every time in seconds):
   d + (side x (mid(window end + h) - m0)) bps, a buy quote filled by a fall and a sell
   quote by a rise; averaged over both sides and all windows that reached d. ``adverse(d, h)`` = d -
   markout: what the takers who reach a quote know;
-* **the rule**: d* is the tightest depth whose fills' markout at ``horizon_s`` pays the maker fee (the
-  expected profit of a quote per second, lambda(d) x (markout - fee), is negative at every tighter
-  depth: those quotes are picked off), among depths reached in at least ``min_hits`` windows; and the
-  fragment sets the edge model's ``adverse_bps`` to d* minus the fee and the volatility term the model
-  adds itself (vol_mult x sigma x sqrt(horizon)), so that the model quotes d* at the volatility of the fit and
-  wider or tighter as the volatility moves.
+* **the rule**: d* is the tightest depth whose fills' markout at ``horizon_s`` pays the maker fee with
+  evidence: mean markout - fee >= ``z`` standard errors of that mean (one-sided; every tighter depth is
+  picked off or not shown to pay), among depths reached in at least ``min_hits`` windows; the fragment
+  sets the edge model's ``adverse_bps`` to d* minus the fee and the volatility term the model adds itself
+  (vol_mult x sigma x sqrt(horizon)), so that the model quotes d* at the volatility of the fit and wider
+  or tighter as the volatility moves. When no depth qualifies there is no fit (``adverse_bps`` None): a
+  few minutes of data then keep the configured value instead of moving it on noise (a mean without the
+  ``z`` test moved it to the tightest lucky depth, and walk-forward runs lost on the half they had not
+  seen).
 
 Assumptions: the recorded trades are the takers who would reach a quote on our venue (scaled, not
 thinned); one window's fill is at the window's start mid (the queue is ignored, so lambda is an upper
@@ -49,9 +52,9 @@ class Calibration:
     depths_bps: list[float]
     rate: list[float]                     # lambda(d), per second
     markout_bps: dict[str, list[float | None]]    # horizon -> markout at each depth
-    best_depth_bps: float
-    adverse_bps: float                    # the edge model's setting: d* - fee - its volatility term
-    adverse_at_best_bps: float            # d* - markout(d*): what the takers who reach d* know
+    best_depth_bps: float | None          # d*, None when no depth pays its fee with evidence
+    adverse_bps: float | None             # the edge model's setting: d* - fee - its volatility term
+    adverse_at_best_bps: float | None     # d* - markout(d*): what the takers who reach d* know
     horizon_s: float
     windows: int
     notes: list[str] = field(default_factory=list)
@@ -93,7 +96,7 @@ def fit_exponential(depths: np.ndarray, rate: np.ndarray) -> tuple[float, float]
 def calibrate(t: np.ndarray, bid: np.ndarray, ask: np.ndarray, tr_t: np.ndarray, tr_side: np.ndarray,
               tr_px: np.ndarray, *, window_s: float = 5.0, depths_bps: tuple[float, ...] | None = None,
               horizon_s: float = 5.0, maker_fee_bps: float = 0.0, vol_mult: float = 1.0,
-              vol_horizon_s: float = 5.0, min_hits: int = 10) -> Calibration:
+              vol_horizon_s: float = 5.0, min_hits: int = 10, z: float = 1.0) -> Calibration:
     """Fit everything from tops (``t``, ``bid``, ``ask``) and trades (time, taker side 1 buy / 2 sell,
     price); times in ns, prices in any one unit."""
     tm, mid = mid_series(t, bid, ask)
@@ -122,36 +125,43 @@ def calibrate(t: np.ndarray, bid: np.ndarray, ask: np.ndarray, tr_t: np.ndarray,
     fit_ok = hits >= min_hits
     a, k = fit_exponential(depths[fit_ok], rate[fit_ok])
     curves: dict[str, list[float | None]] = {}
+    stderr: dict[str, list[float | None]] = {}
     for h in sorted({*HORIZONS_S, horizon_s}):
         later = mid_at(tm, mid, starts + w + int(h * 1e9))
         move = (later - m0) / m0 * 1e4              # bps, positive = up
         row: list[float | None] = []
+        errs: list[float | None] = []
         for d in depths:
             sell_hit = up >= d       # our ask at +d was lifted: a sell, it wins when the mid falls
             buy_hit = down >= d
             cnt = np.count_nonzero(sell_hit) + np.count_nonzero(buy_hit)
             if cnt < min_hits:
                 row.append(None)
+                errs.append(None)
                 continue
-            total = float(np.sum(d - move[sell_hit]) + np.sum(d + move[buy_hit]))
-            row.append(total / cnt)
+            marks = np.concatenate([d - move[sell_hit], d + move[buy_hit]])
+            row.append(float(marks.mean()))
+            errs.append(float(marks.std(ddof=1)) / math.sqrt(cnt))
         curves[f"{h:g}s"] = row
+        stderr[f"{h:g}s"] = errs
     key = f"{horizon_s:g}s"
-    row = curves[key]
-    measured = [i for i, m in enumerate(row) if m is not None]
+    row, errs = curves[key], stderr[key]
+    measured = [(i, m, e) for i, (m, e) in enumerate(zip(row, errs, strict=True))
+                if m is not None and e is not None]
     if not measured:
         raise ValueError("no depth was reached often enough to measure a markout")
-    # the tightest depth whose fills are worth their fee at the horizon: tighter ones are picked off
-    best_i = next((i for i in measured if row[i] - maker_fee_bps >= 0.0), measured[-1])  # type: ignore[operator]
-    d_best = float(depths[best_i])
-    mk = row[best_i]
-    adverse = d_best - mk if mk is not None else 0.0
+    # the tightest depth whose fills are worth their fee at the horizon, with evidence (z standard errors)
+    best = next(((i, m) for i, m, e in measured if m - maker_fee_bps >= z * e), None)
     notes = []
-    if mk is None or mk < maker_fee_bps:
-        notes.append("no depth measured has a markout net of the fee >= 0: the deepest measured is used; "
-                     "quote wider, or not at all")
-    # the edge model adds the fee and vol_mult x sigma x sqrt(vol_horizon) itself: the rest is its term
-    adverse_rest = d_best - maker_fee_bps - vol_mult * sigma * math.sqrt(vol_horizon_s)
+    d_best = adverse = adverse_rest = None
+    if best is None:
+        notes.append(f"no depth measured has a {key} markout net of the fee >= {z:g} standard errors: no fit "
+                     f"(keep the configured adverse_bps; quote wider, or not at all)")
+    else:
+        d_best = float(depths[best[0]])
+        adverse = d_best - best[1]
+        # the edge model adds the fee and vol_mult x sigma x sqrt(vol_horizon) itself: the rest is its term
+        adverse_rest = d_best - maker_fee_bps - vol_mult * sigma * math.sqrt(vol_horizon_s)
     return Calibration(sigma_bps=sigma, intensity_a=a, intensity_k=k, depths_bps=depths.tolist(),
                        rate=rate.tolist(), markout_bps=curves, best_depth_bps=d_best,
                        adverse_bps=adverse_rest, adverse_at_best_bps=adverse, horizon_s=horizon_s,
@@ -160,8 +170,8 @@ def calibrate(t: np.ndarray, bid: np.ndarray, ask: np.ndarray, tr_t: np.ndarray,
 
 def toml_fragment(c: Calibration, source: str) -> str:
     """The ``[edge]`` settings the calibration fits, with what it measured as comments."""
-    def f(x: float) -> str:
-        return f"{x:.4g}" if math.isfinite(x) else "nan"
+    def f(x: float | None) -> str:
+        return f"{x:.4g}" if x is not None and math.isfinite(x) else "none"
 
     lines = [f"# fastmm calibrate: {source}",
              f"# {c.windows} windows; sigma {f(c.sigma_bps)} bps/sqrt(s); intensity lambda(d) = "
@@ -173,6 +183,7 @@ def toml_fragment(c: Calibration, source: str) -> str:
                         zip(c.depths_bps, row, strict=True) if d in (0.0, 1.0, 2.0, 5.0, 10.0, 20.0))
         lines.append(f"# markout {h} by depth bps -> bps: {pts}")
     lines += [f"# {n}" for n in c.notes]
-    lines += ["[edge]", f"sigma_prior_bps = {f(max(c.sigma_bps, 0.0))}",
-              f"adverse_bps = {f(c.adverse_bps)}"]
+    lines += ["[edge]", f"sigma_prior_bps = {f(max(c.sigma_bps, 0.0))}"]
+    if c.adverse_bps is not None:
+        lines.append(f"adverse_bps = {f(c.adverse_bps)}")
     return "\n".join(lines) + "\n"

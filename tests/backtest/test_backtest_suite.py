@@ -83,8 +83,9 @@ def test_walk_forward_fits_the_edge_model_as_fastmm_calibrate_does(capture_slice
     want = calibrate(v.t[top], v.a[top], v.b[top], v.t[tr], v.a[tr], v.b[tr])
     both = suite.fit_all(v, Config())
     assert both.quoting == suite.fit_ladder_spread(v, Config()).quoting
-    assert both.edge.adverse_bps == pytest.approx(want.adverse_bps) != Config().edge.adverse_bps
-    assert both.edge.sigma_prior_bps == pytest.approx(want.sigma_bps)
+    assert both.edge.sigma_prior_bps == pytest.approx(want.sigma_bps) != Config().edge.sigma_prior_bps
+    # two minutes show no depth that pays with evidence: the adverse term stays as configured
+    assert want.adverse_bps is None and both.edge.adverse_bps == Config().edge.adverse_bps
 
 
 def test_after_rebuilds_the_book_at_the_split(capture_slice: MarketData) -> None:

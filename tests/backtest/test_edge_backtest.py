@@ -46,7 +46,24 @@ def test_calibration_on_the_recording(capture_slice: MarketData) -> None:
     assert set(c.markout_bps) == {"1s", "5s", "30s"}
     # at the touch, the takers are informed on this data: the 5 s markout there is negative
     assert c.markout_bps["5s"][0] is not None and c.markout_bps["5s"][0] < 0
-    assert c.best_depth_bps > 0
+    # two minutes show no depth whose fills pay with evidence: no fit, said in a note
+    assert c.best_depth_bps is None and c.adverse_bps is None and "no fit" in c.notes[0]
+
+
+def test_the_depth_rule_wants_evidence(full_capture: MarketData) -> None:
+    """On the whole BTC spot recording the mean 5 s markout first pays at 5 bps (the old rule's fit,
+    adverse_bps 2.28), but by less than one standard error: the shipped rule (z = 1) does not fit."""
+    from fastmm.backtest.suite import fit_edge
+
+    md = full_capture
+    top, tr = md.kind == TOP, md.kind == TRADE
+    args = (md.t[top], md.a[top], md.b[top], md.t[tr], md.a[tr], md.b[tr])
+    loose = calibrate(*args, z=0.0)
+    assert loose.best_depth_bps == 5.0 and loose.adverse_bps == pytest.approx(2.28, abs=0.01)
+    strict = calibrate(*args)
+    assert strict.best_depth_bps is None and strict.adverse_bps is None
+    assert fit_edge(md, Config(), z=0.0).edge.adverse_bps == pytest.approx(loose.adverse_bps)
+    assert fit_edge(md, Config()).edge.adverse_bps == Config().edge.adverse_bps
 
 
 def test_calibrate_cli_writes_a_fragment_the_config_reads(tmp_path: Path,
@@ -56,8 +73,10 @@ def test_calibrate_cli_writes_a_fragment_the_config_reads(tmp_path: Path,
                  "--json", str(js)]) == 0
     text = out.read_text()
     assert "[edge]" in text and "first 0.5" in text and js.stat().st_size > 0
+    # half the recording shows no depth that pays with evidence: the fragment leaves adverse_bps alone
+    assert "no fit" in text and "adverse_bps" not in text.split("[edge]")[1]
     cfg = load_config(out, environ={})
-    assert cfg.edge.sigma_prior_bps > 0 and cfg.edge.adverse_bps != Config().edge.adverse_bps
+    assert cfg.edge.sigma_prior_bps > 0 and cfg.edge.adverse_bps == Config().edge.adverse_bps
     assert main(["calibrate", "--data", str(tmp_path / "nothing")]) == 2
 
 
