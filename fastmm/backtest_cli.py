@@ -76,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--walk-forward", action="store_true",
                    help="suite: calibrate on the first half of each case, trade the second")
     r.add_argument("--fee-bps", default="", metavar="X,Y",
-                   help="suite: also run the configured strategy with the TrueX maker fee raised by these "
+                   help="suite: also run every strategy with the TrueX maker fee raised by these "
                         "bps")
     r.add_argument("--seconds", type=float, default=None,
                    help="suite: only the first S seconds of each recording")
@@ -251,6 +251,10 @@ def _suite(args: argparse.Namespace, cfg: Config, opts: Any, err: Any) -> int:
                            hftbacktest=hbt, workers=args.workers, progress=err)
     rows = suite.add_intervals(rows)
     print(suite.table(rows))
+    ranked = suite.ranking(rows)
+    print("\nRanking (pooled PnL positive at the configured fee and under every stress, then positive cases, "
+          "then the worst case, then pooled PnL):\n")
+    print(suite.ranking_table(ranked))
     mode = "walk-forward: calibrated on the first half, traded on the second" if args.walk_forward else \
         "in-sample: the configuration as given on the whole of each case"
     print(f"\n{mode}; PnL in the venue's quote currency; fees: TrueX maker {cfg.fees.truex_maker_bps} bps"
@@ -259,7 +263,7 @@ def _suite(args: argparse.Namespace, cfg: Config, opts: Any, err: Any) -> int:
     doc = {"fastmm": __version__, "command": sys.argv[1:], "options": dataclasses.asdict(opts),
            "config": _config_json(cfg), "walk_forward": args.walk_forward,
            "fee_bps": [str(f) for f in fees],
-           "cases": [c.name for c in cases], "rows": suite.json_rows(rows)}
+           "cases": [c.name for c in cases], "rows": suite.json_rows(rows), "ranking": ranked}
     return _write_json(args.json, doc)
 
 

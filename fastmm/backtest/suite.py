@@ -292,11 +292,9 @@ def run_suite(cfg: Config, all_cases: list[Case], opts: BacktestOptions, *, fee_
             c_cfg = calibrate(first.venue, c_cfg)
         for label, s_cfg in strategies(c_cfg):
             jobs.append(("fastmm", run_case, label, s_cfg))
-            if label == "configured":
-                for x in fee_bps:
-                    fees = replace(s_cfg.fees, truex_maker_bps=s_cfg.fees.truex_maker_bps + x)
-                    stressed = replace(s_cfg, fees=fees)
-                    jobs.append(("fastmm", run_case, f"configured maker+{x}bps", stressed))
+            for x in fee_bps:           # every strategy under the same fee stress, so the ranking is fair
+                fees = replace(s_cfg.fees, truex_maker_bps=s_cfg.fees.truex_maker_bps + x)
+                jobs.append(("fastmm", run_case, stressed_label(label, x), replace(s_cfg, fees=fees)))
         if hftbacktest and not case.references:
             jobs.append(("hbt", run_case, HFTBT, c_cfg))
     rows: list[dict[str, Any] | None] = [None] * len(jobs)
@@ -317,6 +315,42 @@ def run_suite(cfg: Config, all_cases: list[Case], opts: BacktestOptions, *, fee_
     finally:
         _SHARED.clear()
     return [r for r in rows if r is not None]
+
+
+def stressed_label(label: str, extra_bps: Decimal) -> str:
+    return f"{label} maker+{extra_bps}bps"
+
+
+def ranking(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Strategies best first by a robust rule, not by the best single number: first whether the pooled
+    PnL is positive at the configured fee and under every fee stress, then how many cases are positive,
+    then the worst case, then the pooled PnL. Stress rows rank with their strategy, not on their own."""
+    per_case = [r for r in rows if r["case"] != "POOLED"]
+    pooled = {r["strategy"]: r for r in rows if r["case"] == "POOLED"}
+    out = []
+    for name in pooled:
+        if " maker+" in name:
+            continue
+        own = [r for r in per_case if r["strategy"] == name]
+        stress = {k: p["total"] for k, p in pooled.items() if k.startswith(name + " maker+")}
+        out.append({"strategy": name, "cases": len(own), "positive_cases": sum(r["total"] > 0 for r in own),
+                    "worst_case": min((r["total"] for r in own), default=0.0),
+                    "pooled": pooled[name]["total"], "stress": stress,
+                    "robust": pooled[name]["total"] > 0 and all(v > 0 for v in stress.values()),
+                    "fills": pooled[name]["fills"]})
+    out.sort(key=lambda r: (not r["robust"], -r["positive_cases"] / max(1, r["cases"]), -r["worst_case"],
+                            -r["pooled"]))
+    return out
+
+
+def ranking_table(ranked: Sequence[dict[str, Any]]) -> str:
+    out = ["| rank | strategy | pooled > 0, also fee-stressed | positive cases | worst case | pooled | "
+           "pooled, fee-stressed | fills |", "| ---: | --- | --- | ---: | ---: | ---: | --- | ---: |"]
+    for i, r in enumerate(ranked, 1):
+        stress = ", ".join(f"{k.rsplit(' ', 1)[-1]} {v:.2f}" for k, v in r["stress"].items()) or "-"
+        out.append(f"| {i} | {r['strategy']} | {'yes' if r['robust'] else 'no'} | {r['positive_cases']}/"
+                   f"{r['cases']} | {r['worst_case']:.2f} | {r['pooled']:.2f} | {stress} | {r['fills']} |")
+    return "\n".join(out)
 
 
 def _f(x: Any, fmt: str) -> str:

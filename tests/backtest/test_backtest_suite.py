@@ -37,8 +37,8 @@ def test_suite_cli_rows_pairs_pooled_and_fee_stress(tmp_path: Path) -> None:
     assert doc["cases"] == ["spot-btcusdt", "usdm-btcusdt", "spot-btcusdt <- usdm-btcusdt",
                             "usdm-btcusdt <- spot-btcusdt"]
     rows = doc["rows"]
-    strategies = ["configured", "configured maker+1bps", "configured maker+2bps", "naive_ladder",
-                  "avellaneda_stoikov", "glft"]
+    base = ["configured", "naive_ladder", "avellaneda_stoikov", "glft"]
+    strategies = base + [f"{b} maker+{x}bps" for b in base for x in (1, 2)]   # every one fee-stressed
     for case in doc["cases"]:
         assert sorted(r["strategy"] for r in rows if r["case"] == case) == sorted(strategies)
     pooled = {r["strategy"]: r for r in rows if r["case"] == "POOLED"}
@@ -49,6 +49,15 @@ def test_suite_cli_rows_pairs_pooled_and_fee_stress(tmp_path: Path) -> None:
         assert p["fills"] == sum(r["fills"] for r in per_case) and p["cases"] == 4
         lo, hi = p["ci"]
         assert lo <= hi
+    # the ranking: one entry per strategy (stress rows rank with it), ordered by the robust rule
+    ranked = doc["ranking"]
+    assert sorted(r["strategy"] for r in ranked) == sorted(base)
+    for r in ranked:
+        assert sorted(r["stress"]) == [f"{r['strategy']} maker+1bps", f"{r['strategy']} maker+2bps"]
+        assert r["robust"] == (r["pooled"] > 0 and all(v > 0 for v in r["stress"].values()))
+        assert r["pooled"] == pytest.approx(pooled[r["strategy"]]["total"])
+    keys = [(not r["robust"], -r["positive_cases"] / r["cases"], -r["worst_case"], -r["pooled"]) for r in ranked]
+    assert keys == sorted(keys)
     glft = [r for r in rows if r["strategy"] == "glft" and r["case"] != "POOLED"]
     assert all(r["fills"] > 0 and r["mk5"] is not None for r in glft)
     assert all(r["basis_bps"] is not None for r in glft if "<-" in r["case"])
@@ -110,3 +119,19 @@ def test_block_bootstrap_interval() -> None:
     noisy = suite.block_bootstrap_totals(rng.normal(0.0, 1.0, 600), 30, 2000, rng)
     lo, hi = np.percentile(noisy, [2.5, 97.5])
     assert lo < 0 < hi and 20 < hi - lo < 200            # about 2 x 1.96 x sqrt(600) = 96
+
+
+def test_ranking_prefers_a_result_that_holds_to_a_bigger_one() -> None:
+    def row(case: str, strategy: str, total: float) -> dict[str, object]:
+        return {"case": case, "strategy": strategy, "total": total, "fills": 1}
+
+    rows = [row("a", "steady", 5.0), row("b", "steady", 4.0), row("POOLED", "steady", 9.0),
+            row("POOLED", "steady maker+1bps", 2.0),
+            row("a", "lucky", 90.0), row("b", "lucky", -1.0), row("POOLED", "lucky", 89.0),
+            row("POOLED", "lucky maker+1bps", 60.0),
+            row("a", "fragile", 50.0), row("b", "fragile", 40.0), row("POOLED", "fragile", 90.0),
+            row("POOLED", "fragile maker+1bps", -3.0)]
+    ranked = suite.ranking(rows)
+    assert [r["strategy"] for r in ranked] == ["steady", "lucky", "fragile"]
+    assert [r["positive_cases"] for r in ranked] == [2, 1, 2] and ranked[2]["robust"] is False
+    assert "| 1 | steady | yes | 2/2 | 4.00 | 9.00 | maker+1bps 2.00 | 2 |" in suite.ranking_table(ranked)
