@@ -204,7 +204,7 @@ def fastmm_row(case: str, label: str, r: BacktestResult) -> dict[str, Any]:
     }
 
 
-def hbt_row(case: str, h: Any, start_ns: int, end_ns: int, sample_ns: int) -> dict[str, Any]:
+def hbt_row(case: str, label: str, h: Any, start_ns: int, end_ns: int, sample_ns: int) -> dict[str, Any]:
     t, eq = h.series["t"], h.series["equity"]
     ok = np.isfinite(eq)
     grid = grid_values(t[ok], eq[ok], start_ns, end_ns, sample_ns) if ok.any() else np.zeros(1)
@@ -213,7 +213,7 @@ def hbt_row(case: str, h: Any, start_ns: int, end_ns: int, sample_ns: int) -> di
     value = f["value"]
     pos = h.series["position"]
     return {
-        "case": case, "strategy": HFTBT, "engine": "hftbacktest", "total": total, "notional": value,
+        "case": case, "strategy": label, "engine": "hftbacktest", "total": total, "notional": value,
         "pnl_bps": total / value * 1e4 if value else None, "sharpe": sharpe(grid, sample_ns / 1e9)[0],
         "fills": f["trades"], "taker_fills": None, "capture_bps": None, "mk1": None, "mk5": None,
         "mk30": None, "max_inv": float(np.abs(pos).max()) if len(pos) else 0.0, "trips": None,
@@ -269,7 +269,7 @@ def _job(i: int) -> tuple[int, dict[str, Any]]:
 
         h = hftbt.run_hftbacktest(cfg, case.venue, feed_latency_ns=opts.feed_latency_ns,
                                   order_latency_ns=opts.order_latency_ns, cancels=opts.cancels)
-        row = hbt_row(case.name, h, case.venue.start_ns, case.venue.end_ns + opts.feed_latency_ns,
+        row = hbt_row(case.name, label, h, case.venue.start_ns, case.venue.end_ns + opts.feed_latency_ns,
                       opts.sample_ns)
     else:
         r = run_backtest(cfg, case.venue, opts, name=label, references=case.references)
@@ -297,6 +297,9 @@ def run_suite(cfg: Config, all_cases: list[Case], opts: BacktestOptions, *, fee_
                 jobs.append(("fastmm", run_case, stressed_label(label, x), replace(s_cfg, fees=fees)))
         if hftbacktest and not case.references:
             jobs.append(("hbt", run_case, HFTBT, c_cfg))
+            for x in fee_bps:           # hftbacktest charges the same TrueX maker fee
+                fees = replace(c_cfg.fees, truex_maker_bps=c_cfg.fees.truex_maker_bps + x)
+                jobs.append(("hbt", run_case, stressed_label(HFTBT, x), replace(c_cfg, fees=fees)))
     rows: list[dict[str, Any] | None] = [None] * len(jobs)
     _SHARED.update(jobs=jobs, opts=opts)
     print(f"suite: {len(all_cases)} cases, {len(jobs)} runs on {min(workers, len(jobs))} worker(s)", file=err)

@@ -134,4 +134,4 @@ def test_ranking_prefers_a_result_that_holds_to_a_bigger_one() -> None:
     ranked = suite.ranking(rows)
     assert [r["strategy"] for r in ranked] == ["steady", "lucky", "fragile"]
     assert [r["positive_cases"] for r in ranked] == [2, 1, 2] and ranked[2]["robust"] is False
-    assert "| 1 | steady | yes | 2/2 | 4.00 | 9.00 | maker+1bps 2.00 | 2 |" in suite.ranking_table(ranked)
+    assert "| 1 | steady | yes | 2/2 | 4.00 | 9.00 | maker+1bps 2.00 | 1 |" in suite.ranking_table(ranked)
