@@ -35,8 +35,8 @@ from fastmm.core.hedge import (
 )
 from fastmm.core.money import FeeRate, MoneyScale, from_units
 from fastmm.core.types import HedgeFilled, Liquidity, Side
-from fastmm.data.units import E8, parse_e8
 from fastmm.instrument import Instrument
+from fastmm.units import E8, parse_e8
 
 HedgeMode = Literal["planner", "taker"]
 KRAKEN_TICK_E8 = 10_000_000     # XBTUSD price tick 0.1

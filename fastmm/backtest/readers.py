@@ -33,7 +33,7 @@ from fastmm.backtest.market import ASK, BID, MarketData, SizeUnit, StreamBuilder
 from fastmm.data.binance import DepthSync, SequenceGap
 from fastmm.data.book import L2Book
 from fastmm.data.events import BookSnapshot, DepthDiff
-from fastmm.data.units import DataError, parse_e8
+from fastmm.units import DataError, parse_e8
 
 log = logging.getLogger(__name__)
 

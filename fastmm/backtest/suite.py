@@ -35,7 +35,7 @@ from fastmm.backtest.market import MarketData, after
 from fastmm.backtest.report import grid_values, sharpe
 from fastmm.config import Config
 from fastmm.core.models import IntensityEstimator, VolatilityEstimator
-from fastmm.data.units import DataError
+from fastmm.units import DataError
 
 BLOCK_S = 30
 N_BOOT = 2000

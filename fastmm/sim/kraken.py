@@ -39,8 +39,8 @@ from fastmm.data.binance import replay as binance_replay
 from fastmm.data.book import L2Book
 from fastmm.data.events import BookSnapshot, BookTicker, DepthDiff, Event, Trade
 from fastmm.data.replay import Cursor, ReplayClock
-from fastmm.data.units import E8, DataError, e8_to_decimal, fixed_e8, format_e8, parse_e8
 from fastmm.logs import OnceLogger
+from fastmm.units import E8, DataError, e8_to_decimal, fixed_e8, format_e8, parse_e8
 
 log = logging.getLogger(__name__)
 
