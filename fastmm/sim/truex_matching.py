@@ -28,6 +28,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 
 from fastmm.instrument import Instrument, InstrumentError
+from fastmm.units import BPS
 
 BUY, SELL = "1", "2"
 LIMIT, MARKET = "2", "1"
@@ -439,7 +440,7 @@ class MatchingEngine:
 
     def _fill(self, order: Order, px: int, qty: int, maker: bool) -> ExecReport:
         bps = self.rules.maker_fee_bps if maker else self.rules.taker_fee_bps
-        fee = (self.instrument.notional(px, qty) * bps / 10000).quantize(_FEE_QUANTUM, ROUND_HALF_EVEN)
+        fee = (self.instrument.notional(px, qty) * bps / BPS).quantize(_FEE_QUANTUM, ROUND_HALF_EVEN)
         status = OrdStatus.FILLED if order.leaves == 0 else OrdStatus.PARTIALLY_FILLED
         return ExecReport(order.owner, order.last_cl_ord_id, order.order_id, self._next_exec_id(),
                           ExecType.TRADE, status, order.side, order.price, order.qty, order.cum, order.leaves,
