@@ -337,7 +337,7 @@ class SimConfig:
                               "reference venue's price)")
     synthetic_levels: int = _f(3, 0, 50, doc="TrueX resting levels per side from the simulator itself")
     synthetic_step_bps: int = _f(5, 1, 1000)
-    synthetic_lots: int = _f(500, 1, 10**8, doc="size of each synthetic level, lots of 0.0001 BTC")
+    synthetic_lots: int = _f(500, 1, 10**8, doc="size of each synthetic level, lots of the instrument")
     truex_max_msgs_per_sec: int = _f(10, 1, 100000, doc="the venue's throttle (BusinessMessageReject 380=8)")
     truex_max_msgs_per_min: int = _f(300, 1, 6000000)
     truex_duplicate_window_ms: int = _f(500, 0, 60000, doc="identical orders refused within this window")

@@ -58,7 +58,7 @@ class TruexSimSettings:
                                        # spread a TrueX taker pays to trade here; 0 = the recorded price)
     synthetic_levels: int = 3          # resting levels per side from the simulator itself (0 = none)
     synthetic_step_bps: int = 5        # distance between synthetic levels, from the reference
-    synthetic_lots: int = 500          # size of each synthetic level (lots of 0.0001 BTC)
+    synthetic_lots: int = 500          # size of each synthetic level (lots of the instrument)
     md_depth: int = 10
     seed: int = 0
 
