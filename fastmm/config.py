@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 
+from fastmm.units import step_e8
+
 ENV_PREFIX = "FASTMM_"
 
 
@@ -626,6 +628,11 @@ def _check_cross_field(cfg: Config) -> None:
     slots = cfg.shm.ring_slots
     if slots & (slots - 1):
         raise ConfigError(f"shm.ring_slots: {slots} is not a power of two")
+    for name in ("tick_size", "lot_size"):
+        try:
+            step_e8(getattr(cfg.instrument, name))
+        except ValueError as e:
+            raise ConfigError(f"instrument.{name}: {e} (the scale of every price and size)") from None
     for name in ("base_size_btc",):
         q = getattr(cfg.quoting, name)
         if q % cfg.instrument.lot_size:

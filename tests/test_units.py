@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
+from fastmm.config import ConfigError, load_config
 from fastmm.core.hedge import HedgePlanner
 from fastmm.core.money import from_units, to_units
 from fastmm.instrument import Instrument, InstrumentError
@@ -97,3 +99,13 @@ def test_the_hedge_planner_sizes_in_the_instruments_lot() -> None:
     p = HedgePlanner(threshold_lots=10, min_e8=100_000, max_e8=100 * E8, limit_timeout_ns=1, lot_e8=eth_lot)
     assert p.wanted_e8(25) == ("sell", 25 * eth_lot) and p.wanted_e8(-11) == ("buy", 11 * eth_lot)
     assert p.wanted_e8(10) is None
+
+
+def test_the_config_wants_increments_of_whole_units(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text("[instrument]\ntick_size = 0.000000015\n")
+    with pytest.raises(ConfigError, match=r"instrument.tick_size: .*not a positive multiple of 1e-8"):
+        load_config(p, environ={})
+    p.write_text("[instrument]\ntick_size = 0.01\nlot_size = 0.001\n[quoting]\nbase_size_btc = 0.013\n")
+    ins = Instrument.from_config(load_config(p, environ={}).instrument)
+    assert (ins.tick_e8, ins.lot_e8) == (1_000_000, 100_000)
