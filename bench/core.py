@@ -46,7 +46,6 @@ from fastmm.config import Config
 from fastmm.core import reconcile as reconcile_mod
 from fastmm.core.ladder import LadderBuilder
 from fastmm.core.order_tracker import OrdState, TrackedOrder
-from fastmm.core.price_aggregator import E8
 from fastmm.core.reconcile import book_view, plan_py, reconcile
 from fastmm.core.trading_core import TradingCore
 from fastmm.core.types import (
@@ -61,6 +60,7 @@ from fastmm.core.types import (
 from fastmm.instrument import Instrument
 from fastmm.procs.heap import freeze_startup_heap
 from fastmm.speedups import report as speedups_report
+from fastmm.units import E8
 
 MS = 1_000_000
 T0 = 1_700_000_000_000_000_000

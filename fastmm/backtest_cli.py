@@ -21,8 +21,8 @@ from typing import Any
 
 from fastmm import __version__
 from fastmm.config import Config, ConfigError, load_config
-from fastmm.data.units import DataError
 from fastmm.logs import setup_logging
+from fastmm.units import DataError
 
 EXIT_DATA = 2
 

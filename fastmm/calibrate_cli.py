@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from fastmm.config import load_config
-from fastmm.data.units import DataError
+from fastmm.units import DataError
 
 EXIT_DATA = 2
 

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 
+from fastmm.units import step_e8
+
 ENV_PREFIX = "FASTMM_"
 
 
@@ -345,7 +347,7 @@ class SimConfig:
                               "reference venue's price)")
     synthetic_levels: int = _f(3, 0, 50, doc="TrueX resting levels per side from the simulator itself")
     synthetic_step_bps: int = _f(5, 1, 1000)
-    synthetic_lots: int = _f(500, 1, 10**8, doc="size of each synthetic level, lots of 0.0001 BTC")
+    synthetic_lots: int = _f(500, 1, 10**8, doc="size of each synthetic level, lots of the instrument")
     truex_max_msgs_per_sec: int = _f(10, 1, 100000, doc="the venue's throttle (BusinessMessageReject 380=8)")
     truex_max_msgs_per_min: int = _f(300, 1, 6000000)
     truex_duplicate_window_ms: int = _f(500, 0, 60000, doc="identical orders refused within this window")
@@ -634,6 +636,11 @@ def _check_cross_field(cfg: Config) -> None:
     slots = cfg.shm.ring_slots
     if slots & (slots - 1):
         raise ConfigError(f"shm.ring_slots: {slots} is not a power of two")
+    for name in ("tick_size", "lot_size"):
+        try:
+            step_e8(getattr(cfg.instrument, name))
+        except ValueError as e:
+            raise ConfigError(f"instrument.{name}: {e} (the scale of every price and size)") from None
     for name in ("base_size_btc",):
         q = getattr(cfg.quoting, name)
         if q % cfg.instrument.lot_size:

@@ -99,9 +99,11 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from fastmm.instrument import Instrument
     from fastmm.status import read_status, render
 
     cfg = load_config(args.config, os.environ)
-    st = read_status(cfg.instance.name, state_path=cfg.state_path, journal_file=cfg.journal.file)
+    st = read_status(cfg.instance.name, state_path=cfg.state_path, journal_file=cfg.journal.file,
+                     instrument=Instrument.from_config(cfg.instrument))
     print(json.dumps(st, indent=2) if args.json else render(st))
     return 0 if st.get("running") else 1

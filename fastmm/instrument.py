@@ -3,14 +3,20 @@
 Order state and money stay integers everywhere; text exists only at the wire. A price in ticks times
 ``tick_size`` is PYUSD; a quantity in lots times ``lot_size`` is BTC. Notional in "quote units"
 (ticks x lots) is exact: ``notional = price_ticks * qty_lots * tick_size * lot_size``.
+
+``tick_e8`` and ``lot_e8`` are the same increments in integers of 1e-8 (:mod:`fastmm.units`), the scale
+of every recorded price and size: a price of ``p`` ticks is ``p * tick_e8`` units of PYUSD, a quantity of
+``q`` lots ``q * lot_e8`` units of BTC. They come from the configured ``tick_size`` and ``lot_size``;
+nothing else in fastmm knows an instrument's increments.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from fastmm.config import InstrumentConfig
+from fastmm.units import step_e8
 
 
 class InstrumentError(ValueError):
@@ -23,6 +29,16 @@ class Instrument:
     security_type: str
     tick_size: Decimal
     lot_size: Decimal
+    tick_e8: int = field(init=False, compare=False)     # one price tick in 1e-8 of the quote currency
+    lot_e8: int = field(init=False, compare=False)      # one quantity lot in 1e-8 of the base asset
+
+    def __post_init__(self) -> None:
+        try:
+            tick_e8, lot_e8 = step_e8(self.tick_size), step_e8(self.lot_size)
+        except ValueError as e:
+            raise InstrumentError(f"{self.symbol}: {e}") from None
+        object.__setattr__(self, "tick_e8", tick_e8)
+        object.__setattr__(self, "lot_e8", lot_e8)
 
     @classmethod
     def from_config(cls, cfg: InstrumentConfig) -> Instrument:

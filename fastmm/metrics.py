@@ -33,6 +33,8 @@ from typing import Any
 
 import orjson
 
+from fastmm.config import InstrumentConfig
+from fastmm.instrument import Instrument
 from fastmm.latency import StageHistogram
 from fastmm.logs import OnceLogger
 
@@ -305,8 +307,10 @@ def read_latency_file(state_path: Path) -> dict[str, Any] | None:
 
 # -- Prometheus -----------------------------------------------------------------------------------
 def families(status: dict[str, Any], stats: JournalStats, latency: dict[str, Any] | None,
-             now_ns: int) -> list[Any]:
-    """Every metric family of one scrape, from plain data (no I/O)."""
+             now_ns: int, instrument: Instrument | None = None) -> list[Any]:
+    """Every metric family of one scrape, from plain data (no I/O); quantities in lots become BTC with
+    ``instrument``'s lot (the default instrument's when none is given)."""
+    lot = (instrument if instrument is not None else Instrument.from_config(InstrumentConfig())).lot_size
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
     from fastmm.procs.lifecycle import Phase
@@ -377,7 +381,7 @@ def families(status: dict[str, Any], stats: JournalStats, latency: dict[str, Any
     counter("fastmm_truex_fills", "TrueX fills journalled, by side", labels=["side"],
             rows=[([s], stats.fills.get(s, 0)) for s in ("buy", "sell")])
     counter("fastmm_truex_fill_btc", "TrueX filled quantity, by side, BTC", labels=["side"],
-            rows=[([s], stats.fill_lots.get(s, 0) / 10_000) for s in ("buy", "sell")])
+            rows=[([s], float(stats.fill_lots.get(s, 0) * lot)) for s in ("buy", "sell")])
     counter("fastmm_hedge_fills", "hedge fills booked by the quoter, by side", labels=["side"],
             rows=[([s], stats.hedge_fills.get(s, 0)) for s in ("buy", "sell")])
     counter("fastmm_risk_events", "risk events journalled", stats.risk_events)
@@ -426,8 +430,9 @@ class EngineCollector:
     """A prometheus-client collector that reads the instance at scrape time (no background thread)."""
 
     def __init__(self, instance: str, state_path: Path, journal_file: str = "journal.jsonl",
-                 rate_window_s: float = 10.0) -> None:
+                 rate_window_s: float = 10.0, instrument: Instrument | None = None) -> None:
         self.instance = instance
+        self.instrument = instrument
         self.state_path = state_path
         self.stats = JournalStats(rate_window_s)
         self.tails = [JournalTail(state_path / journal_file), JournalTail(state_path / "hedger.jsonl")]
@@ -439,12 +444,12 @@ class EngineCollector:
         with self._lock:
             for tail in self.tails:
                 self.stats.feed_all(tail.poll())
-            return read_status(self.instance), read_latency_file(self.state_path)
+            return read_status(self.instance, instrument=self.instrument), read_latency_file(self.state_path)
 
     def collect(self) -> Iterator[Any]:
         status, latency = self.snapshot()
         with self._lock:
-            yield from families(status, self.stats, latency, time.time_ns())
+            yield from families(status, self.stats, latency, time.time_ns(), self.instrument)
 
     def close(self) -> None:
         for tail in self.tails:

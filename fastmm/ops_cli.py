@@ -124,6 +124,7 @@ def _host_root(args: argparse.Namespace) -> Path:
 
 # -- metrics ------------------------------------------------------------------------------------------
 def _metrics(args: argparse.Namespace) -> int:
+    from fastmm.instrument import Instrument
     from fastmm.metrics import EngineCollector, run_exporter
 
     cfg = load_config(args.config, os.environ)
@@ -133,7 +134,8 @@ def _metrics(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, lambda *_: stop.set())
-    collector = EngineCollector(cfg.instance.name, cfg.state_path, cfg.journal.file)
+    collector = EngineCollector(cfg.instance.name, cfg.state_path, cfg.journal.file,
+                                instrument=Instrument.from_config(cfg.instrument))
     try:
         return run_exporter(collector, args.port, args.bind, stop)
     except OSError as e:

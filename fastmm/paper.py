@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from fastmm.config import Config, load_config
+from fastmm.instrument import Instrument
 from fastmm.procs import lifecycle as lc
 from fastmm.procs.plan import processes
 from fastmm.procs.supervisor import Supervisor, default_children
@@ -26,6 +27,7 @@ from fastmm.shm.instance_lock import InstanceLock
 from fastmm.sim import venues as sim_venues
 from fastmm.sim.background import SimThread
 from fastmm.status import read_status, render
+from fastmm.units import E8
 
 
 @dataclass
@@ -105,7 +107,8 @@ def _watch(sup: Supervisor, venues: sim_venues.VenueSet, opts: PaperOptions, out
             if opts.screen_every_s and now >= next_screen and sup.channels:
                 next_screen = now + opts.screen_every_s
                 st = read_status(sup.cfg.instance.name, sup.channels,  # type: ignore[arg-type]
-                                 state_path=sup.cfg.state_path, journal_file=sup.cfg.journal.file)
+                                 state_path=sup.cfg.state_path, journal_file=sup.cfg.journal.file,
+                                 instrument=Instrument.from_config(sup.cfg.instrument))
                 print(render(st, now - t0) + "\n", file=out, flush=True)
             time.sleep(0.005)
     finally:
@@ -126,12 +129,12 @@ def final_report(cfg: Config, report_path: Path) -> str:
                  f"{', '.join(rep.get('timed_out_steps') or []) or 'none'}")
     pos = rep.get("position")
     if pos:
-        e8 = 100_000_000
-        pnl = (pos["realized_e8"] + pos["unrealized_e8"] - pos["fees_e8"]) / e8
-        lines.append(f"position {pos['position_lots'] / 10_000:+.4f} BTC; fills {pos['truex_fills']} TrueX, "
+        pnl = (pos["realized_e8"] + pos["unrealized_e8"] - pos["fees_e8"]) / E8
+        btc = pos["position_lots"] * cfg.instrument.lot_size
+        lines.append(f"position {btc:+.4f} BTC; fills {pos['truex_fills']} TrueX, "
                      f"{pos['hedge_fills']} hedge")
-        lines.append(f"PnL {pnl:+.2f} PYUSD = realized {pos['realized_e8'] / e8:+.2f} + unrealized "
-                     f"{pos['unrealized_e8'] / e8:+.2f} - fees {pos['fees_e8'] / e8:.2f}")
+        lines.append(f"PnL {pnl:+.2f} PYUSD = realized {pos['realized_e8'] / E8:+.2f} + unrealized "
+                     f"{pos['unrealized_e8'] / E8:+.2f} - fees {pos['fees_e8'] / E8:.2f}")
     try:
         pnl = json.loads((cfg.state_path / "pnl.quoter.json").read_text())
     except (OSError, ValueError):

@@ -40,9 +40,9 @@ from fastmm.instrument import Instrument
 from fastmm.journal import segments
 from fastmm.logs import OnceLogger
 from fastmm.metrics import JournalStats, parse_latency_table, parse_lines
+from fastmm.units import E8
 
 log = logging.getLogger("fastmm.report")
-E8 = 100_000_000
 
 
 @dataclass
@@ -73,6 +73,7 @@ class Session:
     fills: list[Fill] = field(default_factory=list)
     stats: JournalStats = field(default_factory=lambda: JournalStats(keep_samples=True))
     final: dict[str, Any] = field(default_factory=dict)
+    lot_size: Decimal = Decimal(0)      # the instrument's lot, BTC (a position in lots times this is BTC)
 
 
 def _side(v: Any) -> Side:
@@ -91,7 +92,7 @@ class _Rebuild:
         # a replace in flight: new ClOrdID -> (the one it replaces, that order's side and price)
         self.replacing: dict[str, tuple[str, tuple[Side, int] | None]] = {}
         self.seen_exec: set[str] = set()
-        self.s = Session()
+        self.s = Session(lot_size=cfg.instrument.lot_size)
         self.bad = OnceLogger(log)
         self._last_quote: tuple[float, float] | None = None
         self._last_mid = 0.0
@@ -115,7 +116,7 @@ class _Rebuild:
             return
         mid_e8 = rec.get("fair_mid_e8")
         if isinstance(mid_e8, int) and mid_e8 > 0:
-            self._mark(t, mid_e8 / 1e8, "journal")
+            self._mark(t, mid_e8 / E8, "journal")
         self._quote_changed(t)
 
     def _apply(self, kind: str, t: int, rec: dict[str, Any]) -> None:
@@ -382,7 +383,7 @@ def render_html(s: Session, summ: dict[str, Any], png: bytes, phases: list[tuple
         parts += ["<h2>Engine's own final report (report.json)</h2>", _table(
             ["stop reason", "position BTC", "PnL PYUSD", "realized", "unrealized", "fees", "fills TrueX",
              "fills hedge", "unconfirmed stop steps"],
-            [[rep.get("stop_reason"), f"{p['position_lots'] / 10_000:+.4f}",
+            [[rep.get("stop_reason"), f"{p['position_lots'] * s.lot_size:+.4f}",
               f"{(p['realized_e8'] + p['unrealized_e8'] - p['fees_e8']) / E8:+.2f}",
               f"{p['realized_e8'] / E8:+.2f}", f"{p['unrealized_e8'] / E8:+.2f}", f"{p['fees_e8'] / E8:.2f}",
               p["truex_fills"], p["hedge_fills"], ", ".join(rep.get("timed_out_steps") or []) or "none"]])]

@@ -7,8 +7,8 @@ import os
 import sys
 
 from fastmm.config import load_config
-from fastmm.data.units import DataError
 from fastmm.logs import setup_logging
+from fastmm.units import DataError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

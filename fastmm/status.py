@@ -12,6 +12,9 @@ Given the instance's state folder, :func:`read_status` adds what only the files 
 latencies and reject reasons from the tail of the journal, the quoter's per-stage latency table of its
 last exit, and, when the engine is not running, the final report of its last run. Segments left by
 a supervisor that died (kill -9, a crash) are reported as such, not as a running engine.
+
+Positions in lots and quotes in ticks become BTC and PYUSD with the instrument's increments (the
+caller's configured instrument; the default one when none is given).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fastmm.config import InstrumentConfig
+from fastmm.instrument import Instrument
 from fastmm.metrics import JournalStats, read_latency_file, read_tail
 from fastmm.procs.book_channel import read_top
 from fastmm.procs.latency_channel import read_latency
@@ -46,10 +51,7 @@ from fastmm.shm.records import (
     STATE_SUBSCRIBED,
     TOP_OF_BOOK,
 )
-
-E8 = 100_000_000
-TICK = 0.5
-LOT_BTC = 0.0001
+from fastmm.units import E8
 
 
 def _attach(instance: str, name: str, dtype: Any) -> LatestValue | None:
@@ -60,16 +62,21 @@ def _attach(instance: str, name: str, dtype: Any) -> LatestValue | None:
 
 
 def read_status(instance: str, channels: dict[str, LatestValue] | None = None,
-                state_path: Path | None = None, journal_file: str = "journal.jsonl") -> dict[str, Any]:
+                state_path: Path | None = None, journal_file: str = "journal.jsonl",
+                instrument: Instrument | None = None) -> dict[str, Any]:
     """Everything the screen shows, as plain data. ``channels`` reuses open ones (the supervisor's);
-    ``state_path`` (``<state_dir>/<instance>``) adds the journal tail, latency table and last report."""
-    out = _read_shm(instance, channels)
+    ``state_path`` (``<state_dir>/<instance>``) adds the journal tail, latency table and last report;
+    ``instrument`` is the instance's (its ticks and lots)."""
+    ins = instrument if instrument is not None else Instrument.from_config(InstrumentConfig())
+    out = _read_shm(instance, channels, float(ins.tick_size), float(ins.lot_size))
+    out["lot_btc"] = float(ins.lot_size)
     if state_path is not None:
         _add_files(out, Path(state_path), journal_file)
     return out
 
 
-def _read_shm(instance: str, channels: dict[str, LatestValue] | None) -> dict[str, Any]:
+def _read_shm(instance: str, channels: dict[str, LatestValue] | None, tick: float,
+              lot_btc: float) -> dict[str, Any]:
     own: list[LatestValue] = []
 
     def get(name: str, dtype: Any) -> LatestValue | None:
@@ -125,13 +132,13 @@ def _read_shm(instance: str, channels: dict[str, LatestValue] | None) -> dict[st
         if pos is not None and pos.read() > 0:
             r = pos.rx[0]
             out["position"] = {
-                "btc": int(r["position_lots"]) * LOT_BTC, "avg_entry": int(r["avg_entry_e8"]) / E8,
+                "btc": int(r["position_lots"]) * lot_btc, "avg_entry": int(r["avg_entry_e8"]) / E8,
                 "realized": int(r["realized_e8"]) / E8, "unrealized": int(r["unrealized_e8"]) / E8,
                 "fees": int(r["fees_e8"]) / E8,
                 "pnl": (int(r["realized_e8"]) + int(r["unrealized_e8"]) - int(r["fees_e8"])) / E8,
                 "fair_mid": int(r["fair_mid_e8"]) / E8, "truex_fills": int(r["truex_fills"]),
                 "hedge_fills": int(r["hedge_fills"]), "live_orders": int(r["live_orders"]),
-                "quote_bid": int(r["quote_bid_ticks"]) * TICK, "quote_ask": int(r["quote_ask_ticks"]) * TICK,
+                "quote_bid": int(r["quote_bid_ticks"]) * tick, "quote_ask": int(r["quote_ask_ticks"]) * tick,
                 "orders_sent": int(r["orders_sent"]), "risk_tripped": bool(int(r["risk_tripped"]))}
         firm = get("firm", FIRM)
         if firm is not None and firm.read() > 0:
@@ -278,7 +285,10 @@ def _render_stopped(st: dict[str, Any]) -> str:
                      f"{', '.join(rep.get('timed_out_steps') or []) or 'none'}")
         if pos:
             pnl = (pos["realized_e8"] + pos["unrealized_e8"] - pos["fees_e8"]) / E8
-            lines.append(f"last position {pos['position_lots'] * LOT_BTC:+.4f} BTC, PnL {pnl:+.2f} PYUSD, "
+            lot_btc = st.get("lot_btc")
+            size = (f"{pos['position_lots'] * lot_btc:+.4f} BTC" if lot_btc is not None
+                    else f"{pos['position_lots']:+d} lots")
+            lines.append(f"last position {size}, PnL {pnl:+.2f} PYUSD, "
                          f"fills {pos['truex_fills']} truex / {pos['hedge_fills']} hedge")
     lines += _render_files(st)
     return "\n".join(lines)

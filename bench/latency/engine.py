@@ -75,7 +75,7 @@ async def _run_single(cfg: Config) -> int:
     from fastmm.fix.transport import FixConnection
     from fastmm.journal import Journal
     from fastmm.procs.book_channel import BookPublisher
-    from fastmm.procs.feed_truex_md import LOT_E8, TruexBook
+    from fastmm.procs.feed_truex_md import TruexBook
     from fastmm.procs.feed_ws import make_codec
     from fastmm.procs.quoter import TIMER_S
     from fastmm.shm import LatestValue, unlink_instance
@@ -131,12 +131,12 @@ async def _run_single(cfg: Config) -> int:
         book = TruexBook()
         md_codec = TruexCodec(q.core.instrument)
         md_pub = BookPublisher(channels["truex.book"], VENUE_TRUEX)
-        tick_e8 = q.tick_e8
+        tick_e8, lot_e8 = q.tick_e8, q.lot_e8
 
         def md_publish(t_recv: int) -> None:
             bids, asks = book.top(5)
-            md_pub.publish([(p * tick_e8, s * LOT_E8) for p, s in bids],
-                           [(p * tick_e8, s * LOT_E8) for p, s in asks],
+            md_pub.publish([(p * tick_e8, s * lot_e8) for p, s in bids],
+                           [(p * tick_e8, s * lot_e8) for p, s in asks],
                            t_venue_ns=time.time_ns(), t_recv_ns=t_recv, venue_seq=book.updates)
             q.on_wake()
 

@@ -42,6 +42,7 @@ from fastmm.core.pnl import PnlSummary
 from fastmm.core.price_aggregator import PriceAggregator
 from fastmm.core.risk import RiskReset, RiskTrip
 from fastmm.core.trading_core import TradingCore
+from fastmm.instrument import Instrument
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ def _engine_tops(md: MarketData, lat: int, opts: BacktestOptions, code: int) -> 
 
 def _venue_rows(md: MarketData, cfg: Config) -> list[tuple[int, int, int, int, int]]:
     """What the venue's queue model must see: every trade, the depth rows on our tick grid, moved tops."""
-    tick_e8 = int(cfg.instrument.tick_size * 10**8)
+    tick_e8 = Instrument.from_config(cfg.instrument).tick_e8
     k, t, a, b, c = md.kind, md.t, md.a, md.b, md.c
     top_idx = np.flatnonzero(k == TOP)
     tb, ta = a[top_idx], b[top_idx]

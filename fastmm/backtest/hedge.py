@@ -25,7 +25,8 @@ from typing import Literal
 
 from fastmm.config import Config
 from fastmm.core.hedge import (
-    LOT_E8,
+    KRAKEN_ORDERMIN_E8,
+    KRAKEN_TICK_E8,
     CancelHedge,
     HedgePhase,
     HedgePlanner,
@@ -35,12 +36,10 @@ from fastmm.core.hedge import (
 )
 from fastmm.core.money import FeeRate, MoneyScale, from_units
 from fastmm.core.types import HedgeFilled, Liquidity, Side
-from fastmm.data.units import E8, parse_e8
 from fastmm.instrument import Instrument
+from fastmm.units import E8, parse_e8
 
 HedgeMode = Literal["planner", "taker"]
-KRAKEN_TICK_E8 = 10_000_000     # XBTUSD price tick 0.1
-KRAKEN_ORDERMIN_E8 = 10_000     # 0.0001 BTC
 
 _INF = 1 << 62
 # internal messages: (due ns, seq, kind, payload)
@@ -50,19 +49,20 @@ _AT_KRAKEN, _TO_HEDGER = 0, 1
 class HedgeSim:
     def __init__(self, cfg: Config, latency_ns: int, mode: HedgeMode = "planner") -> None:
         h = cfg.hedge
-        lot = LOT_E8
+        instrument = Instrument.from_config(cfg.instrument)
+        self.lot_e8 = lot = instrument.lot_e8     # hedges are whole TrueX lots
         self.enabled = h.enabled
         self.planner = HedgePlanner(
-            threshold_lots=int(cfg.inventory.hedge_threshold_btc * 10_000),
+            threshold_lots=instrument.qty_floor_lots(cfg.inventory.hedge_threshold_btc),
             min_e8=max(parse_e8(str(h.min_hedge_btc)), KRAKEN_ORDERMIN_E8),
             max_e8=parse_e8(str(h.max_hedge_btc)) // lot * lot,
             limit_timeout_ns=0 if mode == "taker" else int(h.limit_timeout_s * 1e9),
             edge_bps=int(h.limit_edge_bps), price_tick_e8=KRAKEN_TICK_E8, volume_step_e8=lot,
-            risk=HedgeRisk.from_config(cfg))
+            risk=HedgeRisk.from_config(cfg), lot_e8=lot)
         self.latency_ns = latency_ns
         self._maker = FeeRate(cfg.fees.kraken_maker_bps)
         self._taker = FeeRate(cfg.fees.kraken_taker_bps)
-        self._scale = MoneyScale(Instrument.from_config(cfg.instrument))
+        self._scale = MoneyScale(instrument)
         self._q: list[tuple[int, int, int, tuple]] = []
         self._seq = 0
         self._resting: tuple[str, str, int, int] | None = None   # cl, side, volume e8, price e8 at Kraken
@@ -133,7 +133,7 @@ class HedgeSim:
             self._fill(t, action.cl_ord_id, action.side, action.volume_e8, px, Liquidity.TAKER)
 
     def _fill(self, t: int, cl: str, side: str, volume_e8: int, px_e8: int, liq: Liquidity) -> None:
-        lots = volume_e8 // LOT_E8
+        lots = volume_e8 // self.lot_e8
         price = Decimal(px_e8) / E8
         value_units = lots * self._scale.price_per_lot(price)   # as the core values it
         fee = (self._maker if liq == Liquidity.MAKER else self._taker).fee(value_units)

@@ -37,6 +37,7 @@ from fastmm.config import Config, InstrumentConfig
 from fastmm.core.types import CancelOrder, NewOrder, Side
 from fastmm.data.book import L2Book
 from fastmm.instrument import Instrument
+from fastmm.units import E8
 
 STEP_NS = 100_000_000   # the tutorial's 100 ms step
 
@@ -88,8 +89,8 @@ def to_events(md: MarketData, feed_latency_ns: int) -> tuple[np.ndarray, np.ndar
     ev["ev"] = flags
     ev["exch_ts"] = md.t[rows]
     ev["local_ts"] = md.t[rows] + feed_latency_ns
-    ev["px"] = md.b[rows] / 1e8
-    ev["qty"] = md.c[rows] / 1e8
+    ev["px"] = md.b[rows] / E8
+    ev["qty"] = md.c[rows] / E8
     ev["order_id"] = 0
     ev["ival"] = 0
     ev["fval"] = 0.0
@@ -101,11 +102,11 @@ def to_events(md: MarketData, feed_latency_ns: int) -> tuple[np.ndarray, np.ndar
     snap["exch_ts"] = md.start_ns
     snap["local_ts"] = md.start_ns + feed_latency_ns
     if nb:
-        snap["px"][:nb] = md.snap_bids[:, 0] / 1e8
-        snap["qty"][:nb] = md.snap_bids[:, 1] / 1e8
+        snap["px"][:nb] = md.snap_bids[:, 0] / E8
+        snap["qty"][:nb] = md.snap_bids[:, 1] / E8
     if na:
-        snap["px"][nb:] = md.snap_asks[:, 0] / 1e8
-        snap["qty"][nb:] = md.snap_asks[:, 1] / 1e8
+        snap["px"][nb:] = md.snap_asks[:, 0] / E8
+        snap["qty"][nb:] = md.snap_asks[:, 1] / E8
     return ev, snap
 
 

@@ -25,7 +25,7 @@ from decimal import Decimal, InvalidOperation
 
 import numpy as np
 
-from fastmm.data.units import E8, DataError
+from fastmm.units import E8, DataError
 
 DEPTH, TRADE, TOP = 0, 1, 2
 _DERIVED_TOP = 3         # a top computed from the depth book; dropped when the data has real tops

@@ -155,12 +155,8 @@ class QueueVenue:
                              f"not {crossing_replace!r}")
         self._crossing_replace = crossing_replace
         self.instrument = instrument
-        tick_e8 = instrument.tick_size * 10**8
-        lot_e8 = instrument.lot_size * 10**8
-        if tick_e8 != int(tick_e8) or lot_e8 != int(lot_e8):
-            raise ValueError("tick and lot must be multiples of 1e-8")
-        self.tick_e8 = int(tick_e8)
-        self.lot_e8 = int(lot_e8)
+        self.tick_e8 = instrument.tick_e8
+        self.lot_e8 = instrument.lot_e8
         self.scale = MoneyScale(instrument)
         self._maker = FeeRate(maker_bps)
         self._taker = FeeRate(taker_bps)

@@ -36,8 +36,8 @@ from fastmm.backtest.market import ASK, BID, MarketData, SizeUnit, StreamBuilder
 from fastmm.data.binance import DepthSync, FuturesDepthSync, SequenceGap, e8_values, levels_e8
 from fastmm.data.book import L2Book
 from fastmm.data.events import BookSnapshot, DepthDiff
-from fastmm.data.units import DataError
 from fastmm.logs import OnceLogger
+from fastmm.units import DataError
 from fastmm.venues.coinbase import codec as cb_codec
 from fastmm.venues.ws_feed import Resubscribe
 

@@ -27,7 +27,8 @@ import numpy as np
 
 from fastmm.backtest.engine import BacktestResult
 from fastmm.backtest.hftbt import HbtResult
-from fastmm.core.money import MONEY_SCALE, to_units
+from fastmm.core.money import to_units
+from fastmm.units import E8
 
 YEAR_S = 365 * 86400
 
@@ -70,7 +71,7 @@ def sharpe(values: np.ndarray, sample_s: float) -> tuple[float | None, float | N
 
 
 def _money(units: int) -> float:
-    return units / MONEY_SCALE
+    return units / E8
 
 
 def _dec(d: Decimal | None) -> float | None:
@@ -98,7 +99,7 @@ def metrics(r: BacktestResult) -> dict[str, Any]:
     lot = float(r.cfg.instrument.lot_size)
     ser = r.series
     step = r.opts.sample_ns
-    pnl = ser["pnl_units"].astype(np.float64) / MONEY_SCALE
+    pnl = ser["pnl_units"].astype(np.float64) / E8
     pnl_grid = grid_values(ser["t"], pnl, r.start_ns, r.end_ns, step)
     sh, sh_ann = sharpe(pnl_grid, step / 1e9)
     pos = ser["position"] * lot
@@ -130,7 +131,7 @@ def metrics(r: BacktestResult) -> dict[str, Any]:
         "inventory": {"final_btc": s.position_lots * lot, "min_btc": float(pos.min()) if len(pos) else 0.0,
                       "max_btc": float(pos.max()) if len(pos) else 0.0,
                       "mean_abs_btc": float(np.abs(pos).mean()) if len(pos) else 0.0},
-        "hedges": len(r.hedges), "hedged_btc": sum(v for _, _, v, _, _ in r.hedges) / 1e8,
+        "hedges": len(r.hedges), "hedged_btc": sum(v for _, _, v, _, _ in r.hedges) / E8,
         "risk_events": r.risk_events,
         "pnl_conserved": conserved,
         "venue_ledger_agrees": venue_agrees,
@@ -221,9 +222,9 @@ def series_json(r: BacktestResult) -> dict[str, list[Any]]:
 
     return {
         "t_s": ((grid - r.start_ns) / 1e9).round(3).tolist(),
-        "pnl": (at(s["pnl_units"]) / MONEY_SCALE).round(8).tolist(),
-        "realized": (at(s["realized_units"]) / MONEY_SCALE).round(8).tolist(),
-        "fees": (at(s["fees_units"]) / MONEY_SCALE).round(8).tolist(),
+        "pnl": (at(s["pnl_units"]) / E8).round(8).tolist(),
+        "realized": (at(s["realized_units"]) / E8).round(8).tolist(),
+        "fees": (at(s["fees_units"]) / E8).round(8).tolist(),
         "position_btc": (at(s["position"]) * lot).round(8).tolist(),
         "mid": at(s["mid"]).round(4).tolist(),
         "bid": (at(s["bid"]) * tick).tolist(),
@@ -259,14 +260,14 @@ def plot(results: Sequence[BacktestResult], out_dir: str | Path, hbt: HbtResult 
 
     fig, ax = plt.subplots(figsize=(11, 5))
     for r in results:
-        ax.plot(mins(r.series["t"]), r.series["pnl_units"] / MONEY_SCALE, label=f"{r.name} total", lw=1)
+        ax.plot(mins(r.series["t"]), r.series["pnl_units"] / E8, label=f"{r.name} total", lw=1)
     if hbt is not None:
         ok = np.isfinite(hbt.series["equity"])
         ax.plot(mins(hbt.series["t"][ok]), hbt.series["equity"][ok], label=f"{hbt.name} total", lw=1, ls="--")
     m = next((r for r in results if r.name == main), results[0])
-    ax.plot(mins(m.series["t"]), m.series["realized_units"] / MONEY_SCALE, label=f"{m.name} realized", lw=0.8,
+    ax.plot(mins(m.series["t"]), m.series["realized_units"] / E8, label=f"{m.name} realized", lw=0.8,
             alpha=0.7)
-    ax.plot(mins(m.series["t"]), -m.series["fees_units"] / MONEY_SCALE, label=f"{m.name} -fees", lw=0.8,
+    ax.plot(mins(m.series["t"]), -m.series["fees_units"] / E8, label=f"{m.name} -fees", lw=0.8,
             alpha=0.7)
     ax.set_xlabel("minutes")
     ax.set_ylabel("PYUSD")

@@ -35,7 +35,7 @@ from fastmm.backtest.market import MarketData, after
 from fastmm.backtest.report import grid_values, sharpe
 from fastmm.config import Config
 from fastmm.core.models import IntensityEstimator, VolatilityEstimator
-from fastmm.data.units import DataError
+from fastmm.units import E8, DataError
 
 BLOCK_S = 30
 N_BOOT = 2000
@@ -101,7 +101,7 @@ def fit_ladder_spread(md: MarketData, cfg: Config) -> Config:
     vol = VolatilityEstimator(window)
     ins = IntensityEstimator(window)
     tops = np.flatnonzero(md.kind == TOP)
-    mids = (md.a[tops] + md.b[tops]) / 2e8 / tick
+    mids = (md.a[tops] + md.b[tops]) / (2 * E8) / tick
     ts = md.t[tops]
     j = 0
     mid = 0.0
@@ -113,7 +113,7 @@ def fit_ladder_spread(md: MarketData, cfg: Config) -> Config:
             vol.update(int(ts[j]), mid)
             j += 1
         if mid > 0:
-            ins.on_trade(t, md.b[i] / 1e8 / tick - mid)
+            ins.on_trade(t, md.b[i] / E8 / tick - mid)
     g = cfg.quoting.risk_aversion
     a, k, sigma = ins.A, ins.k, vol.sigma
     c1 = math.log1p(g / k) / g
@@ -185,7 +185,7 @@ def fastmm_row(case: str, label: str, r: BacktestResult) -> dict[str, Any]:
     lot = float(r.cfg.instrument.lot_size)
     tick = float(r.cfg.instrument.tick_size)
     step = r.opts.sample_ns
-    pnl = r.series["pnl_units"].astype(np.float64) / 1e8
+    pnl = r.series["pnl_units"].astype(np.float64) / E8
     grid = grid_values(r.series["t"], pnl, r.start_ns, r.end_ns, step)
     notional = sum(px * tick * lots * lot for _, _, px, lots, _ in r.fills)
     total = float(s.total)

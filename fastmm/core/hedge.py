@@ -16,7 +16,8 @@ worth more than that: a ``z``-sigma move of the Kraken mid over ``horizon_s`` (v
 from the book the planner is given) larger than the hedge's cost in bps. Below that, the quotes' skew
 brings the position back for free. The supervisor's ``flatten`` ignores the gate.
 
-Units: position in TrueX lots (1e-4 BTC); Kraken prices and volumes in 1e-8 units.
+Units: position in TrueX lots of the instrument (``lot_e8`` each, 1e-4 BTC for BTC-PYUSD); Kraken prices
+and volumes in 1e-8 units.
 """
 
 from __future__ import annotations
@@ -25,10 +26,17 @@ import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from fastmm.config import Config
+from fastmm.config import Config, InstrumentConfig
 from fastmm.core.models import VolatilityEstimator
+from fastmm.instrument import Instrument
+from fastmm.units import BPS
 
-LOT_E8 = 10_000   # one TrueX lot (0.0001 BTC) in 1e-8 BTC
+# The default instrument's lot in 1e-8 BTC, only for fastmm.procs.hedger until it passes HedgePlanner its
+# instrument's ``lot_e8`` (everything else takes the lot from the configured instrument).
+LOT_E8 = Instrument.from_config(InstrumentConfig()).lot_e8
+# Kraken XBTUSD's own increments (venue facts; live, the hedger reads them from AssetPairs)
+KRAKEN_TICK_E8 = 10_000_000         # price tick, 0.1 USD
+KRAKEN_ORDERMIN_E8 = 10_000         # order minimum, 0.0001 BTC
 
 
 class HedgePhase(StrEnum):
@@ -128,13 +136,14 @@ class HedgePlanner:
     max_e8: int
     limit_timeout_ns: int
     edge_bps: int = 2
-    price_tick_e8: int = 10_000_000     # Kraken XBTUSD: 0.1
+    price_tick_e8: int = KRAKEN_TICK_E8
     volume_step_e8: int = 1             # Kraken: 8 lot decimals
     hedge: ActiveHedge | None = None
     next_id: int = 1
     flatten: bool = False               # the supervisor's hedge_flat: hedge down to zero, ignore threshold
     history: list[ActiveHedge] = field(default_factory=list)
     risk: HedgeRisk | None = None       # when set, a position is hedged only when its risk outweighs the cost
+    lot_e8: int = LOT_E8                # one TrueX lot of the position in 1e-8 BTC (Instrument.lot_e8)
 
     @property
     def phase(self) -> HedgePhase:
@@ -149,7 +158,7 @@ class HedgePlanner:
         p = position_lots
         if p == 0 or (abs(p) <= self.threshold_lots and not self.flatten):
             return None
-        volume = min(self.max_e8, abs(p) * LOT_E8)
+        volume = min(self.max_e8, abs(p) * self.lot_e8)
         volume -= volume % self.volume_step_e8
         if volume < self.min_e8:
             return None
@@ -217,7 +226,7 @@ class HedgePlanner:
         mid2 = bid_e8 + ask_e8          # twice the mid, to stay in integers
         tick = self.price_tick_e8
         if side == "sell":
-            raw = (mid2 * (10_000 + self.edge_bps)) // 20_000
+            raw = (mid2 * (BPS + self.edge_bps)) // (2 * BPS)
             return -(-raw // tick) * tick          # up to the tick: never sell below mid + edge
-        raw = (mid2 * (10_000 - self.edge_bps)) // 20_000
+        raw = (mid2 * (BPS - self.edge_bps)) // (2 * BPS)
         return (raw // tick) * tick                # down to the tick: never buy above mid - edge

@@ -12,19 +12,17 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 
 from fastmm.instrument import Instrument
-
-MONEY_SCALE = 10**8  # units per PYUSD
-_QUANTUM = Decimal(1).scaleb(-8)
+from fastmm.units import BPS, E8, e8_to_decimal, round_e8
 
 
 def to_units(amount: Decimal | int | str) -> int:
     """PYUSD -> units, rounded half-even to the 1e-8 quantum (venue fees are already on it)."""
-    return int((Decimal(amount) * MONEY_SCALE).to_integral_value(ROUND_HALF_EVEN))
+    return round_e8(amount)
 
 
 def from_units(units: int) -> Decimal:
     """Units -> PYUSD, exact."""
-    return (Decimal(units) / MONEY_SCALE).quantize(_QUANTUM)
+    return e8_to_decimal(units)
 
 
 def div_round(num: int, den: int) -> int:
@@ -43,7 +41,7 @@ class FeeRate:
 
     def __init__(self, bps: Decimal | int | str) -> None:
         self.bps = Decimal(bps)
-        frac = Fraction(self.bps) / 10_000
+        frac = Fraction(self.bps) / BPS
         self._num, self._den = frac.numerator, frac.denominator
 
     def fee(self, notional_units: int) -> int:
@@ -56,12 +54,11 @@ class MoneyScale:
     __slots__ = ("lot_per_pyusd", "lot_per_pyusd_f", "tick_lot")
 
     def __init__(self, instrument: Instrument) -> None:
-        tick_lot = instrument.tick_size * instrument.lot_size * MONEY_SCALE
-        lot_per_pyusd = instrument.lot_size * MONEY_SCALE
-        if tick_lot != tick_lot.to_integral_value() or lot_per_pyusd != lot_per_pyusd.to_integral_value():
+        tick_lot = instrument.tick_size * instrument.lot_size * E8
+        if tick_lot != tick_lot.to_integral_value():
             raise ValueError(f"tick {instrument.tick_size} x lot {instrument.lot_size} is under 1e-8 PYUSD")
         self.tick_lot = int(tick_lot)  # units per (tick x lot)
-        self.lot_per_pyusd = int(lot_per_pyusd)  # units per lot for a price of 1 PYUSD/BTC
+        self.lot_per_pyusd = instrument.lot_e8  # units per lot for a price of 1 PYUSD/BTC
         self.lot_per_pyusd_f = float(self.lot_per_pyusd)
 
     def px_per_lot(self, price_ticks: int) -> int:

@@ -34,6 +34,7 @@ from fastmm.core.money import FeeRate, MoneyScale, from_units, to_units
 from fastmm.core.types import HedgeFilled, Liquidity, OrderFilled, Side, Venue
 from fastmm.instrument import Instrument
 from fastmm.logs import OnceLogger
+from fastmm.units import E8
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +323,7 @@ class PnLTracker:
         assert self._next_sample is not None
         total = self.total_units
         n = (now_ns - self._next_sample) // self._sample_ns + 1
-        self._sharpe.add((total - self._sample_last) / 1e8)
+        self._sharpe.add((total - self._sample_last) / E8)
         for _ in range(min(n - 1, 100_000)):
             self._sharpe.add(0.0)
         self._sample_last = total

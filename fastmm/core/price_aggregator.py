@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-E8 = 100_000_000
+from fastmm.units import BPS, E8
 
 
 class FairPrice(NamedTuple):
@@ -61,8 +61,8 @@ class PriceAggregator:
         if not self._sources:
             raise ValueError("every reference source has weight 0")
         self._total_weight = sum(s.weight for s in self._sources.values())
-        self.basis = 1.0 + basis_bps / 10_000.0
-        self.max_dispersion = max_dispersion_bps / 10_000.0
+        self.basis = 1.0 + basis_bps / BPS
+        self.max_dispersion = max_dispersion_bps / BPS
         self._inv4_disp = 1.0 / (4.0 * self.max_dispersion)
         self._items = [(1 << i, s) for i, s in enumerate(self._sources.values())]
         names = list(self._sources)

@@ -16,13 +16,14 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from fastmm.core.types import OrderFilled, Side
+from fastmm.units import E8, e8_to_decimal
 
-# Beyond any real BTC-PYUSD report: 1e6 BTC in 1e-4 lots, and 1e9 PYUSD per BTC in 0.50 ticks. They catch the
-# typo-sized reports (1e11 BTC); money products near them can still pass int64, so the position publisher
-# clamps its fields as well.
+# Beyond any real report (for BTC-PYUSD: 1e6 BTC in 1e-4 lots, and 1e9 PYUSD per BTC in 0.50 ticks). They
+# catch the typo-sized reports (1e11 BTC); money products near them can still pass int64, so the position
+# publisher clamps its fields as well.
 MAX_LOTS = 10**10
 MAX_PRICE_TICKS = 2 * 10**9
-MAX_E8 = MAX_LOTS * 10_000           # the same quantity bound in 1e-8 BTC
+MAX_E8 = 10**6 * E8                  # a hedge venue's quantity bound: 1e6 BTC in 1e-8 BTC
 MAX_PRICE = Decimal(10**9)           # PYUSD (or USD) per BTC
 PRICE_IMPROVEMENT_FACTOR = 2         # a fill at more than 2x (sell) or under 1/2 (buy) our limit is absurd
 
@@ -92,6 +93,6 @@ def execution_problem(volume_e8: int, vol_exec_e8: int, prev_vol_exec_e8: int, c
         return f"vol_exec went back from {prev_vol_exec_e8} to {vol_exec_e8} e-8 BTC"
     if not cost.is_finite() or cost < 0 or not fee.is_finite() or abs(fee) > MAX_PRICE:
         return f"cost {cost} or fee {fee} is absurd"
-    if vol_exec_e8 and not 0 < cost / (Decimal(vol_exec_e8) / 10**8) <= MAX_PRICE:
-        return f"average price {cost / (Decimal(vol_exec_e8) / 10**8)} is absurd"
+    if vol_exec_e8 and not 0 < cost / e8_to_decimal(vol_exec_e8) <= MAX_PRICE:
+        return f"average price {cost / e8_to_decimal(vol_exec_e8)} is absurd"
     return None

@@ -16,7 +16,7 @@ import orjson
 from fastmm.data.binance import read_capture, read_lines, replay
 from fastmm.data.book import L2Book
 from fastmm.data.events import BookSnapshot, DepthDiff
-from fastmm.data.units import format_e8
+from fastmm.units import format_e8
 
 
 def main(argv: list[str]) -> int:

@@ -22,7 +22,7 @@ import orjson
 
 from fastmm.data.events import BookSnapshot, BookTicker, DepthDiff, Event, Level, Trade
 from fastmm.data.paths import binance_capture_dir
-from fastmm.data.units import DataError, parse_e8
+from fastmm.units import DataError, parse_e8
 
 
 class SequenceGap(DataError):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import orjson
 
-from fastmm.data.units import DataError
+from fastmm.units import DataError
 
 
 @dataclass(frozen=True, slots=True)

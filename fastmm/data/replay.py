@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable, Iterator
 from typing import Generic, Protocol, TypeVar
 
-from fastmm.data.units import DataError
+from fastmm.units import DataError
 
 log = logging.getLogger(__name__)
 

@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from fastmm.config import Config
+from fastmm.instrument import Instrument
 from fastmm.shm import LatestValue
 
 log = logging.getLogger("fastmm.firm")
@@ -131,8 +132,7 @@ async def run(cfg: Config, stop: asyncio.Event, position: LatestValue, out: Late
               phase: Callable[[], str] = lambda: "",
               on_status: Callable[[FirmStatus], None] | None = None) -> None:
     """Publish and read every ``firm.publish_ms`` until ``stop``; a failure is logged once per outage."""
-    ins = cfg.instrument
-    lot_e8 = int(ins.lot_size * 100_000_000)
+    lot_e8 = Instrument.from_config(cfg.instrument).lot_e8
     asset = base_asset(cfg)
     r = client(cfg)
     pub = FirmPublisher(cfg, r)

@@ -22,8 +22,8 @@ import psycopg
 
 from fastmm.config import Config, ConfigError
 from fastmm.report_cli import _table, build_session, plot_session, render_html, summary
+from fastmm.units import E8
 
-E8 = 100_000_000
 _REL = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 
 

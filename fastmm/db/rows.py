@@ -8,10 +8,10 @@ lots, as in the engine. Pure: no database, no clock.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import InvalidOperation
 from typing import Any
 
-E8 = 100_000_000
+from fastmm.units import round_e8
 
 TABLE_OF = {
     "order": "orders", "cancel": "orders", "replace": "orders",
@@ -53,7 +53,7 @@ def _e8(v: Any) -> int | None:
     if v is None or v == "None":
         return None
     try:
-        return int((Decimal(str(v)) * E8).to_integral_value())
+        return round_e8(str(v))
     except (InvalidOperation, ValueError):
         return None
 

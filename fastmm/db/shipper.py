@@ -30,10 +30,9 @@ from fastmm.db import rows
 from fastmm.db.firm import base_asset
 from fastmm.db.migrate import migrate
 from fastmm.db.tail import JournalTail
+from fastmm.instrument import Instrument
 
 log = logging.getLogger("fastmm.shipper")
-
-E8 = 100_000_000
 
 
 class CursorMoved(RuntimeError):
@@ -78,9 +77,9 @@ class Shipper:
 
     @classmethod
     def from_config(cls, cfg: Config) -> Shipper:
-        ins = cfg.instrument
+        ins = Instrument.from_config(cfg.instrument)
         return cls(cfg.instance.name, streams_of(cfg), symbol=ins.symbol, asset=base_asset(cfg),
-                   tick_e8=int(ins.tick_size * E8), lot_e8=int(ins.lot_size * E8),
+                   tick_e8=ins.tick_e8, lot_e8=ins.lot_e8,
                    batch=cfg.ship.batch_records)
 
     def close(self) -> None:

@@ -40,7 +40,6 @@ from fastmm.venues.truex.codec import (
 log = logging.getLogger("fastmm.truex_md")
 
 PHASE_OE_LOGGED_ON = 2
-LOT_E8 = 10_000
 
 
 class TruexBook:
@@ -100,7 +99,7 @@ async def run_supervised(cfg: Config, name: str = "feed-truex-md") -> int:
     channel.claim_writer()
     publisher = BookPublisher(channel, VENUE_TRUEX)
     instrument = Instrument.from_config(cfg.instrument)
-    tick_e8 = int(instrument.tick_size * 100_000_000)
+    tick_e8, lot_e8 = instrument.tick_e8, instrument.lot_e8
     codec = TruexCodec(instrument)
     book = TruexBook()
     req_ids = iter(range(1, 1 << 62))
@@ -111,8 +110,8 @@ async def run_supervised(cfg: Config, name: str = "feed-truex-md") -> int:
             publisher.publish_stale(t_recv)
             return
         bids, asks = book.top(5)
-        publisher.publish([(p * tick_e8, q * LOT_E8) for p, q in bids],
-                          [(p * tick_e8, q * LOT_E8) for p, q in asks],
+        publisher.publish([(p * tick_e8, q * lot_e8) for p, q in bids],
+                          [(p * tick_e8, q * lot_e8) for p, q in asks],
                           t_venue_ns=time.time_ns(), t_recv_ns=t_recv, venue_seq=book.updates)
 
     def subscribe(conn: FixConnection) -> None:

@@ -16,11 +16,11 @@ from typing import TextIO
 
 from fastmm import speedups
 from fastmm.config import Config
-from fastmm.data.units import format_e8
 from fastmm.procs.book_channel import BookPublisher
 from fastmm.procs.child import SupervisorLink, serve_supervisor, stop_on_signals
 from fastmm.shm import LatestValue
 from fastmm.shm.records import STATE_CONNECTED, STATE_FRESH, TOP_OF_BOOK, VENUE_COINBASE, VENUE_KRAKEN
+from fastmm.units import format_e8
 from fastmm.venues.coinbase.codec import CoinbaseFeed
 from fastmm.venues.kraken.ws_codec import KrakenBookFeed
 from fastmm.venues.ws_feed import Backoff, BookCodec, TopChanged, WsFeedClient

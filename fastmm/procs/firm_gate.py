@@ -12,8 +12,10 @@ import logging
 
 from fastmm.config import Config
 from fastmm.core.firm_limit import Bounds, FirmView, firm_bounds, view_from_record
+from fastmm.instrument import Instrument
 from fastmm.shm import LatestValue, SegmentMissing
 from fastmm.shm.records import FIRM
+from fastmm.units import E8
 
 log = logging.getLogger("fastmm.firm")
 
@@ -21,8 +23,8 @@ log = logging.getLogger("fastmm.firm")
 class FirmGate:
     def __init__(self, cfg: Config, channel: LatestValue) -> None:
         self.ch = channel
-        self.lot_e8 = int(cfg.instrument.lot_size * 100_000_000)
-        self.cap_e8 = int(cfg.risk.firm_max_position_btc * 100_000_000)
+        self.lot_e8 = Instrument.from_config(cfg.instrument).lot_e8
+        self.cap_e8 = int(cfg.risk.firm_max_position_btc * E8)
         self.stop_when_down = cfg.firm.stop_opening_when_down
         self.stale_ns = max(3_000_000_000, 3 * cfg.firm.publish_ms * 1_000_000)
         self._was_current: bool | None = None

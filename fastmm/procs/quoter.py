@@ -83,6 +83,7 @@ from fastmm.shm.records import (
     STATE_RISK_TRIPPED,
     TOP_OF_BOOK,
 )
+from fastmm.units import E8
 from fastmm.venues.truex import factory as truex_sessions
 from fastmm.venues.truex.codec import TruexCodec
 
@@ -143,7 +144,8 @@ class Quoter:
         self.core = TradingCore.from_config(cfg, cl_ord_prefix=prefix)
         client_id = cfg.truex.client_id.reveal() if cfg.truex.client_id else ""
         self.codec = TruexCodec(self.core.instrument, client_id)
-        self.tick_e8 = int(self.core.instrument.tick_size * 100_000_000)
+        self.tick_e8 = self.core.instrument.tick_e8
+        self.lot_e8 = self.core.instrument.lot_e8
         self.initiator: FixInitiator | None = None
         self.seq_store: CommittedTargetStore | None = None
         self.journal_alerted = False      # the journal-cannot-write alert is raised (once per episode)
@@ -307,10 +309,10 @@ class Quoter:
         any_fill = False
         while ring.pop():
             r = ring.rx[0]
-            lots = int(r["qty_e8"]) // 10_000
+            lots = int(r["qty_e8"]) // self.lot_e8
             side = Side.BUY if int(r["side"]) > 0 else Side.SELL
-            price = Decimal(int(r["px_e8"])) / 100_000_000
-            fee = Decimal(int(r["fee_e8"])) / 100_000_000
+            price = Decimal(int(r["px_e8"])) / E8
+            fee = Decimal(int(r["fee_e8"])) / E8
             exec_id = bytes(r["exec_id"]).decode("ascii", "replace")
             self.journal.append("hedge_fill", time.time_ns(), exec_id=exec_id, side=side.name, qty_lots=lots,
                                 price=str(price), fee=str(fee), source="quoter")
@@ -429,7 +431,7 @@ class Quoter:
         tx["t_pub"] = now_ns
         tx["position_lots"] = _i64(self.core.inventory.position_lots)
         avg = pnl.avg_entry()
-        tx["avg_entry_e8"] = _i64(int(avg * 100_000_000)) if avg is not None and avg.is_finite() else 0
+        tx["avg_entry_e8"] = _i64(int(avg * E8)) if avg is not None and avg.is_finite() else 0
         tx["realized_e8"] = _i64(pnl.realized_units)
         tx["unrealized_e8"] = _i64(pnl.unrealized_units)
         tx["fees_e8"] = _i64(pnl.fees_units)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 
 from fastmm.config import Config
-from fastmm.core.price_aggregator import E8
 from fastmm.core.trading_core import TradingCore
 from fastmm.core.types import (
     Action,
@@ -40,6 +39,7 @@ from fastmm.journal import encode_line
 from fastmm.procs.book_channel import read_top
 from fastmm.procs.order_journal import order_message
 from fastmm.shm import LatestValue
+from fastmm.units import E8
 from fastmm.venues.truex.codec import TruexCodec
 
 # the shadow's mid walks this many ticks around the last real price, one step per rehearsal, so that
@@ -64,7 +64,7 @@ class Rehearsal:
         self.codec = codec
         self.refs = refs
         self.truex_book = truex_book
-        self.tick_e8 = int(self.core.instrument.tick_size * E8)
+        self.tick_e8 = self.core.instrument.tick_e8
         self._enc = Encoder("FIXT.1.1", "REHEARSAL", "NOBODY")
         self._names = self.core.aggregator.source_names
         self._step = 0

@@ -1,8 +1,8 @@
 """Every record that crosses shared memory, declared once, little-endian, 8-byte aligned.
 
-Prices and sizes of reference books are integers scaled by ``PX_SCALE`` (1e-8 units): exact for any
+Prices and sizes of reference books are integers of 1e-8 (:mod:`fastmm.units`): exact for any
 decimal text a venue sends with up to 8 places, comparable across venues, and cheap to compare.
-TrueX order quantities stay in lots of the instrument; money is in 1e-8 PYUSD (``MONEY_SCALE``).
+TrueX order quantities stay in lots of the instrument; money is in 1e-8 PYUSD.
 
 Every record carries ``seq`` (the channel's publish count) and the nanosecond timestamps of its path
 (``t_recv``: frame read from the socket, ``t_pub``: record published; see DESIGN.md, Latency), and ends
@@ -12,12 +12,8 @@ debugging (the hot path does not have to pay for it).
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import numpy as np
 
-PX_SCALE = 10**8
-MONEY_SCALE = 10**8
 BOOK_LEVELS = 5
 
 # Venue codes used in records.
@@ -212,15 +208,3 @@ def seal(rec: np.ndarray) -> None:
 
 def verify(rec: np.void | np.ndarray) -> bool:
     return int(np.asarray(rec).reshape(1)["checksum"][0]) == checksum_of(rec)
-
-
-def to_e8(text: str | Decimal) -> int:
-    """Exact decimal text to 1e-8 units; more than 8 decimal places is an error, not a rounding."""
-    d = Decimal(text) * PX_SCALE
-    if d != d.to_integral_value():
-        raise ValueError(f"{text} has more than 8 decimal places")
-    return int(d)
-
-
-def from_e8(value: int) -> Decimal:
-    return Decimal(value) / PX_SCALE

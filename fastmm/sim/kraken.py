@@ -39,8 +39,8 @@ from fastmm.data.binance import replay as binance_replay
 from fastmm.data.book import L2Book
 from fastmm.data.events import BookSnapshot, BookTicker, DepthDiff, Event, Trade
 from fastmm.data.replay import Cursor, ReplayClock
-from fastmm.data.units import E8, DataError, e8_to_decimal, fixed_e8, format_e8, parse_e8
 from fastmm.logs import OnceLogger
+from fastmm.units import BPS, E8, DataError, e8_to_decimal, fixed_e8, format_e8, parse_e8
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ PRICE_STEP = 10**7  # 0.1 USD in E8
 ORDERMIN = 10_000  # 0.0001 BTC in E8
 COSTMIN = Decimal("0.5")
 _FEE_Q = Decimal("0.00000001")
-_BPS = Decimal(10_000)
+_BPS = Decimal(BPS)
 
 E_INVALID_KEY = "EAPI:Invalid key"
 E_INVALID_SIGNATURE = "EAPI:Invalid signature"

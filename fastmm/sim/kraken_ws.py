@@ -25,10 +25,10 @@ import orjson
 from fastmm.data.binance import replay as binance_replay
 from fastmm.data.book import L2Book
 from fastmm.data.events import BookSnapshot, DepthDiff, Event, Trade
-from fastmm.data.units import fixed_e8
 from fastmm.sim.kraken import PRICE_STEP, aggregate_levels
 from fastmm.sim.wire_time import rfc3339_us
 from fastmm.sim.ws_replay import WsConn, WsReplayCore
+from fastmm.units import fixed_e8
 
 log = logging.getLogger(__name__)
 

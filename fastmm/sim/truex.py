@@ -35,10 +35,10 @@ from fastmm.sim.truex_matching import (
     ExecType,
     MatchingEngine,
 )
+from fastmm.units import BPS, E8
 
 SYNTH = "SYNTH"
 TAKER = "TAKER"
-E8 = 100_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,7 @@ class TruexSimSettings:
                                        # spread a TrueX taker pays to trade here; 0 = the recorded price)
     synthetic_levels: int = 3          # resting levels per side from the simulator itself (0 = none)
     synthetic_step_bps: int = 5        # distance between synthetic levels, from the reference
-    synthetic_lots: int = 500          # size of each synthetic level (lots of 0.0001 BTC)
+    synthetic_lots: int = 500          # size of each synthetic level (lots of the instrument)
     md_depth: int = 10
     seed: int = 0
 
@@ -143,12 +143,12 @@ class TruexExchange:
 
     def _refresh_synthetic(self, ref: int, now_ns: int) -> None:
         s = self.settings
-        if s.synthetic_levels <= 0 or abs(ref - self._synth_ref) * 10_000 < ref * s.synthetic_step_bps // 2:
+        if s.synthetic_levels <= 0 or abs(ref - self._synth_ref) * BPS < ref * s.synthetic_step_bps // 2:
             return
         self._synth_ref = ref
         self.engine.withdraw(SYNTH)
         for i in range(1, s.synthetic_levels + 1):
-            off = max(1, ref * s.synthetic_step_bps * i // 10_000)
+            off = max(1, ref * s.synthetic_step_bps * i // BPS)
             for side, px in ((BUY, ref - off), (SELL, ref + off)):
                 self._route(self.engine.place_resting(SYNTH, side, px, s.synthetic_lots), now_ns)
 
@@ -156,11 +156,11 @@ class TruexExchange:
         s = self.settings
         if self._rng.random() >= s.taker_probability:
             return
-        lots = int(tr.qty * s.taker_size_scale) // (E8 // 10_000)
+        lots = int(tr.qty * s.taker_size_scale) // self.instrument.lot_e8
         if lots <= 0:
             return
         price = Decimal(tr.price) / E8
-        reach = Decimal(s.taker_reach_bps) / 10_000
+        reach = Decimal(s.taker_reach_bps) / BPS
         if tr.taker_side == "buy":
             side, limit = BUY, self.instrument.price_floor_ticks(price * (1 + reach))
         else:

@@ -9,8 +9,8 @@ Rules enforced (venue facts section 1; the unpublished ones are settings in :cla
 * party id (client id) must match the session's: otherwise ExecutionReport reject ``Invalid client``
   with OrderID ``NONE``;
 * ClOrdID is a lowercase UUIDv4 with hyphens or at most 18 ASCII characters, and unique per session;
-* price on the 0.50 tick (CxlRejReason 18 on a replace), quantity on the 0.0001 lot, notional at least
-  1 PYUSD, price within +/-2.5 % of the reference (CxlRejReason 8 on a replace);
+* price on the instrument's tick (CxlRejReason 18 on a replace), quantity on its lot (BTC-PYUSD: 0.50 and
+  0.0001), notional at least 1 PYUSD, price within +/-2.5 % of the reference (CxlRejReason 8 on a replace);
 * throttle of 10 messages/s and 300/min per session (BusinessMessageReject 380=8);
 * no identical order (side, price, quantity) within 500 ms;
 * TimeInForce GTC (1) or IOC (3); OrdType limit (2) or market (1); optional post-only.
@@ -28,6 +28,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 
 from fastmm.instrument import Instrument, InstrumentError
+from fastmm.units import BPS
 
 BUY, SELL = "1", "2"
 LIMIT, MARKET = "2", "1"
@@ -439,7 +440,7 @@ class MatchingEngine:
 
     def _fill(self, order: Order, px: int, qty: int, maker: bool) -> ExecReport:
         bps = self.rules.maker_fee_bps if maker else self.rules.taker_fee_bps
-        fee = (self.instrument.notional(px, qty) * bps / 10000).quantize(_FEE_QUANTUM, ROUND_HALF_EVEN)
+        fee = (self.instrument.notional(px, qty) * bps / BPS).quantize(_FEE_QUANTUM, ROUND_HALF_EVEN)
         status = OrdStatus.FILLED if order.leaves == 0 else OrdStatus.PARTIALLY_FILLED
         return ExecReport(order.owner, order.last_cl_ord_id, order.order_id, self._next_exec_id(),
                           ExecType.TRADE, status, order.side, order.price, order.qty, order.cum, order.leaves,

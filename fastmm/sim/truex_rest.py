@@ -20,6 +20,7 @@ from aiohttp import web
 
 from fastmm.sim.truex_matching import ExecReport, ExecType, OrdStatus
 from fastmm.sim.truex_server import TruexSimServer
+from fastmm.units import BPS
 from fastmm.venues.truex.auth import rest_signature
 from fastmm.venues.truex.rest import API_PREFIX
 
@@ -158,7 +159,7 @@ class TruexRestSim:
             {"order_id": ev.order_id, "trade_price": inst.price_text(ev.last_px),
              "trade_qty": inst.qty_text(ev.last_qty),
              "trade_fee_rate": str((rules.maker_fee_bps if ev.liquidity == 1 else rules.taker_fee_bps)
-                                   / Decimal(10000)),
+                                   / Decimal(BPS)),
              "liq_flag": "MAKER" if ev.liquidity == 1 else "TAKER", "match_id": ev.exec_id,
              "timestamp": str(t)}
             for t, ev in page])

@@ -22,9 +22,9 @@ from typing import Protocol
 import orjson
 import websockets
 
-from fastmm.data.units import DataError
 from fastmm.logs import OnceLogger, reason
 from fastmm.sim.wire_time import parse_rfc3339_ns
+from fastmm.units import DataError
 
 log = logging.getLogger("fastmm.feed")
 

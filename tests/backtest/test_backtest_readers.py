@@ -15,7 +15,7 @@ from fastmm.data.binance import read_capture, replay
 from fastmm.data.book import L2Book
 from fastmm.data.events import BookSnapshot, BookTicker, DepthDiff, Trade
 from fastmm.data.paths import binance_capture_dir
-from fastmm.data.units import DataError
+from fastmm.units import DataError
 
 T0 = 1_700_000_000_000_000_000
 TIME = "2023-02-09T20:32:50.714964855Z"    # a trade's venue time (the live codec reads it)
@@ -216,7 +216,7 @@ def test_coinbase_frames_of_the_capture_read_like_the_capture_itself(tmp_path: P
     without bookTicker give the same depth rows, trades and (book-derived) tops."""
     from fastmm.backtest.engine import run_backtest
     from fastmm.data.binance import read_lines
-    from fastmm.data.units import format_e8
+    from fastmm.units import format_e8
 
     raw = [line for n, line in zip(range(8000), read_lines(binance_capture_dir()), strict=False)
            if b"@bookTicker" not in line]

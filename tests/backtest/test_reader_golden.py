@@ -22,7 +22,7 @@ from fastmm.backtest.readers import load_market_data
 from fastmm.data.binance import read_capture, read_lines, replay
 from fastmm.data.events import BookSnapshot, DepthDiff, Trade
 from fastmm.data.paths import data_dir
-from fastmm.data.units import format_e8
+from fastmm.units import format_e8
 
 HEAD_LINES = 20_000
 

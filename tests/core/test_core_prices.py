@@ -7,9 +7,10 @@ from __future__ import annotations
 import random
 
 from fastmm.config import Config, QuotingConfig
-from fastmm.core.price_aggregator import E8, PriceAggregator
+from fastmm.core.price_aggregator import PriceAggregator
 from fastmm.core.trading_core import TradingCore
 from fastmm.core.types import CancelOrder, NewOrder, OrderAccepted, Side
+from fastmm.units import E8
 
 S = 1_000_000_000
 MS = 1_000_000

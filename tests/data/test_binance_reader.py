@@ -11,7 +11,7 @@ import pytest
 from fastmm.data import binance_capture_dir, data_dir
 from fastmm.data.binance import DepthSync, SequenceGap, capture_files, parse_line, read_capture, replay
 from fastmm.data.events import BookSnapshot, BookTicker, DepthDiff, Trade
-from fastmm.data.units import DataError, format_e8, parse_e8
+from fastmm.units import DataError, format_e8, parse_e8
 
 CAPTURE = binance_capture_dir()
 

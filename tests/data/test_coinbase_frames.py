@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fastmm.data.coinbase_frames import RawFrame, parse_frame_line, read_frames, write_frames
-from fastmm.data.units import DataError
+from fastmm.units import DataError
 
 
 def test_roundtrip_plain_and_gzip(tmp_path: Path) -> None:

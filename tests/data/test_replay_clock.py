@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fastmm.data.replay import Cursor, ReplayClock
-from fastmm.data.units import DataError
+from fastmm.units import DataError
 
 
 def test_replay_cursor_stops_cleanly_on_bad_data() -> None:

@@ -14,7 +14,8 @@ import pytest
 
 from fastmm.shm import EventRing, LatestValue, RingFull, SegmentMissing, ShmError, list_segments
 from fastmm.shm import segment as sg
-from fastmm.shm.records import ALL_RECORDS, FILL, HEALTH, POSITION, TOP_OF_BOOK, seal, to_e8, verify
+from fastmm.shm.records import ALL_RECORDS, FILL, HEALTH, POSITION, TOP_OF_BOOK, seal, verify
+from fastmm.units import to_e8
 
 
 def test_every_record_is_aligned_and_sealable() -> None:

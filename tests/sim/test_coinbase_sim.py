@@ -15,7 +15,6 @@ from fastmm.data import binance_capture_dir
 from fastmm.data.binance import read_capture, replay
 from fastmm.data.coinbase_frames import RawFrame, write_frames
 from fastmm.data.events import BookSnapshot, DepthDiff, Trade
-from fastmm.data.units import format_e8
 from fastmm.sim.coinbase import (
     CbBook,
     CbTrade,
@@ -26,6 +25,7 @@ from fastmm.sim.coinbase import (
     from_binance,
 )
 from fastmm.sim.coinbase_server import CoinbaseSimServer
+from fastmm.units import format_e8
 
 SUB_L2 = '{"type":"subscribe","product_ids":["BTC-USD"],"channel":"level2"}'
 SUB_TRADES = '{"type":"subscribe","product_ids":["BTC-USD"],"channel":"market_trades"}'

@@ -12,8 +12,8 @@ from websockets.asyncio.client import connect
 
 from fastmm.config import Config
 from fastmm.data.events import BookSnapshot, DepthDiff, Trade
-from fastmm.data.units import DataError
 from fastmm.sim import venues as sim_venues
+from fastmm.units import DataError
 
 T0 = 1_700_000_000_000_000_000
 SUB_L2 = '{"type":"subscribe","product_ids":["BTC-USD"],"channel":"level2"}'

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import orjson
 
 from fastmm.data.book import L2Book
-from fastmm.data.units import DataError, parse_e8
 from fastmm.logs import OnceLogger
 from fastmm.speedups import compiled_twin
+from fastmm.units import DataError, parse_e8
 from fastmm.venues.ws_feed import Heartbeat, Resubscribe, TopChanged, decode_frame, parse_timestamp_ns
 
 log = logging.getLogger("fastmm.coinbase")
@@ -235,25 +235,13 @@ _PRICES: dict[str, int] = {}   # price text -> 1e-8 units (validated > 0): a boo
 _SIZES: dict[str, int] = {}    # size text -> 1e-8 units (validated >= 0): so do many sizes ("0")
 _CACHE_MAX = 200_000
 _TOO_LARGE = 1 << 62           # no real price or size comes near; keeps every value an int64
-_POW = [10 ** (8 - n) for n in range(9)]
-_E8 = 100_000_000
-
-
-def _qty(text: str) -> int:
-    """Decimal text to 1e-8 units on the hot path: plain ``int`` arithmetic for the usual shape,
-    :func:`parse_e8` (which explains what is wrong) for anything else."""
-    whole, _, frac = text.partition(".")
-    if (len(frac) <= 8 and whole.isdigit() and whole.isascii()
-            and (frac.isdigit() or not frac) and frac.isascii()):
-        return int(whole) * _E8 + (int(frac) * _POW[len(frac)] if frac else 0)
-    return parse_e8(text)
 
 
 def _cached(cache: dict[str, int], text: str, positive: bool) -> int:
     """Parse, check and remember one price or size text (only valid values are remembered)."""
     if not isinstance(text, str):
         raise TypeError(f"{text!r} is not a decimal string")
-    value = _qty(text)
+    value = parse_e8(text)
     if value < 0 or (positive and value == 0) or value >= _TOO_LARGE:
         raise ValueError(f"{'price_level' if positive else 'new_quantity'} {text!r}")
     if len(cache) >= _CACHE_MAX:

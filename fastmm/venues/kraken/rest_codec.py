@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from fastmm.units import E8_DIGITS, parse_e8
+
 API_PREFIX = "/0"
 
 # -- signing ---------------------------------------------------------------------------------------
@@ -258,9 +260,7 @@ class PairInfo:
             if pair in (key, info.get("altname"), info.get("wsname")):
                 decimals = int(info["pair_decimals"])
                 tick = info.get("tick_size")
-                from fastmm.data.units import parse_e8
-
                 return cls(info.get("altname", pair), key, decimals, int(info["lot_decimals"]),
                            parse_e8(str(info.get("ordermin", "0"))),
-                           parse_e8(str(tick)) if tick else 10 ** (8 - decimals))
+                           parse_e8(str(tick)) if tick else 10 ** (E8_DIGITS - decimals))
         raise KrakenError(f"AssetPairs has no pair {pair}")

@@ -19,14 +19,13 @@ import zlib
 import orjson
 
 from fastmm.data.book import L2Book
-from fastmm.data.units import DataError, fixed_e8
 from fastmm.logs import OnceLogger
+from fastmm.units import DataError, fixed_e8, number_e8
 from fastmm.venues.ws_feed import Heartbeat, Resubscribe, TopChanged, decode_frame, parse_timestamp_ns
 
 log = logging.getLogger("fastmm.kraken")
 
 CHECKSUM_LEVELS = 10
-E8 = 100_000_000
 
 
 def book_checksum(bids: list[tuple[int, int]], asks: list[tuple[int, int]], price_decimals: int,
@@ -38,11 +37,6 @@ def book_checksum(bids: list[tuple[int, int]], asks: list[tuple[int, int]], pric
     return zlib.crc32("".join(parts).encode())
 
 
-def _e8(x: object) -> int:
-    if isinstance(x, bool) or not isinstance(x, int | float):
-        raise DataError(f"not a number: {x!r}")
-    v = round(x * E8)
-    return v
 
 
 class KrakenBookFeed:
@@ -115,8 +109,8 @@ class KrakenBookFeed:
         for d in msg["data"]:
             if d["symbol"] != self.symbol:
                 continue
-            bids = [(_e8(lv["price"]), _e8(lv["qty"])) for lv in d.get("bids", ())]
-            asks = [(_e8(lv["price"]), _e8(lv["qty"])) for lv in d.get("asks", ())]
+            bids = [(number_e8(lv["price"]), number_e8(lv["qty"])) for lv in d.get("bids", ())]
+            asks = [(number_e8(lv["price"]), number_e8(lv["qty"])) for lv in d.get("asks", ())]
             if any(p <= 0 or q < 0 for p, q in bids + asks):
                 raise ValueError("non-positive price or negative quantity")
             checksum = d["checksum"]
