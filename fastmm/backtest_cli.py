@@ -214,9 +214,9 @@ def _run(args: argparse.Namespace) -> int:
             end = md.end_ns + opts.feed_latency_ns
             rows.append(report.hbt_metrics(hbt, md.start_ns, end, opts.sample_ns))
     print(report.table(rows))
-    for r in rows:
-        for ev in r.get("risk_events") or []:
-            print(f"  {r['strategy']}: risk event {ev}")
+    for row in rows:
+        for ev in row.get("risk_events") or []:
+            print(f"  {row['strategy']}: risk event {ev}")
     doc.update(runs=rows, hftbacktest=hbt_info, series={r.name: report.series_json(r) for r in results})
     if args.plots:
         try:

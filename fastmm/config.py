@@ -526,7 +526,7 @@ def _build(cls: type, raw: dict[str, Any], prefix: str, base: Any = None) -> Any
                 env = next(e for e, (s, n) in SECRET_ENV.items() if f"{s}.{n}" == key)
                 raise ConfigError(f"{key}: secrets are not read from files; set {env} in the environment")
             continue
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             sub = raw.get(name, {})
             if not isinstance(sub, dict):
                 raise ConfigError(f"{key}: expected a table, got {type(sub).__name__}")

@@ -72,8 +72,8 @@ def _lag(args: argparse.Namespace) -> int:
     dsn, pw = _dsn(args)
     try:
         with psycopg.connect(dsn, password=pw, connect_timeout=5) if pw else psycopg.connect(dsn) as c:
-            cur = dict(c.execute("SELECT stream, seq FROM ship_cursor WHERE instance = %s",
-                                 (cfg.instance.name,)).fetchall())
+            cur: dict[str, int] = dict(c.execute("SELECT stream, seq FROM ship_cursor WHERE instance = %s",
+                                                 (cfg.instance.name,)).fetchall())
     except psycopg.Error as e:
         print(f"fastmm db lag: {str(e).splitlines()[0]}", file=sys.stderr)
         return 1

@@ -252,9 +252,9 @@ class OrderCanceler:
             else:
                 self._end(orig, self.unconfirmed)
         elif isinstance(rec, BusinessMessageReject) and rec.reason in self.THROTTLED:
-            orig = self.orig_by_cancel.get(rec.ref_id)
-            if orig in self.waiting:
-                self.retry.append(orig)      # the venue did not take this cancel: send another, paced
+            throttled = self.orig_by_cancel.get(rec.ref_id)
+            if throttled in self.waiting:
+                self.retry.append(throttled)      # the venue did not take this cancel: send another, paced
 
     THROTTLED = frozenset({8, 9, 10})
 

@@ -60,7 +60,7 @@ def run_paper(opts: PaperOptions, out: TextIO = sys.stdout) -> int:
         print(f"paper: throw-away simulator credentials set for {', '.join(made)}", file=out)
     cfg = load_config(opts.config_path, os.environ)
     # Take the instance first: a live engine of it keeps its sequence files and segments untouched.
-    instance = InstanceLock.acquire(cfg.instance.name)
+    instance: InstanceLock | None = InstanceLock.acquire(cfg.instance.name)
     sims = SimThread()
     try:
         # A new simulated venue is a new FIX session day: sequence numbers start again on both sides.

@@ -27,7 +27,7 @@ def compiled_twin(module: str, name: str) -> Callable[..., Any] | None:
     if os.environ.get(PURE_ENV) == "1":
         return None
     try:
-        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+        return getattr(importlib.import_module(module), name)
     except ImportError:
         return None
 

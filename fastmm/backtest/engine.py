@@ -42,6 +42,7 @@ from fastmm.core.pnl import PnlSummary
 from fastmm.core.price_aggregator import PriceAggregator
 from fastmm.core.risk import RiskReset, RiskTrip
 from fastmm.core.trading_core import TradingCore
+from fastmm.core.types import Action
 from fastmm.instrument import Instrument
 
 log = logging.getLogger(__name__)
@@ -315,7 +316,7 @@ def run_backtest(cfg: Config, md: MarketData, opts: BacktestOptions | None = Non
                     seq += 1
                     push(heap, (due, seq, _DELIVER, e))
                 continue
-            actions = on_event(payload, t)  # type: ignore[arg-type]
+            actions: list[Action] | None = on_event(payload, t)  # type: ignore[arg-type]
             if actions:
                 due = t + lat_order
                 for a in actions:

@@ -272,7 +272,7 @@ def run_hftbacktest(cfg: Config, md: MarketData, *, feed_latency_ns: int, order_
     out_eq = np.full(steps, np.nan)
     out_pos = np.zeros(steps)
     out_mid = np.full(steps, np.nan)
-    params = {"qty": float(q.base_size_btc), "max_pos": float(cfg.inventory.max_position_btc),
+    params: dict[str, Any] = {"qty": float(q.base_size_btc), "max_pos": float(cfg.inventory.max_position_btc),
               "grid_num": q.levels, "qtick": float(cfg.instrument.tick_size), "gamma": q.risk_aversion,
               "window": max(2, int(q.volatility_window_s * 1e9 // STEP_NS)), "per_s": 1e9 / STEP_NS,
               "post_only": q.post_only, "adj1": 1.0, "adj2": 0.05, "delta": 1.0}

@@ -233,5 +233,6 @@ class StreamBuilder:
         def levels(rows: list[tuple[int, int]]) -> np.ndarray:
             return np.array(rows, dtype=i64).reshape(-1, 2)
 
+        t, a, b, c, d = cols
         return MarketData(source, fmt, symbol, self.start_ns, levels(self.snap_bids), levels(self.snap_asks),
-                          kind, *cols, lines, duplicates)
+                          kind, t, a, b, c, d, lines, duplicates)

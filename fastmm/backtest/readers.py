@@ -115,6 +115,10 @@ def load_market_data(path: str | Path, *, size_unit: SizeUnit | str = "base", sy
 # ---------------------------------------------------------------------------------------------------
 # Binance
 # ---------------------------------------------------------------------------------------------------
+# A depth diff's raw bid and ask levels, as decoded (levels_e8 checks their shape).
+_RawDiff = tuple[object, object]
+
+
 class _BinanceState:
     """Update-id sync, pre-snapshot buffering and (without bookTicker) tops from the rebuilt book."""
 
@@ -122,8 +126,8 @@ class _BinanceState:
         self.out = out
         self.symbol = symbol.lower()
         self.spot = DepthSync()
-        self.futures = FuturesDepthSync()
-        self.pending: dict[int, tuple[object, object]] = {}   # spot diffs buffered before the snapshot
+        self.futures: FuturesDepthSync[_RawDiff] = FuturesDepthSync()
+        self.pending: dict[int, _RawDiff] = {}   # spot diffs buffered before the snapshot
         self.market = ""              # "spot" or "futures", from the first diff
         self.derive = derive_tops
         self.book: L2Book | None = None
@@ -171,8 +175,8 @@ class _BinanceState:
         if ok:
             self.apply(t, payload)
 
-    def apply(self, t: int, payload: object) -> None:
-        raw_bids, raw_asks = payload  # type: ignore[misc]
+    def apply(self, t: int, payload: _RawDiff) -> None:
+        raw_bids, raw_asks = payload
         bids, asks = levels_e8(raw_bids), levels_e8(raw_asks)
         self.out.levels(t, bids, asks)
         book = self.book

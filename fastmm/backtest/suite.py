@@ -230,7 +230,7 @@ def add_intervals(rows: list[dict[str, Any]], seed: int = 0) -> list[dict[str, A
         r["ci"] = _interval(sums)
         boots.setdefault(r["strategy"], []).append(sums)
     pooled = []
-    for strat, sums in boots.items():
+    for strat, case_sums in boots.items():
         rs = [r for r in rows if r["strategy"] == strat]
         fills = sum(r["fills"] or 0 for r in rs)
 
@@ -249,7 +249,7 @@ def add_intervals(rows: list[dict[str, Any]], seed: int = 0) -> list[dict[str, A
             "taker_fills": sum(r["taker_fills"] or 0 for r in rs), "capture_bps": wavg("capture_bps"),
             "mk1": wavg("mk1"), "mk5": wavg("mk5"), "mk30": wavg("mk30"),
             "max_inv": max(r["max_inv"] for r in rs), "trips": sum(trips) if trips else None,
-            "ci": _interval(np.sum(sums, axis=0)), "cases": len(rs),
+            "ci": _interval(np.sum(case_sums, axis=0)), "cases": len(rs),
             "positive_cases": sum(r["total"] > 0 for r in rs),
             "basis_bps": None,
         })

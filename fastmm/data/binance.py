@@ -17,6 +17,7 @@ import gzip
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import orjson
 
@@ -174,24 +175,28 @@ class DepthSync:
         return True
 
 
-class FuturesDepthSync:
+P = TypeVar("P")
+
+
+class FuturesDepthSync(Generic[P]):
     """Binance futures' update-id rule: drop diffs with ``u < lastUpdateId``; the first applied has
-    ``U <= lastUpdateId <= u``; every later one has ``pu`` equal to the previous ``u``."""
+    ``U <= lastUpdateId <= u``; every later one has ``pu`` equal to the previous ``u``. The diffs' payloads
+    (``P``) are the caller's: buffered before the snapshot and handed back by :meth:`on_snapshot`."""
 
     __slots__ = ("_buffer", "_first", "last_id")
 
     def __init__(self) -> None:
         self.last_id: int | None = None
-        self._buffer: list[tuple[int, int, int, object]] = []
+        self._buffer: list[tuple[int, int, int, P]] = []
         self._first = True
 
-    def on_snapshot(self, last_update_id: int) -> list[object]:
+    def on_snapshot(self, last_update_id: int) -> list[P]:
         self.last_id = last_update_id
         self._first = True
         pending, self._buffer = self._buffer, []
         return [payload for first, last, prev, payload in pending if self._accept(first, last, prev)]
 
-    def on_diff(self, first: int, last: int, prev: int, payload: object) -> bool:
+    def on_diff(self, first: int, last: int, prev: int, payload: P) -> bool:
         if self.last_id is None:
             self._buffer.append((first, last, prev, payload))
             return False

@@ -55,7 +55,7 @@ def migrate(conn: Any) -> list[int]:
         for version, name, sql in migrations():
             if version <= have:
                 continue
-            conn.execute(sql)   # type: ignore[arg-type]  # our own files, no parameters
+            conn.execute(sql)   # our own files, no parameters
             conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name))
             applied.append(version)
             log.info("db: applied migration %04d_%s", version, name)

@@ -54,7 +54,7 @@ def _records(conn: psycopg.Connection[Any], instance: str, stream: str,
 
 
 def _rows(conn: psycopg.Connection[Any], sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
-    cur = conn.execute(sql, params)  # type: ignore[arg-type]  # our own SQL
+    cur = conn.execute(sql, params)  # our own SQL
     names = [d.name for d in cur.description or []]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 

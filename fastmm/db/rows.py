@@ -89,6 +89,7 @@ def to_row(rec: dict[str, Any], tick_e8: int) -> tuple[str, tuple[Any, ...]] | N
         return None
     kind = rec["kind"]
     g = rec.get
+    vals: tuple[Any, ...]
     if table == "orders":
         vals = (g("cl_ord_id"), g("orig_cl_ord_id"), _side(g("side")), _int(g("price_ticks")),
                 _int(g("qty_lots")))

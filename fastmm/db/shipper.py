@@ -137,8 +137,8 @@ class Shipper:
                     for seq, rec, line in recs:
                         await cp.write_row((inst, stream, seq, int(rec.get("t_ns", 0)), str(rec.get("kind")),
                                             line.decode("utf-8", "replace")))
-                for table, vals in typed.items():
-                    await cur.executemany(_INSERT[table], vals)
+                for table, table_rows in typed.items():
+                    await cur.executemany(_INSERT[table], table_rows)
                 await cur.execute("UPDATE ship_cursor SET seq = %s, shipped_at = now() "
                                   "WHERE instance = %s AND stream = %s AND seq = %s",
                                   (after, inst, stream, before))

@@ -24,7 +24,7 @@ import random
 import ssl
 import time
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from fastmm.fix._state import InvalidState, State
 from fastmm.fix.session import DisconnectWanted, Event, FixSession, LoggedOn
@@ -105,6 +105,17 @@ class Backoff:
         self._n = 0
 
 
+@runtime_checkable
+class StreamTransport(Protocol):
+    """What a connection uses of its transport. asyncio's stream transports have it, and so have
+    uvloop's, which do not subclass ``asyncio.Transport``."""
+
+    def write(self, data: bytes) -> None: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
+
+
 class FixConnection(asyncio.Protocol):
     """One TCP connection driving one session (see the module docstring)."""
 
@@ -114,7 +125,7 @@ class FixConnection(asyncio.Protocol):
         self._handler = handler
         self._clock = clock
         self._trace_out = trace_out
-        self._transport: asyncio.Transport | None = None
+        self._transport: StreamTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0
         self._loop = asyncio.get_running_loop()
@@ -124,7 +135,9 @@ class FixConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport
+        if not isinstance(transport, StreamTransport):  # a datagram or pipe transport: not for FIX
+            raise TypeError(f"FIX needs a stream transport, got {type(transport).__name__}")
+        self._transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         try:

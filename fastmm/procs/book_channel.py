@@ -32,7 +32,7 @@ class BookPublisher:
             raise TypeError("BookPublisher's layout no longer matches the TOP_OF_BOOK record")
         self.channel = channel
         self.venue = venue
-        self._tx = memoryview(channel.tx.view(np.uint8))
+        self._tx = channel.tx.view(np.uint8).data
         self.published = 0
 
     def publish(self, bids: Levels, asks: Levels, *, t_venue_ns: int, t_recv_ns: int, venue_seq: int,

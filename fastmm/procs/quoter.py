@@ -41,7 +41,8 @@ from typing import Protocol
 from fastmm import speedups
 from fastmm.config import Config
 from fastmm.core.ids import RecentIds, base36
-from fastmm.core.risk import TripReason
+from fastmm.core.pnl import PnlSummary
+from fastmm.core.risk import RiskReset, RiskTrip, TripReason
 from fastmm.core.trading_core import TradingCore
 from fastmm.core.types import (
     Action,
@@ -408,11 +409,10 @@ class Quoter:
                 self.core.engine.firm_bounds = bounds
                 self.send_actions(self.core.requote(now), now)
         for ev in self.core.events():
-            kind = type(ev).__name__
-            if kind in ("RiskTrip", "RiskReset"):
+            if isinstance(ev, RiskTrip | RiskReset):
                 log.error("risk: %s", ev)
                 self.journal.append("risk", time.time_ns(), detail=repr(ev))
-            elif kind == "PnlSummary":
+            elif isinstance(ev, PnlSummary):
                 log.info("pnl: total %s realized %s unrealized %s fees %s position %d lots, %d trades",
                          ev.total, ev.realized, ev.unrealized, ev.fees, ev.position_lots, ev.trades)
         self._set(STATE_RISK_TRIPPED, bool(getattr(self.core.risk, "tripped", False)))
@@ -590,7 +590,7 @@ async def run_supervised(cfg: Config, name: str = "quoter", trace: QuoterTrace |
             fd = ring.fileno()
 
             def hedge_wake() -> None:
-                ring.clear_wakeup()  # type: ignore[union-attr]
+                ring.clear_wakeup()
                 q.drain_hedge_fills(time.monotonic_ns())
             loop.add_reader(fd, hedge_wake)
             readers.append(fd)

@@ -92,7 +92,7 @@ def spawn_without_sigint(argv: list[str], **kw: object) -> subprocess.Popen[byte
     arrives here while it is blocked is delivered when it is unblocked, not lost."""
     main_thread = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        return subprocess.Popen(argv, **kw)  # type: ignore[call-overload,no-any-return]
+        return subprocess.Popen(argv, **kw)  # type: ignore[call-overload]
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, main_thread)
 
@@ -464,7 +464,7 @@ class Supervisor:
     def _write_report(self) -> None:
         position = self.channels.get("position")
         pos = None
-        if position is not None and position.read() > 0:
+        if isinstance(position, LatestValue) and position.read() > 0:   # the "latest" kind (plan.py)
             rx = position.rx[0]
             pos = {k: int(rx[k]) for k in ("position_lots", "realized_e8", "unrealized_e8", "fees_e8",
                                            "truex_fills", "hedge_fills")}

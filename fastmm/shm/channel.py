@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import os
 import platform
+from typing import Self
 
 import numpy as np
 
 from fastmm.shm import segment as sg
+from fastmm.shm.records import RecordDtype
 from fastmm.shm.wait import WAIT_KINDS, BlockWaiter, WaitKind, check_inherited_fd, new_eventfd
 
 NO_FD = 2**64 - 1
@@ -30,7 +32,7 @@ class Channel:
 
     KIND = 0
 
-    def __init__(self, seg: sg.Segment, dtype: np.dtype, wait: WaitKind) -> None:
+    def __init__(self, seg: sg.Segment, dtype: RecordDtype, wait: WaitKind) -> None:
         if wait not in WAIT_KINDS:
             raise ValueError(f"wait must be one of {WAIT_KINDS}, not {wait!r}")
         self.segment = seg
@@ -46,8 +48,8 @@ class Channel:
         # ``rx`` receives a consumer's copy. Copies go through byte memoryviews (a memcpy each).
         self.tx = np.zeros(1, dtype)
         self.rx = np.zeros(1, dtype)
-        self._tx_bytes = memoryview(self.tx.view(np.uint8))
-        self.rx_bytes = memoryview(self.rx.view(np.uint8))   # rx raw: struct.unpack_from on hot paths
+        self._tx_bytes = self.tx.view(np.uint8).data
+        self.rx_bytes = self.rx.view(np.uint8).data   # rx raw: struct.unpack_from on hot paths
         fd = int(seg.words[sg.W_NOTIFY_FD])
         self._notify_fd = -1 if fd == NO_FD else fd
         self._waiter: BlockWaiter | None = None
@@ -59,7 +61,7 @@ class Channel:
 
     # -- creation and attachment ----------------------------------------------------------------
     @classmethod
-    def _create(cls, instance: str, channel: str, dtype: np.dtype, capacity: int, wait: WaitKind):
+    def _create(cls, instance: str, channel: str, dtype: RecordDtype, capacity: int, wait: WaitKind) -> Self:
         seg = sg.create_segment(instance, channel, kind=cls.KIND, dtype=dtype, capacity=capacity)
         if wait == "block":
             fd = new_eventfd()
@@ -69,7 +71,7 @@ class Channel:
         return obj
 
     @classmethod
-    def _attach(cls, instance: str, channel: str, dtype: np.dtype, wait: WaitKind | None):
+    def _attach(cls, instance: str, channel: str, dtype: RecordDtype, wait: WaitKind | None) -> Self:
         seg = sg.attach_segment(instance, channel, kind=cls.KIND, dtype=dtype)
         has_fd = int(seg.words[sg.W_NOTIFY_FD]) != NO_FD
         if wait is None:
@@ -117,7 +119,7 @@ class Channel:
     def unlink(self) -> None:
         self.segment.unlink()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -37,8 +37,8 @@ def holder_pid(instance: str, timeout_s: float = 1.0) -> int | None:
         s.setblocking(False)
         try:
             s.connect(_address(instance))
-            pid, _uid, _gid = _PEERCRED.unpack(
-                s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+            cred = s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+            pid: int = _PEERCRED.unpack(cred)[0]
             return pid
         except (ConnectionRefusedError, FileNotFoundError):
             return None

@@ -19,6 +19,7 @@ import numpy as np
 
 from fastmm.shm import segment as sg
 from fastmm.shm.channel import Channel
+from fastmm.shm.records import RecordDtype, Records
 from fastmm.shm.wait import WaitKind
 
 READ_RETRIES = 10_000
@@ -30,7 +31,7 @@ class LatestValue(Channel):
 
     KIND = sg.KIND_LATEST
 
-    def __init__(self, seg: sg.Segment, dtype: np.dtype, wait: WaitKind) -> None:
+    def __init__(self, seg: sg.Segment, dtype: RecordDtype, wait: WaitKind) -> None:
         super().__init__(seg, dtype, wait)
         self._lo = sg.HEADER_BYTES
         self._hi = sg.HEADER_BYTES + dtype.itemsize
@@ -39,11 +40,12 @@ class LatestValue(Channel):
         self._last_seen = 0
 
     @classmethod
-    def create(cls, instance: str, channel: str, dtype: np.dtype, *, wait: WaitKind = "block") -> LatestValue:
+    def create(cls, instance: str, channel: str, dtype: RecordDtype, *,
+               wait: WaitKind = "block") -> LatestValue:
         return cls._create(instance, channel, dtype, 1, wait)
 
     @classmethod
-    def attach(cls, instance: str, channel: str, dtype: np.dtype, *,
+    def attach(cls, instance: str, channel: str, dtype: RecordDtype, *,
                wait: WaitKind | None = None) -> LatestValue:
         return cls._attach(instance, channel, dtype, wait)
 
@@ -77,7 +79,7 @@ class LatestValue(Channel):
             os.eventfd_write(self._notify_fd, 1)
         return number
 
-    def write(self, rec: np.ndarray | np.void) -> int:
+    def write(self, rec: Records | np.void) -> int:
         self.tx[...] = rec
         return self.publish()
 

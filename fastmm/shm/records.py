@@ -12,7 +12,14 @@ debugging (the hot path does not have to pay for it).
 
 from __future__ import annotations
 
+from typing import Any, TypeAlias
+
 import numpy as np
+import numpy.typing as npt
+
+# A record layout (a structured dtype) and an array of such records (a channel's slots, its tx/rx).
+RecordDtype: TypeAlias = "np.dtype[np.void]"
+Records: TypeAlias = "npt.NDArray[np.void]"
 
 BOOK_LEVELS = 5
 
@@ -27,7 +34,7 @@ BOOK_STALE = 1 << 0       # the feed lost its source (disconnect, silence, gap) 
 BOOK_CROSSED = 1 << 1     # best bid >= best ask as the venue sent it; the quoter must not trust it
 
 
-def _dtype(fields: list[tuple]) -> np.dtype:
+def _dtype(fields: list[tuple[Any, ...]]) -> RecordDtype:
     dt = np.dtype(fields)
     if dt.itemsize % 8:
         raise TypeError(f"record {fields[0]} not a multiple of 8 bytes: {dt.itemsize}")
@@ -167,7 +174,7 @@ FIRM = _dtype([
     ("checksum", "<u8"),
 ])
 
-ALL_RECORDS: dict[str, np.dtype] = {
+ALL_RECORDS: dict[str, RecordDtype] = {
     "top_of_book": TOP_OF_BOOK,
     "position": POSITION,
     "fill": FILL,
@@ -178,7 +185,7 @@ ALL_RECORDS: dict[str, np.dtype] = {
 }
 
 
-def dtype_fingerprint(dt: np.dtype) -> int:
+def dtype_fingerprint(dt: RecordDtype) -> int:
     """A 64-bit fingerprint of a dtype's layout, stored in each segment header so that a process built
     from a different version of this module cannot attach and misread the bytes."""
     import zlib
@@ -187,12 +194,12 @@ def dtype_fingerprint(dt: np.dtype) -> int:
     return (zlib.crc32(text) << 32) | zlib.adler32(text)
 
 
-def _words(rec: np.void | np.ndarray) -> np.ndarray:
+def _words(rec: np.void | Records) -> npt.NDArray[np.uint64]:
     raw = np.asarray(rec).reshape(1).view(np.uint64)
     return raw[1:-1]
 
 
-def checksum_of(rec: np.void | np.ndarray) -> int:
+def checksum_of(rec: np.void | Records) -> int:
     """A position-weighted sum of the record's 64-bit words: all but ``seq`` (the channel stamps it
     when it publishes) and the checksum itself."""
     words = _words(rec)
@@ -201,10 +208,10 @@ def checksum_of(rec: np.void | np.ndarray) -> int:
         return int((words * weights).sum(dtype=np.uint64) ^ np.uint64(0x9E3779B97F4A7C15))
 
 
-def seal(rec: np.ndarray) -> None:
+def seal(rec: Records) -> None:
     """Fill in the checksum of a one-record array (or a record view) in place."""
     rec["checksum"] = checksum_of(rec)
 
 
-def verify(rec: np.void | np.ndarray) -> bool:
+def verify(rec: np.void | Records) -> bool:
     return int(np.asarray(rec).reshape(1)["checksum"][0]) == checksum_of(rec)

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import numpy as np
 
 from fastmm.shm import segment as sg
 from fastmm.shm.channel import Channel
+from fastmm.shm.records import RecordDtype, Records
 from fastmm.shm.wait import WaitKind
 
 
@@ -37,7 +39,7 @@ class EventRing(Channel):
 
     KIND = sg.KIND_RING
 
-    def __init__(self, seg: sg.Segment, dtype: np.dtype, wait: WaitKind) -> None:
+    def __init__(self, seg: sg.Segment, dtype: RecordDtype, wait: WaitKind) -> None:
         super().__init__(seg, dtype, wait)
         self.mask = self.capacity - 1
         self._write = self.q[sg.W_WRITE]
@@ -46,14 +48,14 @@ class EventRing(Channel):
         self._write_cached = self._write   # consumer's view of the producer's cursor
 
     @classmethod
-    def create(cls, instance: str, channel: str, dtype: np.dtype, *, capacity: int = 4096,
+    def create(cls, instance: str, channel: str, dtype: RecordDtype, *, capacity: int = 4096,
                wait: WaitKind = "block") -> EventRing:
         if capacity < 2 or capacity & (capacity - 1):
             raise ValueError(f"ring capacity must be a power of two >= 2, not {capacity}")
         return cls._create(instance, channel, dtype, capacity, wait)
 
     @classmethod
-    def attach(cls, instance: str, channel: str, dtype: np.dtype, *,
+    def attach(cls, instance: str, channel: str, dtype: RecordDtype, *,
                wait: WaitKind | None = None) -> EventRing:
         return cls._attach(instance, channel, dtype, wait)
 
@@ -119,13 +121,13 @@ class EventRing(Channel):
             os.eventfd_write(self._notify_fd, 1)
         return w
 
-    def try_put(self, rec: np.void | np.ndarray | tuple) -> bool:
+    def try_put(self, rec: np.void | Records | tuple[Any, ...]) -> bool:
         if not self._room():
             return False
         self.tx[0] = rec
         return self.push() > 0
 
-    def put(self, rec: np.void | np.ndarray | tuple, timeout_s: float = 1.0) -> int:
+    def put(self, rec: np.void | Records | tuple[Any, ...], timeout_s: float = 1.0) -> int:
         """Publish, waiting up to ``timeout_s`` for room; a consumer that stays behind is an error."""
         self.tx[0] = rec
         seq = self.push()
@@ -147,7 +149,8 @@ class EventRing(Channel):
         """The next free slot as a writable view into shared memory; None when the ring is full."""
         if not self._room():
             return None
-        return self.slots[self._write & self.mask]
+        slot: np.void = self.slots[self._write & self.mask]  # an integer index: one record
+        return slot
 
     def publish(self) -> int:
         """Publish the slot returned by :meth:`try_claim`."""
@@ -171,7 +174,7 @@ class EventRing(Channel):
         self.q[sg.W_READ] = r + 1
         return True
 
-    def try_read(self, out: np.ndarray) -> bool:
+    def try_read(self, out: Records) -> bool:
         """Like :meth:`pop`, copying into ``out`` (a one-record array) as well."""
         if not self.pop():
             return False
@@ -182,7 +185,8 @@ class EventRing(Channel):
         """The oldest unread record as a view into shared memory (valid until :meth:`release`)."""
         if not self._available():
             return None
-        return self.slots[self._read & self.mask]
+        slot: np.void = self.slots[self._read & self.mask]
+        return slot
 
     def release(self) -> None:
         """Give the peeked slot back to the producer."""

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import posix_ipc
 
-from fastmm.shm.records import dtype_fingerprint
+from fastmm.shm.records import RecordDtype, Records, dtype_fingerprint
 
 MAGIC = int.from_bytes(b"FASTMM01", "little")
 LAYOUT_VERSION = 1
@@ -113,7 +114,7 @@ class Segment:
 
     name: str
     mm: mmap.mmap
-    words: np.ndarray
+    words: npt.NDArray[np.uint64]
     created: bool
     mv: memoryview = field(init=False)
     q: memoryview = field(init=False)
@@ -138,7 +139,7 @@ class Segment:
         """The creating process still runs (a reused pid with another start time does not count)."""
         return pid_alive(self.owner_pid, self.owner_start)
 
-    def records(self, dtype: np.dtype, count: int) -> np.ndarray:
+    def records(self, dtype: RecordDtype, count: int) -> Records:
         return np.frombuffer(self.mm, dtype=dtype, count=count, offset=HEADER_BYTES)
 
     def close(self) -> None:
@@ -161,7 +162,7 @@ def _map(name: str, shm: posix_ipc.SharedMemory) -> mmap.mmap:
         shm.close_fd()
 
 
-def create_segment(instance: str, channel: str, *, kind: int, dtype: np.dtype, capacity: int) -> Segment:
+def create_segment(instance: str, channel: str, *, kind: int, dtype: RecordDtype, capacity: int) -> Segment:
     """Create a fresh segment. A leftover of a dead earlier run is replaced; a live owner is an error."""
     name = segment_name(instance, channel)
     size = HEADER_BYTES + dtype.itemsize * capacity
@@ -186,7 +187,7 @@ def create_segment(instance: str, channel: str, *, kind: int, dtype: np.dtype, c
     return Segment(name, mm, words, created=True)
 
 
-def attach_segment(instance: str, channel: str, *, kind: int, dtype: np.dtype) -> Segment:
+def attach_segment(instance: str, channel: str, *, kind: int, dtype: RecordDtype) -> Segment:
     """Map an existing segment and check it is the channel this code expects."""
     name = segment_name(instance, channel)
     try:
@@ -210,7 +211,7 @@ def attach_segment(instance: str, channel: str, *, kind: int, dtype: np.dtype) -
     return seg
 
 
-def _check_header(seg: Segment, kind: int, dtype: np.dtype) -> None:
+def _check_header(seg: Segment, kind: int, dtype: RecordDtype) -> None:
     w = seg.words
     if int(w[W_MAGIC]) != MAGIC:
         raise ShmError(f"segment {seg.name} has no fastmm header (still being created, or not ours)")

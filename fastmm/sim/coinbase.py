@@ -149,8 +149,8 @@ def from_frames(frames: Iterable[RawFrame], product_id: str = "BTC-USD",
                     for t in trades:
                         if not isinstance(t, dict) or t.get("product_id", product_id) != product_id:
                             continue
-                        tt.append(CbTrade(str(t.get("trade_id", "")), parse_e8(t.get("price")),
-                                          parse_e8(t.get("size")), str(t.get("side", "")),
+                        tt.append(CbTrade(str(t.get("trade_id", "")), parse_e8(t.get("price", "")),
+                                          parse_e8(t.get("size", "")), str(t.get("side", "")),
                                           parse_rfc3339_ns(t.get("time", "")) or ts))
                     if tt:
                         yield CbTrades(fr.t_ns, ts, tuple(tt), raw=[ev], snapshot=kind == "snapshot")

@@ -272,11 +272,11 @@ class KrakenWsSim(WsReplayCore[Event, _Conn]):
         bbo = kraken_bbo(self._view(10))
         if bbo != self._bbo:
             self._bbo = bbo
-            msg = None
+            ticker: str | None = None      # made once, for the first subscriber
             for c in self._conns.values():
                 if c.ticker == "bbo":
-                    msg = msg or self._ticker_msg("update")
-                    self._queue(c, msg)
+                    ticker = ticker or self._ticker_msg("update")
+                    self._queue(c, ticker)
 
     def _queue(self, c: _Conn, msg: str) -> None:
         self._enqueue(c, msg)

@@ -215,12 +215,12 @@ class TruexSimServer:
         if not self._md:
             ex.engine.drain_level_changes()
             return
-        body = ex.md_incremental(self._md_known, trades, self._clock())
-        if body is None:
+        md_body = ex.md_incremental(self._md_known, trades, self._clock())
+        if md_body is None:
             return
         for conn, req in list(self._md.items()):
             try:
-                conn.send(b"X", b"262=%b\x01" % req.encode() + body)
+                conn.send(b"X", b"262=%b\x01" % req.encode() + md_body)
             except Exception as e:     # a subscriber that just went away; its LoggedOut will follow
                 log.debug("truex sim: market data to a closing connection: %s", e)
 

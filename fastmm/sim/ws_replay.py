@@ -19,10 +19,16 @@ from fastmm.logs import OnceLogger
 
 
 class ReplaySettings(Protocol):
-    speed: float          # 1.0 real time; 0 or inf as fast as possible
-    rebase_time: bool     # shift recorded times so the replay starts "now"
-    high_water: int       # max-speed flow control: pause the replay at this backlog
-    max_backlog: int      # a connection this far behind is dropped (slow consumer)
+    """Read-only: the simulators' settings are frozen dataclasses."""
+
+    @property
+    def speed(self) -> float: ...          # 1.0 real time; 0 or inf as fast as possible
+    @property
+    def rebase_time(self) -> bool: ...     # shift recorded times so the replay starts "now"
+    @property
+    def high_water(self) -> int: ...       # max-speed flow control: pause the replay at this backlog
+    @property
+    def max_backlog(self) -> int: ...      # a connection this far behind is dropped (slow consumer)
 
 
 class WsConn:

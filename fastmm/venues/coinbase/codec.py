@@ -263,7 +263,7 @@ def apply_updates_py(updates: list, book: L2Book, prices: dict[str, int], sizes:
 
 def _parse_updates(updates: list, prices: dict[str, int], sizes: dict[str, int],
                    cached: Callable[[dict[str, int], str, bool], int]) -> list[LevelChange]:
-    out = []
+    out: list[LevelChange] = []
     append = out.append
     for u in updates:
         side = u["side"]

@@ -55,10 +55,9 @@ def session(cfg: Config, fcfg: FixSessionConfig, *, app_msg_types: frozenset[byt
         opts["reset_on_logon"] = reset_on_logon
     settings = SessionSettings(sender or fcfg.sender_comp_id, target or fcfg.target_comp_id, **opts)
     logon = LogonCredentials(cfg.truex.api_key_id, cfg.truex.api_secret)   # raises before a store is open
-    store: SeqStore = open_store(cfg, settings.sender_comp_id, settings.target_comp_id,
-                                 fsync=fcfg.seq_store_fsync)
-    if wrap_store is not None:      # the quoter: CommittedTargetStore, durable only behind its journal
-        store = wrap_store(store)   # type: ignore[arg-type]
+    file_store = open_store(cfg, settings.sender_comp_id, settings.target_comp_id, fsync=fcfg.seq_store_fsync)
+    # the quoter wraps it: CommittedTargetStore, durable only behind its journal
+    store: SeqStore = wrap_store(file_store) if wrap_store is not None else file_store
     return FixSession(settings, store, logon_fields=logon, decoder=decoder)
 
 
