@@ -237,7 +237,11 @@ def read_records(path: Path) -> tuple[list[dict[str, Any]], int]:
 
 def build_session(records: list[dict[str, Any]], cfg: Config) -> Session:
     r = _Rebuild(cfg)
-    for rec in sorted(records, key=lambda x: (x.get("t_ns") if isinstance(x.get("t_ns"), int) else 0)):
+    def t_ns(rec: dict[str, Any]) -> int:
+        t = rec.get("t_ns")
+        return t if isinstance(t, int) else 0
+
+    for rec in sorted(records, key=t_ns):
         r.feed(rec)
     return r.finish()
 
@@ -478,8 +482,7 @@ def _report_db(args: argparse.Namespace, cfg: Config) -> int:
     out = Path(args.out or "session-report")
     pw = cfg.ship.password.reveal() or None
     try:
-        with psycopg.connect(args.db or cfg.ship.dsn, connect_timeout=10,
-                             **({"password": pw} if pw else {})) as conn:
+        with psycopg.connect(args.db or cfg.ship.dsn, connect_timeout=10, password=pw) as conn:
             res = make_db_report(conn, out, cfg, instance=args.instance,
                                  since_ns=parse_since(args.since, now_ns()))
     except psycopg.Error as e:

@@ -38,8 +38,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+
+Array = npt.NDArray[Any]   # times (int64 ns), prices and sides: numeric columns
 
 HORIZONS_S = (1.0, 5.0, 30.0)
 
@@ -60,19 +64,19 @@ class Calibration:
     notes: list[str] = field(default_factory=list)
 
 
-def mid_series(t: np.ndarray, bid: np.ndarray, ask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def mid_series(t: Array, bid: Array, ask: Array) -> tuple[Array, Array]:
     """(times, mids) of the tops with both sides, in the recording's price units."""
     ok = (bid > 0) & (ask > bid)
     return t[ok], (bid[ok].astype(np.float64) + ask[ok].astype(np.float64)) / 2.0
 
 
-def mid_at(tm: np.ndarray, mid: np.ndarray, when: np.ndarray) -> np.ndarray:
+def mid_at(tm: Array, mid: Array, when: Array) -> Array:
     """The last mid at or before each time (the first mid before the first one)."""
     idx = np.searchsorted(tm, when, side="right") - 1
     return mid[np.clip(idx, 0, len(mid) - 1)]
 
 
-def volatility_bps(tm: np.ndarray, mid: np.ndarray, step_s: float = 1.0) -> float:
+def volatility_bps(tm: Array, mid: Array, step_s: float = 1.0) -> float:
     """Standard deviation of the ``step_s`` log returns, scaled to bps per sqrt(second)."""
     if len(tm) < 2:
         return 0.0
@@ -84,7 +88,7 @@ def volatility_bps(tm: np.ndarray, mid: np.ndarray, step_s: float = 1.0) -> floa
     return float(np.std(r, ddof=1)) * 1e4 / math.sqrt(step_s)
 
 
-def fit_exponential(depths: np.ndarray, rate: np.ndarray) -> tuple[float, float]:
+def fit_exponential(depths: Array, rate: Array) -> tuple[float, float]:
     """(A, k) of rate = A exp(-k d) by least squares on ln(rate); (nan, nan) with under two points."""
     ok = rate > 0
     if np.count_nonzero(ok) < 2:
@@ -93,8 +97,8 @@ def fit_exponential(depths: np.ndarray, rate: np.ndarray) -> tuple[float, float]
     return float(math.exp(icept)), float(-slope)
 
 
-def calibrate(t: np.ndarray, bid: np.ndarray, ask: np.ndarray, tr_t: np.ndarray, tr_side: np.ndarray,
-              tr_px: np.ndarray, *, window_s: float = 5.0, depths_bps: tuple[float, ...] | None = None,
+def calibrate(t: Array, bid: Array, ask: Array, tr_t: Array, tr_side: Array,
+              tr_px: Array, *, window_s: float = 5.0, depths_bps: tuple[float, ...] | None = None,
               horizon_s: float = 5.0, maker_fee_bps: float = 0.0, vol_mult: float = 1.0,
               vol_horizon_s: float = 5.0, min_hits: int = 10, z: float = 1.0) -> Calibration:
     """Fit everything from tops (``t``, ``bid``, ``ask``) and trades (time, taker side 1 buy / 2 sell,

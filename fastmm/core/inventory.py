@@ -145,7 +145,8 @@ class InventoryManager:
         if not position_lots:
             return 0.0
         ratio = min(1.0, abs(position_lots) / self._max_lots)
-        return self._max_skew * ratio ** self._exp * (1 if position_lots > 0 else -1)
+        skew: float = self._max_skew * ratio ** self._exp
+        return skew if position_lots > 0 else -skew
 
     def hedge_signal(self) -> HedgeSignal | None:
         """Sell when long past the threshold, buy when short; size toward the target, within min/max."""

@@ -363,7 +363,7 @@ class PnLTracker:
         lpp = self.scale.lot_per_pyusd
         markouts = []
         for h, st in zip(self.horizons_ns, self._markout_stats, strict=True):
-            fills, qty, bps_q, units_q = st
+            fills, qty, bps_q, units_q = int(st[0]), int(st[1]), st[2], int(st[3])
             markouts.append(Markout(h / 1e9, fills, qty, bps_q / qty if qty else None,
                                     (Decimal(units_q) / (qty * lpp)).quantize(_CENT) if qty else None))
         return PnlSummary(

@@ -20,9 +20,12 @@ when the mid or the confidence (to 1e-3) changed, so a quiet market causes no wo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from fastmm.units import BPS, E8
+
+if TYPE_CHECKING:
+    from fastmm.config import Config
 
 
 class FairPrice(NamedTuple):
@@ -73,16 +76,15 @@ class PriceAggregator:
         self.rejected = 0   # crossed or one-sided books seen
 
     @classmethod
-    def from_config(cls, cfg: object) -> PriceAggregator:
-        """From a :class:`fastmm.config.Config` (pricing, coinbase and kraken sections)."""
-        c = cfg  # type: ignore[assignment]
+    def from_config(cls, cfg: Config) -> PriceAggregator:
+        """From the pricing, coinbase and kraken sections."""
         sources: dict[str, tuple[float, int]] = {}
-        if c.coinbase.enabled:  # type: ignore[attr-defined]
-            sources["coinbase"] = (c.pricing.coinbase_weight, c.coinbase.stale_after_ms * 1_000_000)  # type: ignore[attr-defined]
-        if c.kraken.enabled:  # type: ignore[attr-defined]
-            sources["kraken"] = (c.pricing.kraken_weight, c.kraken.stale_after_ms * 1_000_000)  # type: ignore[attr-defined]
-        return cls(sources, basis_bps=float(c.pricing.basis_bps),  # type: ignore[attr-defined]
-                   max_dispersion_bps=c.pricing.max_dispersion_bps)  # type: ignore[attr-defined]
+        if cfg.coinbase.enabled:
+            sources["coinbase"] = (cfg.pricing.coinbase_weight, cfg.coinbase.stale_after_ms * 1_000_000)
+        if cfg.kraken.enabled:
+            sources["kraken"] = (cfg.pricing.kraken_weight, cfg.kraken.stale_after_ms * 1_000_000)
+        return cls(sources, basis_bps=float(cfg.pricing.basis_bps),
+                   max_dispersion_bps=cfg.pricing.max_dispersion_bps)
 
     @property
     def source_names(self) -> tuple[str, ...]:

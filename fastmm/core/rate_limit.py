@@ -216,7 +216,7 @@ class RateLimiter:
             out = cancels[:c_budget] if c_budget > 0 else []
             budget -= len(out)
             waiting = len(cancels) - len(out)
-            others = [it for it in plan if it[0] != CANCEL]
+            others: Sequence[Intent] = [it for it in plan if it[0] != CANCEL]
         else:
             out = []
             waiting = 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from decimal import Decimal
+from typing import Any
 
 from fastmm.config import Config, describe
 from fastmm.core.basis import BasisEstimator
@@ -340,7 +341,7 @@ def _with_overrides(cfg: Config, overrides: dict[str, int | float]) -> Config:
     unknown = set(overrides) - {"rate_guard_ms", *_QUOTING_KNOBS}
     if unknown:
         raise TypeError(f"unknown core setting(s): {', '.join(sorted(unknown))}")
-    quoting = {k: v for k, v in overrides.items() if k in _QUOTING_KNOBS}
+    quoting: dict[str, Any] = {k: v for k, v in overrides.items() if k in _QUOTING_KNOBS}
     if quoting:
         cfg = dataclasses.replace(cfg, quoting=dataclasses.replace(cfg.quoting, **quoting))
     if "rate_guard_ms" in overrides:
