@@ -75,18 +75,20 @@ async def _run_single(cfg: Config) -> int:
     from fastmm.fix.transport import FixConnection
     from fastmm.journal import Journal
     from fastmm.procs.book_channel import BookPublisher
-    from fastmm.procs.feed_truex_md import LOT_E8, TruexBook
+    from fastmm.procs.feed_truex_md import LOT_E8
     from fastmm.procs.feed_ws import make_codec
     from fastmm.procs.quoter import TIMER_S
     from fastmm.shm import LatestValue, unlink_instance
     from fastmm.shm.records import TOP_OF_BOOK, VENUE_TRUEX
+    from fastmm.venues.events import TopChanged
     from fastmm.venues.truex import factory as truex_sessions
+    from fastmm.venues.truex.book import TruexBook
     from fastmm.venues.truex.codec import (
         MarketDataIncremental,
         MarketDataSnapshot,
         TruexCodec,
     )
-    from fastmm.venues.ws_feed import TopChanged, WsFeedClient
+    from fastmm.venues.ws_feed import WsFeedClient
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()       # SIGTERM: run the stop sequence
