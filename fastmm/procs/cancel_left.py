@@ -13,7 +13,7 @@ import logging
 import sys
 
 from fastmm.config import Config
-from fastmm.ops_cli import cancel_orders
+from fastmm.ops.cancel import cancel_orders
 from fastmm.procs.supervisor import CANCEL_LEFT_TIMEOUT_S
 
 log = logging.getLogger("fastmm.cancel_left")
