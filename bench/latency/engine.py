@@ -40,8 +40,8 @@ def _supervise_main() -> int:
     """``fastmm supervise``, with the quoter started as :func:`_quoter_main`."""
     from fastmm.logs import setup_logging
     from fastmm.procs.child import die_with_parent
-    from fastmm.procs.plan import PROCESSES, QUOTER
-    from fastmm.procs.supervisor import Supervisor, default_children
+    from fastmm.procs.plan import PROCESSES, QUOTER, default_children
+    from fastmm.procs.supervisor import Supervisor
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", "-c")

@@ -14,7 +14,7 @@ import sys
 
 from fastmm.config import Config
 from fastmm.ops.cancel import cancel_orders
-from fastmm.procs.supervisor import CANCEL_LEFT_TIMEOUT_S
+from fastmm.procs.plan import CANCEL_LEFT_TIMEOUT_S
 
 log = logging.getLogger("fastmm.cancel_left")
 

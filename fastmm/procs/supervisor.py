@@ -16,74 +16,35 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fastmm.config import SECRET_ENV, Config
+from fastmm.config import Config
 from fastmm.journal import Journal
 from fastmm.procs import lifecycle as lc
+from fastmm.procs.health import Health, HealthObserver, silent
 from fastmm.procs.plan import (
-    FEED_TRUEX_MD,
-    FIRM,
+    CANCEL_LEFT,
+    CANCEL_LEFT_TIMEOUT_S,
     HEDGER,
     QUOTER,
     REFERENCE_FEEDS,
-    SHIPPER,
     SUPERVISOR,
     ChannelSpec,
+    ChildSpec,
     channel_specs,
+    child_env,
     create_channels,
     health_channel,
 )
 from fastmm.procs.restart import RestartPolicy
+from fastmm.procs.stop_acks import StopAcks
 from fastmm.shm import EventRing, LatestValue, remove_stale_segments, unlink_instance
 from fastmm.shm.instance_lock import InstanceLock
-from fastmm.shm.records import (
-    COMMAND_CODES,
-    STATE_FRESH,
-    STATE_LOGGED_ON,
-    STATE_QUOTING,
-    STATE_RISK_TRIPPED,
-    STATE_SUBSCRIBED,
-)
+from fastmm.shm.records import COMMAND_CODES
 
 log = logging.getLogger("fastmm.supervisor")
-
-# Which processes must acknowledge a command before the stop step it belongs to is done. The hedger
-# acknowledges ``logout`` once no hedge order of its own is working any more (what it executed is then on
-# the hedge ring), and the step also waits for the quoter to have booked everything on that ring.
-_ACKERS = {
-    "cancel_all": (QUOTER,),
-    "hedge_flat": (HEDGER,),
-    "logout": (QUOTER, FEED_TRUEX_MD, HEDGER),
-}
-
-# The secrets each process may see; every other FASTMM_ secret is left out of its environment (and so of
-# /proc/<pid>/environ). TrueX market data logs on with the same key as order entry (Logon 553/554).
-_TRUEX_LOGON = ("FASTMM_TRUEX_API_KEY_ID", "FASTMM_TRUEX_API_SECRET")
-SECRETS_OF = {
-    QUOTER: (*_TRUEX_LOGON, "FASTMM_TRUEX_CLIENT_ID"),
-    FEED_TRUEX_MD: _TRUEX_LOGON,
-    HEDGER: ("FASTMM_KRAKEN_API_KEY", "FASTMM_KRAKEN_API_SECRET"),
-    SHIPPER: ("FASTMM_DB_PASSWORD",),
-    FIRM: ("FASTMM_REDIS_PASSWORD",),
-}
-# The process that cancels a dead quoter's orders (``fastmm.procs.cancel_left``) needs the quoter's.
-CANCEL_LEFT = "cancel-left"
-SECRETS_OF[CANCEL_LEFT] = SECRETS_OF[QUOTER]
-CANCEL_LEFT_TIMEOUT_S = 10.0
-
-
-def child_env(name: str, environ: Mapping[str, str], supervisor_pid: int) -> dict[str, str]:
-    """The environment of process ``name``: the supervisor's, less the secrets it does not need."""
-    allowed = SECRETS_OF.get(name, ())
-    env = {k: v for k, v in environ.items() if k not in SECRET_ENV or k in allowed}
-    env["FASTMM_PROCESS"] = name
-    env["FASTMM_SUPERVISOR_PID"] = str(supervisor_pid)
-    return env
-
 
 def spawn_without_sigint(argv: list[str], **kw: object) -> subprocess.Popen[bytes]:
     """Start a child with SIGINT blocked from its first instruction (the mask is inherited through fork
@@ -98,18 +59,6 @@ def spawn_without_sigint(argv: list[str], **kw: object) -> subprocess.Popen[byte
 
 
 @dataclass
-class ChildSpec:
-    """How to start one process. ``argv`` is complete; the config path is in it, secrets are not."""
-
-    name: str
-    argv: list[str]
-    cpus: list[int] = field(default_factory=list)
-    # Run to completion when this process dies, before it is restarted (the quoter's: cancel the orders
-    # its journal says may be live, so a crash loop never leaves quotes unmanaged during the back-off).
-    on_death: list[str] | None = None
-
-
-@dataclass
 class Child:
     spec: ChildSpec
     proc: subprocess.Popen[bytes] | None = None
@@ -118,20 +67,6 @@ class Child:
     killed_for_silence: int = 0
     after_death: subprocess.Popen[bytes] | None = None   # its ``on_death`` command, while it runs
     after_death_deadline: float = 0.0
-
-
-def default_children(cfg: Config, config_path: str | None, names: Sequence[str]) -> list[ChildSpec]:
-    """Each process as ``python -m fastmm.procs.run NAME [--config FILE]`` pinned as configured."""
-    specs = []
-    for name in names:
-        argv = [sys.executable, "-m", "fastmm.procs.run", name]
-        if config_path:
-            argv += ["--config", str(config_path)]
-        on_death = None
-        if name == QUOTER:
-            on_death = [*argv[:3], CANCEL_LEFT, *argv[4:]]
-        specs.append(ChildSpec(name, argv, list(getattr(cfg.processes, name.replace("-", "_"))), on_death))
-    return specs
 
 
 class Supervisor:
@@ -156,8 +91,8 @@ class Supervisor:
         self.journal: Journal | None = None
         self.command_id = 0
         self.command_name = "none"
-        self._awaiting: dict[str, int] = {}      # process -> command id it must ack for the current step
-        self._observed: dict[str, bool] = {}     # last value of each lifecycle input, to emit changes only
+        self.acks = StopAcks()
+        self.observer = HealthObserver(names, self.heartbeat_timeout_ns)
         self._stop_reason = ""
         self.history: list[tuple[int, str]] = []
         self.report_path = cfg.state_path / "report.json"
@@ -287,9 +222,8 @@ class Supervisor:
             child.after_death = None
             if code == 0:
                 log.info("%s: cancel-left done", child.spec.name)
-                if self.command_name == "cancel_all" and child.spec.name in self._awaiting:
+                if self.acks.cleaned_up(child.spec.name):
                     # the quoter died during the stop's cancel step: its clean-up confirmed every cancel
-                    del self._awaiting[child.spec.name]
                     self._check_step_acks(self.clock())
             else:
                 log.error("%s: cancel-left ended with status %d: orders may still be live on TrueX",
@@ -297,8 +231,8 @@ class Supervisor:
             self._record("note" if code == 0 else "risk",
                          detail=f"{child.spec.name}: cancel-left exit {code}")
 
-    def _health(self, name: str) -> tuple[int, int, int] | None:
-        """(heartbeat ns, state bits, acked id) of a live child, or None."""
+    def _health(self, name: str) -> Health | None:
+        """The health record of a live child, or None."""
         ch = self.channels.get(health_channel(name))
         child = self.children.get(name)
         if ch is None or child is None or child.proc is None:
@@ -306,49 +240,18 @@ class Supervisor:
         if ch.read() <= 0 or int(ch.rx["pid"][0]) != child.proc.pid:  # type: ignore[union-attr]
             return None
         rx = ch.rx
-        return int(rx["t_pub"][0]), int(rx["state"][0]), int(rx["acked"][0])
+        return Health(int(rx["t_pub"][0]), int(rx["state"][0]), int(rx["acked"][0]))
 
     def _silent(self, child: Child, now: int) -> bool:
-        h = self._health(child.spec.name)
-        if h is None:
-            return now - child.started_ns > max(self.start_grace_ns, self.heartbeat_timeout_ns)
-        return now - h[0] > self.heartbeat_timeout_ns
-
-    def _alive_with(self, name: str, bit: int, now: int) -> bool:
-        h = self._health(name)
-        return h is not None and now - h[0] <= self.heartbeat_timeout_ns and bool(h[1] & bit)
+        return silent(self._health(child.spec.name), child.started_ns, now, self.heartbeat_timeout_ns,
+                      self.start_grace_ns)
 
     def _observe(self, now: int) -> None:
-        if self.lifecycle.phase < lc.Phase.STOPPING and self._alive_with(QUOTER, STATE_RISK_TRIPPED, now):
+        health = {name: self._health(name) for name in self.children}
+        if self.lifecycle.phase < lc.Phase.STOPPING and self.observer.risk_tripped(health, now):
             self.request_stop("kill switch tripped in the quoter")
             return
-        events: list[lc.Event] = []
-
-        def changed(key: str, value: bool, on: lc.Event, off: lc.Event) -> None:
-            if self._observed.get(key) != value:
-                self._observed[key] = value
-                events.append(on if value else off)
-
-        for proc, source in REFERENCE_FEEDS.items():
-            if proc in self.children:
-                fresh = self._alive_with(proc, STATE_FRESH, now)
-                changed(f"feed:{source}", fresh, lc.FeedFresh(source), lc.FeedStale(source))
-        if QUOTER in self.children:
-            changed("oe", self._alive_with(QUOTER, STATE_LOGGED_ON, now),
-                    lc.OrderEntryUp(), lc.OrderEntryDown())
-        else:
-            changed("oe", True, lc.OrderEntryUp(), lc.OrderEntryDown())
-        if FEED_TRUEX_MD in self.children:
-            changed("md", self._alive_with(FEED_TRUEX_MD, STATE_SUBSCRIBED, now),
-                    lc.MarketDataUp(), lc.MarketDataDown())
-        else:
-            changed("md", True, lc.MarketDataUp(), lc.MarketDataDown())
-        quoting = self._alive_with(QUOTER, STATE_QUOTING, now)
-        if self._observed.get("quoting") != quoting:
-            self._observed["quoting"] = quoting
-            if quoting:
-                events.append(lc.QuotingStarted())
-        for ev in events:
+        for ev in self.observer.events(health, now):
             before = self.lifecycle.phase
             try:
                 commands = self.lifecycle.handle(ev, now)
@@ -384,26 +287,16 @@ class Supervisor:
         self._publish_control(detail)
         self._record("phase", phase=self.lifecycle.phase.name, command=name, command_id=self.command_id,
                      detail=detail)
-        self._awaiting = {p: self.command_id for p in _ACKERS.get(name, ()) if p in self.children}
-        if name in _ACKERS:
-            self._check_step_acks(now)
+        self.acks.sent(name, self.command_id, self.children)
+        self._check_step_acks(now)
 
     def _check_step_acks(self, now: int) -> None:
-        if self.lifecycle.phase != lc.Phase.STOPPING or self.command_name not in _ACKERS:
+        if self.lifecycle.phase != lc.Phase.STOPPING or self.command_name != self.acks.command:
             return
-        for proc, cid in list(self._awaiting.items()):
-            h = self._health(proc)
-            if h is not None and h[2] >= cid:
-                del self._awaiting[proc]
-            elif proc == HEDGER and self.command_name == "logout" and self.children[proc].proc is None:
-                # A dead hedger has no order it could still finish; its journal lists any it left open,
-                # and its next start follows that order on Kraken and publishes the fills.
-                del self._awaiting[proc]
-        if self.command_name == "logout" and not self._awaiting and not self._hedge_ring_booked():
-            return
-        if not self._awaiting:
-            step = {"cancel_all": lc.StopStep.CANCEL_QUOTES, "hedge_flat": lc.StopStep.HEDGE,
-                    "logout": lc.StopStep.LOGOUT}[self.command_name]
+        acked = {p: h.acked if (h := self._health(p)) is not None else None for p in self.acks.awaiting}
+        dead = {n for n, c in self.children.items() if c.proc is None}
+        step = self.acks.update(acked, dead, self._hedge_ring_booked())
+        if step is not None:
             self._done(step, now)
 
     def _hedge_ring_booked(self) -> bool:
