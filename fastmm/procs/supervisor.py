@@ -6,23 +6,26 @@ thing): it never trades. Each step it reaps dead children (restarting them with 
 whose heartbeat stopped, turns the children's health records into lifecycle events, and publishes the
 phase and commands in ``control``. Children acknowledge a command by its id in their health record; the
 acknowledgements are the confirmations the stop sequence waits for.
+
+This is the shell. What it decides with lives in pure modules: the phase in :mod:`~fastmm.procs.lifecycle`,
+restarts in :mod:`~fastmm.procs.restart`, what a health record means in :mod:`~fastmm.procs.health`,
+when a stop step is confirmed in :mod:`~fastmm.procs.stop_acks`, and how each process is started in
+:mod:`~fastmm.procs.plan`; the OS processes themselves are handled by :mod:`~fastmm.procs.children`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from fastmm.config import Config
 from fastmm.journal import Journal
 from fastmm.procs import lifecycle as lc
+from fastmm.procs.children import Child, end_all
 from fastmm.procs.health import Health, HealthObserver, silent
 from fastmm.procs.plan import (
     CANCEL_LEFT,
@@ -46,30 +49,10 @@ from fastmm.shm.records import COMMAND_CODES
 
 log = logging.getLogger("fastmm.supervisor")
 
-def spawn_without_sigint(argv: list[str], **kw: object) -> subprocess.Popen[bytes]:
-    """Start a child with SIGINT blocked from its first instruction (the mask is inherited through fork
-    and exec; the child then ignores SIGINT for good, see ``fastmm.procs.run``): a Ctrl-C to the process
-    group reaches only the supervisor, which runs the stop sequence the children follow. A SIGINT that
-    arrives here while it is blocked is delivered when it is unblocked, not lost."""
-    main_thread = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        return subprocess.Popen(argv, **kw)  # type: ignore[call-overload,no-any-return]
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, main_thread)
-
-
-@dataclass
-class Child:
-    spec: ChildSpec
-    proc: subprocess.Popen[bytes] | None = None
-    started_ns: int = 0
-    exits: list[int] = field(default_factory=list)
-    killed_for_silence: int = 0
-    after_death: subprocess.Popen[bytes] | None = None   # its ``on_death`` command, while it runs
-    after_death_deadline: float = 0.0
-
 
 class Supervisor:
+    """One instance's supervisor: ``run()`` it, or ``start()``, ``step()`` and ``close()`` it in a test."""
+
     def __init__(self, cfg: Config, children: list[ChildSpec], *,
                  clock: Callable[[], int] = time.monotonic_ns,
                  restart: RestartPolicy | None = None,
@@ -130,21 +113,18 @@ class Supervisor:
             fds.extend(ch.inheritable_fds())
         return tuple(fds)
 
+    def _env(self, name: str) -> dict[str, str]:
+        env = child_env(name, os.environ, os.getpid())
+        env["FASTMM_INSTANCE__NAME"] = self.cfg.instance.name
+        return env
+
     def _spawn(self, child: Child) -> None:
         now = self.clock()
-        env = child_env(child.spec.name, os.environ, os.getpid())
-        env["FASTMM_INSTANCE__NAME"] = self.cfg.instance.name
-        child.proc = spawn_without_sigint(child.spec.argv, pass_fds=self._inheritable_fds(), env=env)
-        child.started_ns = now
-        if child.spec.cpus:
-            try:
-                os.sched_setaffinity(child.proc.pid, set(child.spec.cpus))
-            except OSError as e:
-                log.error("%s: cannot pin to CPUs %s: %s", child.spec.name, child.spec.cpus, e)
+        pid = child.start(self._env(child.spec.name), self._inheritable_fds(), now)
         self.restart.started(child.spec.name, now)
-        log.info("started %s (pid %d)%s", child.spec.name, child.proc.pid,
+        log.info("started %s (pid %d)%s", child.spec.name, pid,
                  f" on CPUs {child.spec.cpus}" if child.spec.cpus else "")
-        self._record("note", detail=f"started {child.spec.name}", pid=child.proc.pid)
+        self._record("note", detail=f"started {child.spec.name}", pid=pid)
 
     # -- one step of the watch loop ---------------------------------------------------------------
     def step(self) -> None:
@@ -153,13 +133,10 @@ class Supervisor:
             self.instance_lock.drain()
         stopping = self.lifecycle.phase >= lc.Phase.STOPPING
         for child in self.children.values():
-            proc = child.proc
-            if proc is None:
+            if child.proc is None:
                 continue
-            code = proc.poll()
+            code = child.exited()
             if code is not None:
-                child.exits.append(code)
-                child.proc = None
                 self._after_death(child)
                 if stopping:
                     log.info("%s exited (%s) during stop", child.spec.name, code)
@@ -170,10 +147,9 @@ class Supervisor:
                 continue
             if self._silent(child, now):
                 log.error("%s: no heartbeat for %d ms; killing pid %d", child.spec.name,
-                          self.cfg.processes.heartbeat_timeout_ms, proc.pid)
+                          self.cfg.processes.heartbeat_timeout_ms, child.proc.pid)
                 child.killed_for_silence += 1
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
+                child.kill()
         self._reap_after_death()
         if not stopping:
             for name in self.restart.due(now):
@@ -186,40 +162,20 @@ class Supervisor:
     def _after_death(self, child: Child) -> None:
         """Start the dead child's ``on_death`` command (cancel what the dead quoter left on TrueX) at once,
         before the restart back-off, with the secrets that child had."""
-        argv = child.spec.on_death
-        if not argv or child.after_death is not None:
+        pid = child.start_clean_up(self._env(CANCEL_LEFT), CANCEL_LEFT_TIMEOUT_S + 10.0)
+        if pid is None:
             return
-        env = child_env(CANCEL_LEFT, os.environ, os.getpid())
-        env["FASTMM_INSTANCE__NAME"] = self.cfg.instance.name
-        try:
-            child.after_death = spawn_without_sigint(argv, env=env)
-        except OSError as e:
-            log.error("%s: cannot start %s: %s", child.spec.name, " ".join(argv[2:4]), e)
-            return
-        child.after_death_deadline = time.monotonic() + CANCEL_LEFT_TIMEOUT_S + 10.0
         log.warning("%s died: canceling the orders its journal says may be live (pid %d) before it restarts",
-                    child.spec.name, child.after_death.pid)
-        self._record("note", detail=f"{child.spec.name} died: cancel-left started", pid=child.after_death.pid)
+                    child.spec.name, pid)
+        self._record("note", detail=f"{child.spec.name} died: cancel-left started", pid=pid)
 
     def _reap_after_death(self, wait_s: float = 0.0) -> None:
         """Reap finished ``on_death`` commands; kill one that overran its deadline. ``wait_s`` > 0 waits
         (the stop does, so a clean-up is never cut short by the supervisor's own exit)."""
         for child in self.children.values():
-            p = child.after_death
-            if p is None:
-                continue
-            try:
-                code = p.wait(timeout=wait_s) if wait_s > 0 else p.poll()
-            except subprocess.TimeoutExpired:
-                code = None
-            if code is None and time.monotonic() > child.after_death_deadline:
-                log.error("%s: cancel-left (pid %d) overran; killing it", child.spec.name, p.pid)
-                with contextlib.suppress(ProcessLookupError):
-                    p.kill()
-                code = p.wait(timeout=10)
+            code = child.reap_clean_up(wait_s)
             if code is None:
                 continue
-            child.after_death = None
             if code == 0:
                 log.info("%s: cancel-left done", child.spec.name)
                 if self.acks.cleaned_up(child.spec.name):
@@ -385,26 +341,13 @@ class Supervisor:
         self.command_name = "exit"
         self.command_id += 1
         self._publish_control("exit")
-        deadline = time.monotonic() + grace_s / 2
-        for sig in (None, signal.SIGTERM, signal.SIGKILL):
-            live = [c.proc for c in self.children.values() if c.proc is not None and c.proc.poll() is None]
-            if not live:
-                break
-            if sig is not None:
-                for p in live:
-                    with contextlib.suppress(ProcessLookupError):
-                        p.send_signal(sig)
-                deadline = time.monotonic() + grace_s / 2
-            while time.monotonic() < deadline and any(p.poll() is None for p in live):
-                time.sleep(0.01)
-        for c in self.children.values():
-            if c.proc is not None:
-                c.proc.wait(timeout=10)
-                c.exits.append(c.proc.returncode)
-                c.proc = None
-                # It could not wind down, or the venue never confirmed the stop's cancels: clean up after it.
-                if c.exits[-1] != 0 or lc.StopStep.CANCEL_QUOTES in self.lifecycle.timed_out:
-                    self._after_death(c)
+
+        def ended(c: Child) -> None:
+            # It could not wind down, or the venue never confirmed the stop's cancels: clean up after it.
+            if c.exits[-1] != 0 or lc.StopStep.CANCEL_QUOTES in self.lifecycle.timed_out:
+                self._after_death(c)
+
+        end_all(self.children.values(), grace_s, ended)
         self._reap_after_death(wait_s=CANCEL_LEFT_TIMEOUT_S + 5.0)
 
     def close(self) -> None:
