@@ -40,7 +40,8 @@ from fastmm.sim.coinbase import CoinbaseSettings, CoinbaseSim, from_binance
 from fastmm.sim.coinbase_server import CoinbaseSimServer
 from fastmm.venues.coinbase import codec
 from fastmm.venues.coinbase.codec import CoinbaseFeed
-from fastmm.venues.ws_feed import Backoff, TopChanged, WsFeedClient
+from fastmm.venues.events import TopChanged
+from fastmm.venues.ws_feed import Backoff, WsFeedClient
 
 
 def render_frames(max_lines: int) -> list[str]:

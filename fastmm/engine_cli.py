@@ -11,8 +11,8 @@ import time
 
 from fastmm.config import load_config
 from fastmm.logs import setup_logging
-from fastmm.procs.plan import processes
-from fastmm.procs.supervisor import Supervisor, default_children
+from fastmm.procs.plan import default_children, processes
+from fastmm.procs.supervisor import Supervisor
 from fastmm.shm.segment import InstanceRunning
 
 

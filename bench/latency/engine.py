@@ -40,8 +40,8 @@ def _supervise_main() -> int:
     """``fastmm supervise``, with the quoter started as :func:`_quoter_main`."""
     from fastmm.logs import setup_logging
     from fastmm.procs.child import die_with_parent
-    from fastmm.procs.plan import PROCESSES, QUOTER
-    from fastmm.procs.supervisor import Supervisor, default_children
+    from fastmm.procs.plan import PROCESSES, QUOTER, default_children
+    from fastmm.procs.supervisor import Supervisor
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", "-c")
@@ -75,18 +75,19 @@ async def _run_single(cfg: Config) -> int:
     from fastmm.fix.transport import FixConnection
     from fastmm.journal import Journal
     from fastmm.procs.book_channel import BookPublisher
-    from fastmm.procs.feed_truex_md import TruexBook
     from fastmm.procs.feed_ws import make_codec
     from fastmm.procs.quoter import TIMER_S
     from fastmm.shm import LatestValue, unlink_instance
     from fastmm.shm.records import TOP_OF_BOOK, VENUE_TRUEX
+    from fastmm.venues.events import TopChanged
     from fastmm.venues.truex import factory as truex_sessions
+    from fastmm.venues.truex.book import TruexBook
     from fastmm.venues.truex.codec import (
         MarketDataIncremental,
         MarketDataSnapshot,
         TruexCodec,
     )
-    from fastmm.venues.ws_feed import TopChanged, WsFeedClient
+    from fastmm.venues.ws_feed import WsFeedClient
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()       # SIGTERM: run the stop sequence

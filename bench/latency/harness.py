@@ -50,7 +50,7 @@ def parse_speeds(text: str) -> list[float]:
 
 
 def _cpu_list(text: str, allowed: set[int]) -> set[int]:
-    from fastmm.ops_cli import parse_cpu_list
+    from fastmm.ops.cpus import parse_cpu_list
 
     cpus = parse_cpu_list(text)
     if not cpus or not cpus <= allowed:

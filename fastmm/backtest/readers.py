@@ -39,7 +39,7 @@ from fastmm.data.events import BookSnapshot, DepthDiff
 from fastmm.logs import OnceLogger
 from fastmm.units import DataError
 from fastmm.venues.coinbase import codec as cb_codec
-from fastmm.venues.ws_feed import Resubscribe
+from fastmm.venues.events import Resubscribe
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import logging
 import sys
 
 from fastmm.config import Config
-from fastmm.ops_cli import cancel_orders
-from fastmm.procs.supervisor import CANCEL_LEFT_TIMEOUT_S
+from fastmm.ops.cancel import cancel_orders
+from fastmm.procs.plan import CANCEL_LEFT_TIMEOUT_S
 
 log = logging.getLogger("fastmm.cancel_left")
 

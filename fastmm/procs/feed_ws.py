@@ -22,8 +22,9 @@ from fastmm.shm import LatestValue
 from fastmm.shm.records import STATE_CONNECTED, STATE_FRESH, TOP_OF_BOOK, VENUE_COINBASE, VENUE_KRAKEN
 from fastmm.units import format_e8
 from fastmm.venues.coinbase.codec import CoinbaseFeed
+from fastmm.venues.events import TopChanged
 from fastmm.venues.kraken.ws_codec import KrakenBookFeed
-from fastmm.venues.ws_feed import Backoff, BookCodec, TopChanged, WsFeedClient
+from fastmm.venues.ws_feed import Backoff, BookCodec, WsFeedClient
 
 log = logging.getLogger(__name__)
 

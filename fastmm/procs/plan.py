@@ -1,18 +1,22 @@
-"""The instance's processes and the shared-memory channels between them, in one table.
+"""The instance's processes, how each is started, and the shared-memory channels between them, in one table.
 
 The supervisor creates every channel listed here before it starts a process, and unlinks them last;
 each process attaches to the channels it produces or consumes. Keeping the table in one place is what
-lets ``fastmm status`` and the tests find every segment of an instance.
+lets ``fastmm status`` and the tests find every segment of an instance. How a process is started (its
+command line, its CPUs, the only secrets it may see, what runs when it dies) is decided here too, so the
+supervisor only carries it out.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
-from fastmm.config import Config
+from fastmm.config import SECRET_ENV, Config
 from fastmm.shm import EventRing, LatestValue
 from fastmm.shm.records import CONTROL, FILL, HEALTH, POSITION, STAGE_LATENCY, TOP_OF_BOOK
 from fastmm.shm.records import FIRM as FIRM_RECORD
@@ -94,3 +98,54 @@ def create_channels(cfg: Config, specs: list[ChannelSpec]) -> dict[str, LatestVa
             ch.unlink()
         raise
     return made
+
+
+# The secrets each process may see; every other FASTMM_ secret is left out of its environment (and so of
+# /proc/<pid>/environ). TrueX market data logs on with the same key as order entry (Logon 553/554).
+_TRUEX_LOGON = ("FASTMM_TRUEX_API_KEY_ID", "FASTMM_TRUEX_API_SECRET")
+SECRETS_OF = {
+    QUOTER: (*_TRUEX_LOGON, "FASTMM_TRUEX_CLIENT_ID"),
+    FEED_TRUEX_MD: _TRUEX_LOGON,
+    HEDGER: ("FASTMM_KRAKEN_API_KEY", "FASTMM_KRAKEN_API_SECRET"),
+    SHIPPER: ("FASTMM_DB_PASSWORD",),
+    FIRM: ("FASTMM_REDIS_PASSWORD",),
+}
+# The process that cancels a dead quoter's orders (``fastmm.procs.cancel_left``) needs the quoter's.
+CANCEL_LEFT = "cancel-left"
+SECRETS_OF[CANCEL_LEFT] = SECRETS_OF[QUOTER]
+CANCEL_LEFT_TIMEOUT_S = 10.0
+
+
+def child_env(name: str, environ: Mapping[str, str], supervisor_pid: int) -> dict[str, str]:
+    """The environment of process ``name``: the supervisor's, less the secrets it does not need."""
+    allowed = SECRETS_OF.get(name, ())
+    env = {k: v for k, v in environ.items() if k not in SECRET_ENV or k in allowed}
+    env["FASTMM_PROCESS"] = name
+    env["FASTMM_SUPERVISOR_PID"] = str(supervisor_pid)
+    return env
+
+
+@dataclass
+class ChildSpec:
+    """How to start one process. ``argv`` is complete; the config path is in it, secrets are not."""
+
+    name: str
+    argv: list[str]
+    cpus: list[int] = field(default_factory=list)
+    # Run to completion when this process dies, before it is restarted (the quoter's: cancel the orders
+    # its journal says may be live, so a crash loop never leaves quotes unmanaged during the back-off).
+    on_death: list[str] | None = None
+
+
+def default_children(cfg: Config, config_path: str | None, names: Sequence[str]) -> list[ChildSpec]:
+    """Each process as ``python -m fastmm.procs.run NAME [--config FILE]`` pinned as configured."""
+    specs = []
+    for name in names:
+        argv = [sys.executable, "-m", "fastmm.procs.run", name]
+        if config_path:
+            argv += ["--config", str(config_path)]
+        on_death = None
+        if name == QUOTER:
+            on_death = [*argv[:3], CANCEL_LEFT, *argv[4:]]
+        specs.append(ChildSpec(name, argv, list(getattr(cfg.processes, name.replace("-", "_"))), on_death))
+    return specs

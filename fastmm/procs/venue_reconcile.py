@@ -28,7 +28,8 @@ from fastmm.venues.truex.reconcile import (
     MissedFill,
     plan_start,
 )
-from fastmm.venues.truex.rest import RestOrder, TruexRest, TruexRestError
+from fastmm.venues.truex.rest import TruexRest
+from fastmm.venues.truex.rest_codec import RestOrder, TruexRestError
 
 if TYPE_CHECKING:
     from fastmm.procs.quoter import Quoter

@@ -26,9 +26,9 @@ from fastmm.data.book import L2Book
 from fastmm.data.coinbase_frames import RawFrame
 from fastmm.data.events import BookSnapshot, DepthDiff, Event, Level, Trade
 from fastmm.logs import OnceLogger
-from fastmm.sim.wire_time import go_time_ns, parse_rfc3339_ns, rfc3339_ns
 from fastmm.sim.ws_replay import WsConn, WsReplayCore
 from fastmm.units import DataError, format_e8, parse_e8
+from fastmm.venues.wire_time import go_time_ns, parse_rfc3339_ns, rfc3339_ns
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from fastmm.data.binance import replay as binance_replay
 from fastmm.data.book import L2Book
 from fastmm.data.events import BookSnapshot, DepthDiff, Event, Trade
 from fastmm.sim.kraken import PRICE_STEP, aggregate_levels
-from fastmm.sim.wire_time import rfc3339_us
 from fastmm.sim.ws_replay import WsConn, WsReplayCore
 from fastmm.units import fixed_e8
+from fastmm.venues.wire_time import rfc3339_us
 
 log = logging.getLogger(__name__)
 

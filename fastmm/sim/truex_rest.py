@@ -22,7 +22,7 @@ from fastmm.sim.truex_matching import ExecReport, ExecType, OrdStatus
 from fastmm.sim.truex_server import TruexSimServer
 from fastmm.units import BPS
 from fastmm.venues.truex.auth import rest_signature
-from fastmm.venues.truex.rest import API_PREFIX
+from fastmm.venues.truex.rest_codec import API_PREFIX
 
 _STATUS = {OrdStatus.NEW: "ACTIVE", OrdStatus.PARTIALLY_FILLED: "ACTIVE", OrdStatus.FILLED: "FILLED",
            OrdStatus.CANCELED: "CANCELED", OrdStatus.REJECTED: "REJECTED", OrdStatus.EXPIRED: "CANCELED"}

@@ -16,68 +16,17 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
-import orjson
 import websockets
 
 from fastmm.logs import OnceLogger, reason
-from fastmm.sim.wire_time import parse_rfc3339_ns
-from fastmm.units import DataError
+from fastmm.venues.events import Resubscribe
+from fastmm.venues.frames import MAX_FRAME_BYTES
 
 log = logging.getLogger("fastmm.feed")
 
-MAX_FRAME_BYTES = 16 * 1024 * 1024
 RECONNECT_AFTER_MIN_S = 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class TopChanged:
-    """The book's top levels changed: publish them."""
-
-    t_venue_ns: int
-    t_recv_ns: int
-    sequence_num: int
-
-
-@dataclass(frozen=True, slots=True)
-class Resubscribe:
-    """A sequence gap, a checksum mismatch or a broken snapshot: the book is dropped; resubscribe."""
-
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Heartbeat:
-    counter: int
-    t_recv_ns: int
-
-
-def parse_timestamp_ns(text: str) -> int:
-    """RFC 3339 with up to 9 fractional digits ("2023-02-09T20:32:50.714964855Z") -> ns since epoch;
-    anything else is a DataError (the one parser is :func:`fastmm.sim.wire_time.parse_rfc3339_ns`)."""
-    ns = parse_rfc3339_ns(text)
-    if ns is None:
-        raise DataError(f"bad timestamp {text!r}")
-    return ns
-
-
-def decode_frame(frame: bytes | str, bad: OnceLogger) -> dict | None:
-    """One WebSocket text frame as a JSON object, or None (too large, not JSON, not an object), the
-    reason counted and logged once: every feed's first step on bad input."""
-    if len(frame) > MAX_FRAME_BYTES:
-        bad("frame too large", f"{len(frame)} bytes")
-        return None
-    try:
-        msg = orjson.loads(frame)
-    except orjson.JSONDecodeError as e:
-        bad("not JSON", str(e)[:80])
-        return None
-    if not isinstance(msg, dict):
-        bad("not a JSON object")
-        return None
-    return msg
 
 
 class BookCodec(Protocol):

@@ -17,9 +17,9 @@ from fastmm.config import load_config
 from fastmm.db import shipper
 from fastmm.db.verify import differences
 from fastmm.journal import read_journal
-from fastmm.procs.plan import PROCESSES, processes
+from fastmm.procs.plan import PROCESSES, default_children, processes
 from fastmm.procs.restart import RestartPolicy
-from fastmm.procs.supervisor import Supervisor, default_children
+from fastmm.procs.supervisor import Supervisor
 from fastmm.shm import list_segments
 
 

@@ -28,9 +28,9 @@ from fastmm.db.shipper import streams_of
 from fastmm.db.verify import differences
 from fastmm.journal import read_journal
 from fastmm.procs import lifecycle as lc
-from fastmm.procs.plan import processes
+from fastmm.procs.plan import default_children, processes
 from fastmm.procs.restart import RestartPolicy
-from fastmm.procs.supervisor import Supervisor, default_children
+from fastmm.procs.supervisor import Supervisor
 from fastmm.shm import list_segments
 from fastmm.sim import venues as sim_venues
 from fastmm.sim.background import SimThread

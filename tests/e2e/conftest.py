@@ -14,10 +14,10 @@ from fastmm.config import Config, load_config
 from fastmm.core.trading_core import TradingCore
 from fastmm.journal import read_journal
 from fastmm.procs import lifecycle as lc
-from fastmm.procs.plan import PROCESSES
+from fastmm.procs.plan import PROCESSES, default_children
 from fastmm.procs.recovery import recover
 from fastmm.procs.restart import RestartPolicy
-from fastmm.procs.supervisor import Supervisor, default_children
+from fastmm.procs.supervisor import Supervisor
 from fastmm.shm import list_segments
 from fastmm.sim import venues as sim_venues
 from fastmm.sim.background import SimThread

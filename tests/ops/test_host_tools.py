@@ -13,18 +13,11 @@ from pathlib import Path
 from ops_helpers import BIN, OPS, host_tree, set_clock_synced
 
 from fastmm.config import Config, ProcessesConfig, load_config
-from fastmm.ops_cli import (
-    UDEV_RULE,
-    apply_plan,
-    check_host,
-    endpoints,
-    format_cpu_list,
-    format_cpu_mask,
-    parse_cpu_list,
-    parse_cpu_mask,
-    plan_host,
-    read_facts,
-)
+from fastmm.ops.cpus import format_cpu_list, format_cpu_mask, parse_cpu_list, parse_cpu_mask
+from fastmm.ops.endpoints import endpoints
+from fastmm.ops.host import read_facts
+from fastmm.ops.host_check import check_host
+from fastmm.ops.host_tune import UDEV_RULE, apply_plan, plan_host
 
 PROD = OPS / "fastmm.production.toml"
 

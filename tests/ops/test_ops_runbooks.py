@@ -35,7 +35,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fastmm.config import load_config
 from fastmm.journal import read_journal
-from fastmm.ops_cli import parse_cpu_list
+from fastmm.ops.cpus import parse_cpu_list
 
 RUNBOOKS = {"start.md", "stop.md", "kill-switch.md", "venue-down.md", "crashed-process.md", "host-crash.md",
             "rotate-secrets.md", "host-tuning.md", "disk-full.md"}

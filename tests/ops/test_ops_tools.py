@@ -26,7 +26,9 @@ from fastmm.metrics import (
     reject_reason,
     serve,
 )
-from fastmm.ops_cli import Check, HostFacts, OrderCanceler, check_host, read_facts
+from fastmm.ops.cancel import OrderCanceler
+from fastmm.ops.host import HostFacts, read_facts
+from fastmm.ops.host_check import Check, check_host
 from fastmm.report_cli import build_session, make_report, read_records
 from fastmm.venues.truex.codec import ExecutionReport, OrderCancelReject
 

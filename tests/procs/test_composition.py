@@ -10,7 +10,7 @@ from fastmm.bench_cli import load_bench
 from fastmm.config import Config, load_config
 from fastmm.core.trading_core import TradingCore
 from fastmm.journal import Journal
-from fastmm.ops_cli import cancel_core
+from fastmm.ops.cancel import cancel_core
 from fastmm.procs.quoter import Quoter
 from fastmm.procs.rehearsal import Rehearsal
 from fastmm.venues.truex.codec import TruexCodec

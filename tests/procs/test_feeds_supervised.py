@@ -14,8 +14,9 @@ from fastmm.config import load_config
 from fastmm.data.binance import read_capture
 from fastmm.procs import lifecycle as lc
 from fastmm.procs.book_channel import read_top
+from fastmm.procs.plan import default_children
 from fastmm.procs.restart import RestartPolicy
-from fastmm.procs.supervisor import Supervisor, default_children
+from fastmm.procs.supervisor import Supervisor
 from fastmm.shm import LatestValue, list_segments
 from fastmm.shm.records import TOP_OF_BOOK
 from fastmm.sim.background import SimThread

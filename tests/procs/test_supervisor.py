@@ -137,7 +137,7 @@ def test_kill_switch_trip_runs_the_stop_sequence(supervisor) -> None:
 
 
 def test_children_are_pinned_to_the_configured_cpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fastmm.procs.supervisor import default_children
+    from fastmm.procs.plan import default_children
 
     cpu = min(os.sched_getaffinity(0))
     monkeypatch.setenv("FASTMM_PROCESSES__QUOTER", f"[{cpu}]")

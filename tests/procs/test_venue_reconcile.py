@@ -21,7 +21,7 @@ from fastmm.procs.venue_reconcile import reconcile_at_start
 from fastmm.status import _add_files, _render_files
 from fastmm.venues.truex.codec import BUY, SELL
 from fastmm.venues.truex.reconcile import JournalView, plan_start
-from fastmm.venues.truex.rest import RestOrder, RestTrade
+from fastmm.venues.truex.rest_codec import RestOrder, RestTrade
 
 
 def _cfg(tmp: Path, url: str) -> Config:

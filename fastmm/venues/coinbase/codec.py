@@ -29,7 +29,9 @@ from fastmm.data.book import L2Book
 from fastmm.logs import OnceLogger
 from fastmm.speedups import compiled_twin
 from fastmm.units import DataError, parse_e8
-from fastmm.venues.ws_feed import Heartbeat, Resubscribe, TopChanged, decode_frame, parse_timestamp_ns
+from fastmm.venues.events import Heartbeat, Resubscribe, TopChanged
+from fastmm.venues.frames import decode_frame
+from fastmm.venues.wire_time import parse_timestamp_ns
 
 log = logging.getLogger("fastmm.coinbase")
 

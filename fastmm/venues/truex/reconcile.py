@@ -21,7 +21,7 @@ from pathlib import Path
 
 from fastmm.instrument import Instrument
 from fastmm.journal import read_journal, segments
-from fastmm.venues.truex.rest import RestOrder, RestTrade
+from fastmm.venues.truex.rest_codec import RestOrder, RestTrade
 
 REST_FILL_PREFIX = "rest:"    # ExecID of a fill booked from REST: rest:<match id>
 MATCH_KEY_PREFIX = "match:"   # key of a booked match id among the quoter's booked fill ids

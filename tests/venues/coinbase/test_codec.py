@@ -12,7 +12,7 @@ from fastmm.venues.coinbase.codec import (
     TopChanged,
     subscribe_message,
 )
-from fastmm.venues.ws_feed import parse_timestamp_ns
+from fastmm.venues.wire_time import parse_timestamp_ns
 
 SNAPSHOT = ('{"channel":"l2_data","client_id":"","timestamp":"2023-02-09T20:32:50.714964855Z","sequence_num":0,'
             '"events":[{"type":"snapshot","product_id":"BTC-USD","updates":[{"side":"bid","event_time":'

@@ -10,7 +10,8 @@ from truex_venue import CLIENT_ID, INSTRUMENT, USER, Venue
 
 from fastmm.fix.transport import run
 from fastmm.venues.truex.codec import BUY, SELL
-from fastmm.venues.truex.rest import Pacer, TruexRest, TruexRestError, parse_order, parse_trade
+from fastmm.venues.truex.rest import TruexRest
+from fastmm.venues.truex.rest_codec import Pacer, TruexRestError, parse_order, parse_trade
 
 
 def test_client_orders_trades_and_cancel_through_the_simulator() -> None:

@@ -1,9 +1,12 @@
-"""Venue timestamp text (RFC 3339 with nanoseconds) from integer ns, and back, for the simulators."""
+"""Venue timestamp text (RFC 3339 with nanoseconds) from integer ns, and back: the simulators write it,
+the feeds' codecs read it, so both use these functions and the two sides cannot drift apart."""
 
 from __future__ import annotations
 
 import time
 from datetime import datetime
+
+from fastmm.units import DataError
 
 _cache: tuple[int, str] = (-1, "")
 
@@ -58,3 +61,11 @@ def parse_rfc3339_ns(text: str) -> int | None:
 
 # A feed sees the same whole second many times in a row: its conversion is looked up, not redone.
 _HEAD_SECONDS: dict[str, int] = {}
+
+
+def parse_timestamp_ns(text: str) -> int:
+    """:func:`parse_rfc3339_ns` for a codec: anything that is not such a time is a DataError."""
+    ns = parse_rfc3339_ns(text)
+    if ns is None:
+        raise DataError(f"bad timestamp {text!r}")
+    return ns

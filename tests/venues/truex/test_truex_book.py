@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastmm.config import InstrumentConfig
 from fastmm.fix.codec import FrameParser, Message
 from fastmm.instrument import Instrument
-from fastmm.procs.feed_truex_md import TruexBook
+from fastmm.venues.truex.book import TruexBook
 from fastmm.venues.truex.codec import TruexCodec
 
 CODEC = TruexCodec(Instrument.from_config(InstrumentConfig()))
