@@ -38,22 +38,6 @@ class PaperOptions:
     processes: tuple[str, ...] | None = None    # None: the config's (fastmm.procs.plan.processes)
 
 
-class _VenueHandle:
-    """Adapts the venue set to SimThread's one-server start/stop."""
-
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
-        self.venues: sim_venues.VenueSet | None = None
-
-    async def start(self, host: str, port: int) -> int:
-        self.venues = await sim_venues.start(self.cfg, host=host, ephemeral=True)
-        return 0
-
-    async def stop(self) -> None:
-        if self.venues is not None:
-            await self.venues.stop()
-
-
 def run_paper(opts: PaperOptions, out: TextIO = sys.stdout) -> int:
     made = sim_venues.paper_credentials(os.environ)
     if made:
@@ -61,15 +45,13 @@ def run_paper(opts: PaperOptions, out: TextIO = sys.stdout) -> int:
     cfg = load_config(opts.config_path, os.environ)
     # Take the instance first: a live engine of it keeps its sequence files and segments untouched.
     instance: InstanceLock | None = InstanceLock.acquire(cfg.instance.name)
-    sims = SimThread()
+    sims: SimThread | None = None
     try:
         # A new simulated venue is a new FIX session day: sequence numbers start again on both sides.
         # (fastmm.venues.truex.factory.session_store_path; the second pattern is an earlier release's place)
         for stale in [*(cfg.state_path / "fix").glob("*.seq"), *cfg.state_path.glob("fix.*.seq")]:
             stale.unlink()
-        handle, _ = sims.start(lambda: _VenueHandle(cfg), timeout=120)
-        venues = handle.venues
-        assert venues is not None
+        sims, venues = sim_venues.start_in_thread(cfg)
         for name, where in venues.addresses.items():
             print(f"paper: {name:<18} {where}", file=out)
         os.environ.update(sim_venues.config_for(cfg, venues))
@@ -79,7 +61,8 @@ def run_paper(opts: PaperOptions, out: TextIO = sys.stdout) -> int:
         sup.instance_lock, instance = instance, None
         return _watch(sup, venues, opts, out)
     finally:
-        sims.close()
+        if sims is not None:
+            sims.close()
         if instance is not None:
             instance.close()
 

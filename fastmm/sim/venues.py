@@ -25,6 +25,7 @@ from fastmm.data.coinbase_frames import read_frames
 from fastmm.data.events import BookSnapshot, DepthDiff, Event, Trade
 from fastmm.data.paths import BINANCE_CAPTURE, data_dir
 from fastmm.instrument import Instrument
+from fastmm.sim.background import SimThread
 from fastmm.sim.coinbase import CbBook, CbUpdate, CoinbaseFaults, CoinbaseSettings, from_frames
 from fastmm.sim.coinbase_server import CoinbaseSimServer
 from fastmm.sim.kraken import KrakenSettings
@@ -217,6 +218,38 @@ async def start(cfg: Config, *, host: str = "127.0.0.1", faults: CoinbaseFaults 
         raise
     venues.addresses = addr
     return venues
+
+
+class VenueSetServer:
+    """The whole venue set as one :class:`SimThread` server (``start(host, port)`` / ``stop()``), on
+    ephemeral ports."""
+
+    def __init__(self, cfg: Config, faults: CoinbaseFaults | None = None) -> None:
+        self.cfg = cfg
+        self.faults = faults
+        self.venues: VenueSet | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        self.venues = await start(self.cfg, host=host, faults=self.faults, ephemeral=True)
+        return 0
+
+    async def stop(self) -> None:
+        if self.venues is not None:
+            await self.venues.stop()
+
+
+def start_in_thread(cfg: Config, *, faults: CoinbaseFaults | None = None,
+                    timeout: float = 120.0) -> tuple[SimThread, VenueSet]:
+    """Every simulator of ``cfg`` on 127.0.0.1 in a background thread (``fastmm paper``, process tests);
+    the caller closes the thread, which stops them. A failed start closes it here."""
+    sims = SimThread()
+    try:
+        server, _ = sims.start(lambda: VenueSetServer(cfg, faults), timeout=timeout)
+    except BaseException:
+        sims.close()
+        raise
+    assert server.venues is not None
+    return sims, server.venues
 
 
 def config_for(cfg: Config, venues: VenueSet) -> dict[str, str]:

@@ -71,24 +71,8 @@ def toml_of(env: dict[str, str]) -> str:
 def start_engine(settings: dict[str, str], root: Path, made: list[Running]) -> Running:
     sim_venues.paper_credentials(os.environ)        # secrets: the environment (the same for both)
     cfg = load_config(None, {**os.environ, **settings})
-    st = SimThread()
-    holder: dict[str, sim_venues.VenueSet] = {}
-
-    class Handle:
-        async def start(self, host: str, port: int) -> int:
-            holder["v"] = await sim_venues.start(cfg, host=host, ephemeral=True)
-            return 0
-
-        async def stop(self) -> None:
-            if "v" in holder:
-                await holder["v"].stop()
-
-    try:
-        st.start(Handle, timeout=120)
-    except BaseException:
-        st.close()
-        raise
-    settings = {**settings, **sim_venues.config_for(cfg, holder["v"])}
+    st, venues = sim_venues.start_in_thread(cfg)
+    settings = {**settings, **sim_venues.config_for(cfg, venues)}
     path = root / f"{settings['FASTMM_INSTANCE__NAME']}.toml"
     path.write_text(toml_of(settings))
     cfg = load_config(path, os.environ)

@@ -91,24 +91,7 @@ def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable
             monkeypatch.setenv(k, v)
         sim_venues.paper_credentials(os.environ)
         cfg = load_config(None, os.environ)
-        st = SimThread()
-        holder: dict[str, sim_venues.VenueSet] = {}
-
-        class Handle:
-            async def start(self, host: str, port: int) -> int:
-                holder["v"] = await sim_venues.start(cfg, host=host, ephemeral=True, faults=faults)
-                return 0
-
-            async def stop(self) -> None:
-                if "v" in holder:
-                    await holder["v"].stop()
-
-        try:
-            st.start(Handle, timeout=120)
-        except BaseException:
-            st.close()
-            raise
-        venues = holder["v"]
+        st, venues = sim_venues.start_in_thread(cfg, faults=faults)
         for k, v in sim_venues.config_for(cfg, venues).items():
             monkeypatch.setenv(k, v)
         cfg = load_config(None, os.environ)

@@ -29,7 +29,6 @@ from fastmm.procs.supervisor import Supervisor
 from fastmm.shm import list_segments, unlink_instance
 from fastmm.shm.records import STATE_CONNECTED
 from fastmm.sim import venues as sim_venues
-from fastmm.sim.background import SimThread
 from fastmm.status import read_status
 
 _n = iter(range(10**6))
@@ -202,24 +201,7 @@ class Engine:
                 "FASTMM_QUOTING__MODEL": "ladder", "FASTMM_QUOTING__LEVELS": "5", **env}
         sim_venues.paper_credentials(base)
         cfg = load_config(None, base)
-        self.st = SimThread()
-        holder: dict[str, sim_venues.VenueSet] = {}
-
-        class Handle:
-            async def start(self, host: str, port: int) -> int:
-                holder["v"] = await sim_venues.start(cfg, host=host, ephemeral=True)
-                return 0
-
-            async def stop(self) -> None:
-                if "v" in holder:
-                    await holder["v"].stop()
-
-        try:
-            self.st.start(Handle, timeout=120)
-        except BaseException:
-            self.st.close()
-            raise
-        self.venues = holder["v"]
+        self.st, self.venues = sim_venues.start_in_thread(cfg)
         self.env = {**base, **sim_venues.config_for(cfg, self.venues)}
         self.cfg = load_config(None, self.env)
         self.out = open(tmp / "supervise.out", "w")  # noqa: SIM115 - closed in close()

@@ -26,7 +26,6 @@ from ops_helpers import (
 from fastmm.config import load_config
 from fastmm.shm import list_segments, unlink_instance
 from fastmm.sim import venues as sim_venues
-from fastmm.sim.background import SimThread
 
 
 @pytest.fixture(scope="module")
@@ -37,24 +36,7 @@ def paper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Paper]:
     sim_env = {**creds, "FASTMM_INSTANCE__NAME": instance, "FASTMM_SIM__SPEED": "3",
                "FASTMM_SIM__TAKER_PROBABILITY": "0.5", "FASTMM_SIM__TAKER_REACH_BPS": "0"}
     sim_cfg = load_config(None, sim_env)
-    sims = SimThread()
-    holder: dict[str, sim_venues.VenueSet] = {}
-
-    class Handle:
-        async def start(self, host: str, port: int) -> int:
-            holder["v"] = await sim_venues.start(sim_cfg, host=host, ephemeral=True)
-            return 0
-
-        async def stop(self) -> None:
-            if "v" in holder:
-                await holder["v"].stop()
-
-    try:
-        sims.start(Handle, timeout=120)
-    except BaseException:
-        sims.close()
-        raise
-    venues = holder["v"]
+    sims, venues = sim_venues.start_in_thread(sim_cfg)
     a = venues.addresses
     config_path = root / "fastmm.toml"
     config_path.write_text(f"""
