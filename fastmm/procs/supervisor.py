@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from fastmm.config import SECRET_ENV, Config
 from fastmm.journal import Journal
+from fastmm.journal.records import make
 from fastmm.procs import lifecycle as lc
 from fastmm.procs.plan import (
     FEED_TRUEX_MD,
@@ -446,7 +447,7 @@ class Supervisor:
 
     def _record(self, kind: str, **fields: object) -> None:
         if self.journal is not None:
-            self.journal.append(kind, time.time_ns(), source=SUPERVISOR, **fields)
+            self.journal.write(make(kind, time.time_ns(), SUPERVISOR, **fields))
 
     # -- stop -------------------------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
