@@ -537,9 +537,9 @@ class Mark(Record):
 @_kind
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reconcile(Record):
-    """The start-up reconciliation with TrueX REST: its counts are in ``extra``."""
+    """The start-up reconciliation with TrueX REST: its counts (and ``error``, when it failed) are in
+    ``extra``, as the reconciliation reported them."""
     KIND = "reconcile"
-    error: str = ""
 
 
 @_kind

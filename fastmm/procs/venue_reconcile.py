@@ -123,8 +123,7 @@ async def reconcile_at_start(q: Quoter, rest: TruexRest | None = None) -> dict[s
     finally:
         if own:
             await rest.__aexit__(None, None, None)
-    q.journal.write(Reconcile(t_ns=time.time_ns(), error=str(counts.get("error", "")),
-                              extra={k: v for k, v in counts.items() if k != "error"}))
+    q.journal.write(Reconcile(t_ns=time.time_ns(), extra=dict(counts)))
     try:
         (cfg.state_path / STATUS_FILE).write_text(json.dumps(counts))
     except OSError as e:
