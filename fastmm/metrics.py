@@ -34,7 +34,22 @@ from typing import Any
 import orjson
 
 from fastmm.config import InstrumentConfig
+from fastmm.core.types import Side
 from fastmm.instrument import Instrument
+from fastmm.journal.records import (
+    Cancel,
+    CancelReject,
+    Fill,
+    HedgeFill,
+    HedgeReject,
+    Order,
+    Record,
+    RecordError,
+    Reject,
+    Replace,
+    Risk,
+    from_dict,
+)
 from fastmm.latency import StageHistogram
 from fastmm.logs import OnceLogger
 
@@ -54,17 +69,27 @@ _MAX_PENDING = 100_000    # requests waiting for an answer (bounded: answers can
 _REASON_RE = re.compile(r"[^a-z0-9]+")
 
 
-def reject_reason(rec: dict[str, Any]) -> str:
+def as_record(rec: Record | dict[str, Any]) -> Record | None:
+    """A record, from a decoded line of either format; None (logged once) when it is not one."""
+    if isinstance(rec, Record):
+        return rec
+    try:
+        return from_dict(rec)
+    except RecordError as e:
+        _bad("metrics: unreadable journal record ignored", f"{e}: {repr(rec)[:120]}")
+        return None
+
+
+def reject_reason(rec: Record | dict[str, Any]) -> str:
     """A short, low-cardinality label for a reject record."""
-    kind = rec.get("kind")
-    if kind == "cancel_reject":
-        return f"cancel_reject:{rec.get('reason', 'unknown')}"
-    if kind == "hedge_reject":
-        text = str(rec.get("reason") or "")
-        return "hedge:" + (_REASON_RE.sub("_", text.lower()).strip("_")[:40] or "unspecified")
-    if rec.get("business_reason") is not None:
-        return f"business:{rec.get('business_reason')}"
-    text = str(rec.get("text") or "")
+    r = as_record(rec)
+    if isinstance(r, CancelReject):
+        return f"cancel_reject:{'unknown' if r.reason is None else r.reason}"
+    if isinstance(r, HedgeReject):
+        return "hedge:" + (_REASON_RE.sub("_", r.reason.lower()).strip("_")[:40] or "unspecified")
+    if isinstance(r, Reject) and r.business_reason is not None:
+        return f"business:{r.business_reason}"
+    text = r.text if isinstance(r, Reject) else ""
     return _REASON_RE.sub("_", text.lower()).strip("_")[:40] or "unspecified"
 
 
@@ -115,16 +140,15 @@ class JournalStats:
         self._pending: dict[str, tuple[str, int]] = {}
         self._recent: deque[int] = deque()
 
-    def feed(self, rec: dict[str, Any]) -> None:
-        kind = rec.get("kind")
-        t_ns = rec.get("t_ns")
-        if not isinstance(kind, str) or not isinstance(t_ns, int):
-            _bad("metrics: journal record without kind or t_ns ignored", repr(rec)[:120])
+    def feed(self, rec: Record | dict[str, Any]) -> None:
+        r = as_record(rec)
+        if r is None:
             return
+        kind, t_ns = r.KIND, r.t_ns
         self.records[kind] += 1
         self.last_t_ns = max(self.last_t_ns, t_ns)
-        cl = str(rec.get("cl_ord_id") or "")
-        if kind in ORDER_MESSAGE_KINDS:
+        cl = getattr(r, "cl_ord_id", "")
+        if isinstance(r, Order | Cancel | Replace):
             self.order_messages[kind] += 1
             self._recent.append(t_ns)
             if cl:
@@ -135,25 +159,25 @@ class JournalStats:
             sent = self._pending.pop(cl, None)
             if sent is not None and sent[0] == _ANSWER_STAGE[kind]:
                 self._round_trip(sent[0], t_ns, t_ns - sent[1])
-        elif kind in ("reject", "cancel_reject", "hedge_reject"):
-            reason = reject_reason(rec)
+        elif isinstance(r, Reject | CancelReject | HedgeReject):
+            reason = reject_reason(r)
             if reason not in self.rejects and len(self.rejects) >= MAX_REASONS:
                 reason = "other"
             self.rejects[reason] += 1
             sent = self._pending.pop(cl, None)
             if sent is not None:
                 self._round_trip("to_reject", t_ns, t_ns - sent[1])
-        elif kind == "fill":
-            side = "buy" if str(rec.get("side")) == "1" else "sell"
+        elif isinstance(r, Fill):
+            side = "buy" if r.side == Side.BUY else "sell"
             self.fills[side] += 1
-            self.fill_lots[side] += _int(rec.get("qty_lots"))
-            if _int(rec.get("leaves_lots"), 1) == 0:
+            self.fill_lots[side] += r.qty_lots
+            if r.leaves_lots == 0:
                 self._pending.pop(cl, None)
-        elif kind == "hedge_fill" and rec.get("source") == "quoter":
-            side = "buy" if str(rec.get("side")).upper() in ("BUY", "1") else "sell"
+        elif isinstance(r, HedgeFill) and r.source == "quoter":
+            side = "buy" if r.side == Side.BUY else "sell"
             self.hedge_fills[side] += 1
-            self.hedge_lots[side] += _int(rec.get("qty_lots"))
-        elif kind == "risk":
+            self.hedge_lots[side] += r.qty_lots
+        elif isinstance(r, Risk):
             self.risk_events += 1
 
     def _round_trip(self, stage: str, t_ns: int, ns: int) -> None:
@@ -161,7 +185,7 @@ class JournalStats:
         if self.samples is not None:
             self.samples.append((stage, t_ns, ns))
 
-    def feed_all(self, records: Iterable[dict[str, Any]]) -> None:
+    def feed_all(self, records: Iterable[Record | dict[str, Any]]) -> None:
         for rec in records:
             self.feed(rec)
 
@@ -185,13 +209,6 @@ class JournalStats:
             "risk_events": self.risk_events,
             "round_trips": {k: rt.percentiles_ms() for k, rt in self.round_trips.items() if rt.count},
         }
-
-
-def _int(v: Any, default: int = 0) -> int:
-    try:
-        return int(v)
-    except (TypeError, ValueError):
-        return default
 
 
 def parse_lines(data: bytes) -> Iterator[dict[str, Any]]:

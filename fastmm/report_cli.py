@@ -29,7 +29,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +37,21 @@ from fastmm.config import Config, ConfigError, load_config
 from fastmm.core.pnl import PnLTracker
 from fastmm.core.types import HedgeFilled, Liquidity, OrderFilled, Side
 from fastmm.instrument import Instrument
-from fastmm.journal import segments
+from fastmm.journal.reader import exists, segments
+from fastmm.journal.records import Fill as FillRecord
+from fastmm.journal.records import HedgeFill, Record, RecordError, from_dict
+from fastmm.journal.replay import Booking, OrderFold
 from fastmm.logs import OnceLogger
 from fastmm.metrics import JournalStats, parse_latency_table, parse_lines
-from fastmm.units import E8
+from fastmm.units import E8, e8_to_decimal, format_e8
 
 log = logging.getLogger("fastmm.report")
 
 
 @dataclass
 class Fill:
+    """One fill as the report lists it."""
+
     t_ns: int
     venue: str          # truex | kraken
     side: str           # buy | sell
@@ -76,117 +81,77 @@ class Session:
     lot_size: Decimal = Decimal(0)      # the instrument's lot, BTC (a position in lots times this is BTC)
 
 
-def _side(v: Any) -> Side:
-    return Side.BUY if str(v) in ("1", "BUY", "buy") else Side.SELL
-
-
 class _Rebuild:
-    """Folds records into a :class:`Session` (no I/O)."""
+    """Folds records into a :class:`Session` (no I/O): orders and fills through the journal's one fold
+    (:class:`fastmm.journal.replay.OrderFold`, its ``working`` view: what the venue most likely shows)."""
 
     def __init__(self, cfg: Config) -> None:
         self.instrument = Instrument.from_config(cfg.instrument)
         self.tick = float(cfg.instrument.tick_size)
         self.lot = float(cfg.instrument.lot_size)
         self.pnl = PnLTracker(cfg.pnl, cfg.fees, self.instrument)
-        self.working: dict[str, tuple[Side, int]] = {}     # ClOrdID -> (side, price ticks)
-        # a replace in flight: new ClOrdID -> (the one it replaces, that order's side and price)
-        self.replacing: dict[str, tuple[str, tuple[Side, int] | None]] = {}
-        self.seen_exec: set[str] = set()
+        self.fold = OrderFold()
         self.s = Session(lot_size=cfg.instrument.lot_size)
         self.bad = OnceLogger(log)
         self._last_quote: tuple[float, float] | None = None
         self._last_mid = 0.0
 
-    def feed(self, rec: dict[str, Any]) -> None:
+    def feed(self, rec: Record | dict[str, Any]) -> None:
         s = self.s
-        kind, t = rec.get("kind"), rec.get("t_ns")
-        if not isinstance(kind, str) or not isinstance(t, int):
-            s.skipped += 1
-            self.bad("report: journal record without kind or t_ns skipped", repr(rec)[:100])
-            return
+        if isinstance(rec, dict):
+            kind, t = rec.get("kind"), rec.get("t_ns")
+            if not isinstance(kind, str) or not isinstance(t, int) or isinstance(t, bool):
+                s.skipped += 1
+                self.bad("report: journal record without kind or t_ns skipped", repr(rec)[:100])
+                return
+            try:
+                rec = from_dict(rec)
+            except RecordError as e:
+                s.records += 1
+                s.start_ns = s.start_ns or t
+                s.end_ns = max(s.end_ns, t)
+                s.skipped += 1
+                self.bad(f"report: unreadable {kind} record skipped", f"{e}: {repr(rec)[:100]}")
+                return
+        t = rec.t_ns
         s.records += 1
         s.start_ns = s.start_ns or t
         s.end_ns = max(s.end_ns, t)
         s.stats.feed(rec)
-        try:
-            self._apply(kind, t, rec)
-        except (KeyError, TypeError, ValueError, InvalidOperation) as e:
-            s.skipped += 1
-            self.bad(f"report: unreadable {kind} record skipped", f"{e!r}: {repr(rec)[:100]}")
-            return
-        mid_e8 = rec.get("fair_mid_e8")
-        if isinstance(mid_e8, int) and mid_e8 > 0:
+        if self.fold.apply(rec) == Booking.BOOKED:
+            if isinstance(rec, FillRecord):
+                self._fill(rec)
+            elif isinstance(rec, HedgeFill):
+                self._hedge_fill(rec)
+        mid_e8 = getattr(rec, "fair_mid_e8", 0)
+        if mid_e8 > 0:
             self._mark(t, mid_e8 / E8, "journal")
         self._quote_changed(t)
 
-    def _apply(self, kind: str, t: int, rec: dict[str, Any]) -> None:
-        cl = str(rec.get("cl_ord_id") or "")
-        orig = str(rec.get("orig_cl_ord_id") or "")
-        w = self.working
-        if kind == "order":
-            w[cl] = (_side(rec["side"]), int(rec["price_ticks"]))
-        elif kind == "replace":
-            # The venue moves the order: draw it at its new price from now on, and keep the old state
-            # to put back if the venue refuses the replace.
-            self.replacing[cl] = (orig, w.pop(orig, None))
-            w[cl] = (_side(rec["side"]), int(rec["price_ticks"]))
-        elif kind == "replaced":
-            w.pop(orig, None)
-            self.replacing.pop(cl, None)
-            if cl in w and rec.get("price_ticks"):
-                w[cl] = (w[cl][0], int(rec["price_ticks"]))
-        elif kind == "canceled":
-            w.pop(cl, None)
-            w.pop(orig, None)
-            self.replacing.pop(cl, None)
-        elif kind in ("reject", "cancel_reject"):
-            ended = kind == "cancel_reject" and (rec.get("reason") == 1
-                                                 or rec.get("ord_status") in ("2", "4", "8"))
-            w.pop(cl, None)
-            before = self.replacing.pop(cl, None)
-            if before is not None:
-                orig = orig or before[0]
-                if before[1] is not None and not ended:
-                    w[before[0]] = before[1]
-            if ended:
-                w.pop(orig, None)
-        elif kind == "fill":
-            self._fill(t, rec, cl)
-        elif kind == "hedge_fill" and rec.get("source") == "quoter":
-            self._hedge_fill(t, rec)
+    def _fill(self, rec: FillRecord) -> None:
+        liq = Liquidity.TAKER if rec.liquidity == 2 else Liquidity.MAKER
+        fee = e8_to_decimal(rec.fee_e8) if rec.fee_e8 is not None else None
+        self.pnl.on_truex_fill(rec.t_ns, OrderFilled(rec.cl_ord_id, rec.exec_id, rec.side, rec.px_ticks,
+                                                     rec.qty_lots, rec.leaves_lots, liq, fee))
+        self.s.fills.append(Fill(rec.t_ns, "truex", rec.side.name.lower(), rec.px_ticks * self.tick,
+                                  rec.qty_lots * self.lot, liq.name.lower(),
+                                  format_e8(rec.fee_e8) if rec.fee_e8 is not None else None, rec.cl_ord_id))
+        self._money(rec.t_ns)
 
-    def _fill(self, t: int, rec: dict[str, Any], cl: str) -> None:
-        exec_id = str(rec["exec_id"])
-        if exec_id in self.seen_exec:
-            return
-        self.seen_exec.add(exec_id)
-        side, px, qty = _side(rec["side"]), int(rec["px_ticks"]), int(rec["qty_lots"])
-        leaves = int(rec.get("leaves_lots") or 0)
-        if leaves == 0:
-            self.working.pop(cl, None)
-        liq = Liquidity.TAKER if rec.get("liquidity") == 2 else Liquidity.MAKER
-        fee = rec.get("fee")
-        fee_d = Decimal(fee) if fee not in (None, "None") else None
-        self.pnl.on_truex_fill(t, OrderFilled(cl, exec_id, side, px, qty, leaves, liq, fee_d))
-        self.s.fills.append(Fill(t, "truex", side.name.lower(), px * self.tick, qty * self.lot,
-                                 liq.name.lower(), str(fee) if fee is not None else None, cl))
-        self._money(t)
-
-    def _hedge_fill(self, t: int, rec: dict[str, Any]) -> None:
-        exec_id = str(rec["exec_id"])
-        if exec_id in self.seen_exec:
-            return
-        self.seen_exec.add(exec_id)
-        side, lots, price = _side(rec["side"]), int(rec["qty_lots"]), Decimal(str(rec["price"]))
-        fee = Decimal(str(rec.get("fee", "0")))
-        self.pnl.on_hedge_fill(t, HedgeFilled(exec_id, side, lots, price, Liquidity.TAKER, fee))
-        self.s.fills.append(Fill(t, "kraken", side.name.lower(), float(price), lots * self.lot, "taker",
-                                 str(fee), str(rec.get("cl_ord_id") or "")))
-        self._money(t)
+    def _hedge_fill(self, rec: HedgeFill) -> None:
+        assert rec.side is not None     # the fold books none without
+        price, fee = e8_to_decimal(rec.price_e8), e8_to_decimal(rec.fee_e8 or 0)
+        self.pnl.on_hedge_fill(rec.t_ns, HedgeFilled(rec.exec_id, rec.side, rec.qty_lots, price,
+                                                     Liquidity.TAKER, fee))
+        self.s.fills.append(Fill(rec.t_ns, "kraken", rec.side.name.lower(), float(price),
+                                  rec.qty_lots * self.lot, "taker", format_e8(rec.fee_e8 or 0),
+                                  rec.cl_ord_id))
+        self._money(rec.t_ns)
 
     def _quote_changed(self, t: int) -> None:
-        bids = [p for sd, p in self.working.values() if sd == Side.BUY]
-        asks = [p for sd, p in self.working.values() if sd == Side.SELL]
+        working = self.fold.working
+        bids = [p for sd, p in working.values() if sd == Side.BUY]
+        asks = [p for sd, p in working.values() if sd == Side.SELL]
         q = (max(bids) * self.tick if bids else 0.0, min(asks) * self.tick if asks else 0.0)
         if q == self._last_quote:
             return
@@ -428,7 +393,7 @@ def _phases(path: Path) -> list[tuple[int, str]]:
 
 def make_report(journal: Path, out_dir: Path, cfg: Config) -> dict[str, Any]:
     """Build ``session.png``, ``session.html`` and ``summary.json`` in ``out_dir``; returns the summary."""
-    if not journal.exists() and not segments(journal):
+    if not exists(journal):
         raise ConfigError(f"{journal}: no such journal")
     if journal.is_dir():
         raise ConfigError(f"{journal}: is a folder; give the journal file (e.g. {journal}/journal.jsonl)")

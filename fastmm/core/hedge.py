@@ -26,14 +26,10 @@ import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from fastmm.config import Config, InstrumentConfig
+from fastmm.config import Config
 from fastmm.core.models import VolatilityEstimator
-from fastmm.instrument import Instrument
 from fastmm.units import BPS
 
-# The default instrument's lot in 1e-8 BTC, only for fastmm.procs.hedger until it passes HedgePlanner its
-# instrument's ``lot_e8`` (everything else takes the lot from the configured instrument).
-LOT_E8 = Instrument.from_config(InstrumentConfig()).lot_e8
 # Kraken XBTUSD's own increments (venue facts; live, the hedger reads them from AssetPairs)
 KRAKEN_TICK_E8 = 10_000_000         # price tick, 0.1 USD
 KRAKEN_ORDERMIN_E8 = 10_000         # order minimum, 0.0001 BTC
@@ -135,6 +131,7 @@ class HedgePlanner:
     min_e8: int
     max_e8: int
     limit_timeout_ns: int
+    lot_e8: int                         # one lot of the quoted instrument in 1e-8 (Instrument.lot_e8)
     edge_bps: int = 2
     price_tick_e8: int = KRAKEN_TICK_E8
     volume_step_e8: int = 1             # Kraken: 8 lot decimals
@@ -143,7 +140,6 @@ class HedgePlanner:
     flatten: bool = False               # the supervisor's hedge_flat: hedge down to zero, ignore threshold
     history: list[ActiveHedge] = field(default_factory=list)
     risk: HedgeRisk | None = None       # when set, a position is hedged only when its risk outweighs the cost
-    lot_e8: int = LOT_E8                # one TrueX lot of the position in 1e-8 BTC (Instrument.lot_e8)
 
     @property
     def phase(self) -> HedgePhase:

@@ -1,16 +1,19 @@
 """One journal record -> one typed row: the only place that knows the journal's record fields.
 
-Today's journal is JSON lines (fastmm.journal); when it gets typed records this module is what changes
-and nothing else in fastmm.db. Each record becomes exactly one row of one table (``TABLE_OF``), besides
+A record of the current format (``"v"`` in its line, fastmm.journal.records) is first rendered in the
+first format's layout (:meth:`Record.legacy`), so one mapping serves lines of both formats. Each
+record becomes exactly one row of one table (``TABLE_OF``), besides
 its copy in ``journal_records``; money is integer 1e-8 PYUSD (``*_e8``), order state integer ticks and
 lots, as in the engine. Pure: no database, no clock.
 """
 
 from __future__ import annotations
 
+import contextlib
 from decimal import InvalidOperation
 from typing import Any
 
+from fastmm.journal.records import RecordError, from_dict
 from fastmm.units import round_e8
 
 TABLE_OF = {
@@ -87,6 +90,9 @@ def to_row(rec: dict[str, Any], tick_e8: int) -> tuple[str, tuple[Any, ...]] | N
     table = table_of(rec)
     if table is None:
         return None
+    if "v" in rec:
+        with contextlib.suppress(RecordError):     # unreadable: the fields it has, as they are
+            rec = from_dict(rec).legacy()
     kind = rec["kind"]
     g = rec.get
     vals: tuple[Any, ...]

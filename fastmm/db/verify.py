@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from fastmm.db import rows
-from fastmm.journal import read_journal
+from fastmm.journal.reader import exists, read_objects
 
 
 def expected_rows(records: list[dict[str, Any]]) -> Counter[str]:
@@ -40,7 +40,7 @@ def differences(conn: Any, instance: str, streams: dict[str, Path]) -> list[str]
     problems: list[str] = []
     want_tables: Counter[str] = Counter()
     for stream, path in streams.items():
-        recs = list(read_journal(path)) if path.exists() or list(path.parent.glob(path.name + ".*")) else []
+        recs = list(read_objects(path)) if exists(path) else []
         want_tables += expected_rows(recs)
         got = conn.execute("SELECT seq, body FROM journal_records WHERE instance = %s AND stream = %s "
                            "ORDER BY seq", (instance, stream)).fetchall()

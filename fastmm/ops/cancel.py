@@ -137,8 +137,9 @@ async def cancel_orders(cfg: Config, timeout_s: float, out: TextIO) -> int:
             cl = core.next_cl_ord_id()
             core.sent_as(cl)
             canceler.orig_by_cancel[cl] = orig
-            kind, fields, msg_type, body = order_message(codec, CancelOrder(cl, orig, side_of[orig]))
-            journal.append(kind, time.time_ns(), **fields, source="cancel-orders")
+            rec, msg_type, body = order_message(codec, CancelOrder(cl, orig, side_of[orig]), time.time_ns(),
+                                                source="cancel-orders")
+            journal.write(rec)
             initiator.send(msg_type, body)
 
         for orig in list(side_of):

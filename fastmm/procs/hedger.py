@@ -3,7 +3,9 @@
 Reads ``position`` (written by the quoter), decides with :class:`fastmm.core.hedge.HedgePlanner`, sends
 orders through :class:`fastmm.venues.kraken.rest.KrakenRest`, follows each order by polling it, and
 publishes its fills on the lossless ``hedge.fills`` ring, in whole TrueX lots (a sub-lot remainder is
-carried to the next fill of the same hedge).
+carried to the next fill of the same hedge: :class:`fastmm.core.hedge_fills.HedgeFills` decides). The loop
+never waits on the ring: a fill the ring has no room for waits in order in :attr:`Hedger.outbox` and goes
+out on a later turn (it is in the journal already).
 
 Its own journal (``hedger.jsonl``) makes a restart safe: each hedge order's ``cl_ord_id`` is written
 before the order is sent, and each fill before it is published. On restart the hedger finds every
@@ -19,13 +21,12 @@ import contextlib
 import errno
 import logging
 import time
-from decimal import ROUND_HALF_EVEN, Decimal
-from pathlib import Path
+from collections import deque
+from decimal import Decimal
 from typing import Any
 
 from fastmm.config import Config
 from fastmm.core.hedge import (
-    LOT_E8,
     CancelHedge,
     HedgePhase,
     HedgePlanner,
@@ -33,9 +34,12 @@ from fastmm.core.hedge import (
     PlaceLimit,
     PlaceMarket,
 )
-from fastmm.core.vet import execution_problem
-from fastmm.data.units import fixed_e8, parse_e8
-from fastmm.journal import Journal, JournalError, read_journal
+from fastmm.core.hedge_fills import HedgeFills, HedgeSlice, Refused
+from fastmm.core.types import Side
+from fastmm.instrument import Instrument
+from fastmm.journal import Journal, JournalError
+from fastmm.journal.records import Hedge, HedgeAck, HedgeFill, HedgeReject, Risk, parse_side, to_e8
+from fastmm.journal.replay import HedgerFold
 from fastmm.procs.book_channel import read_top
 from fastmm.procs.child import SupervisorLink, serve_supervisor, stop_on_signals
 from fastmm.procs.firm_gate import FirmGate
@@ -51,6 +55,7 @@ from fastmm.shm.records import (
     TOP_OF_BOOK,
     VENUE_KRAKEN,
 )
+from fastmm.units import fixed_e8, parse_e8
 from fastmm.venues.kraken.rest import KrakenRest, OutcomeUnknown
 from fastmm.venues.kraken.rest_codec import InsufficientFunds, KrakenError, NonceStore, PairInfo
 
@@ -63,65 +68,68 @@ FUNDS_BACKOFF_S = 60.0
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})   # the disk, not the network
 
 
-class HedgeBook:
-    """What the hedger has done, rebuilt from its journal at start."""
-
-    def __init__(self, journal_path: Path) -> None:
-        self.published: set[str] = set()
-        self.open_orders: dict[str, dict[str, Any]] = {}   # cl_ord_id -> the hedge record
-        self.done: set[str] = set()
-        self.next_id = 1
-        self.carry_e8: dict[str, int] = {}                  # cl_ord_id -> sub-lot volume not yet published
-        self.seen_e8: dict[str, tuple[int, Decimal, Decimal]] = {}  # cl -> (vol_exec, cost, fee) published
-        if journal_path.exists():
-            for rec in read_journal(journal_path):
-                kind = rec.get("kind")
-                if kind == "hedge":
-                    cl = rec["cl_ord_id"]
-                    self.open_orders[cl] = rec
-                    self.next_id = max(self.next_id, int(rec.get("hedge_id", 0)) + 1)
-                elif kind == "hedge_fill":
-                    if int(rec.get("lots", 0)) > 0:     # a sub-lot remainder is journalled, never published
-                        self.published.add(rec["exec_id"])
-                    self.seen_e8[rec["cl_ord_id"]] = (int(rec["vol_exec_e8"]), Decimal(rec["cost"]),
-                                                      Decimal(rec["fee"]))
-                    self.carry_e8[rec["cl_ord_id"]] = int(rec["carry_e8"])
-                elif kind == "hedge_ack" and rec.get("final"):
-                    self.done.add(rec["cl_ord_id"])
-        for cl in self.done:
-            self.open_orders.pop(cl, None)
-
-
 class Hedger:
-    def __init__(self, cfg: Config, rest: KrakenRest, ring: EventRing, journal: Journal, book: HedgeBook,
+    """The hedger's shell: Kraken REST calls, the journal, the ring; the decisions are in the cores
+    (:class:`HedgePlanner` what to send, :class:`HedgeFills` what an execution means for the quoter)."""
+
+    def __init__(self, cfg: Config, rest: KrakenRest, ring: EventRing, journal: Journal, past: HedgerFold,
                  pair: PairInfo) -> None:
         self.cfg = cfg
         self.rest = rest
         self.ring = ring
         self.journal = journal
-        self.book = book
         self.pair = pair
         h = cfg.hedge
-        lot = LOT_E8
+        instrument = Instrument.from_config(cfg.instrument)
+        lot = self.lot_e8 = instrument.lot_e8
+        self.open_orders: dict[str, Hedge] = dict(past.open_orders)   # until each one's end is journalled
+        self.done: set[str] = set(past.done)
+        executed = {cl: (e.vol_exec_e8, e.cost_e8, e.fee_e8) for cl, e in past.executed.items()}
+        self.fills = HedgeFills(lot, executed, past.carry_e8, past.published)
+        # fills decided and journalled that the ring had no room for yet, oldest first
+        self.outbox: deque[tuple[HedgeSlice, Side, str, int, int]] = deque()
         self.planner = HedgePlanner(
-            threshold_lots=int(cfg.inventory.hedge_threshold_btc * 10_000),
+            threshold_lots=instrument.qty_floor_lots(cfg.inventory.hedge_threshold_btc), lot_e8=lot,
             min_e8=max(parse_e8(str(h.min_hedge_btc)), pair.ordermin_e8),
             max_e8=parse_e8(str(h.max_hedge_btc)) // lot * lot,
             limit_timeout_ns=int(h.limit_timeout_s * 1e9), edge_bps=int(h.limit_edge_bps),
-            price_tick_e8=pair.tick_e8, volume_step_e8=lot, next_id=book.next_id,
+            price_tick_e8=pair.tick_e8, volume_step_e8=lot, next_id=past.next_id,
             risk=HedgeRisk.from_config(cfg))
         self.funds_blocked_until = 0.0
         self.alert = ""
         self.txid_of: dict[str, str] = {}
-        self.side_of: dict[str, str] = {}
+        self.side_of: dict[str, Side] = dict(past.side_of)
         self.wound_down = False
-        self.volume_of: dict[str, int] = {cl: int(rec.get("volume_e8", 0))
-                                          for cl, rec in book.open_orders.items()}
+        self.volume_of: dict[str, int] = {cl: rec.volume_e8 for cl, rec in self.open_orders.items()}
         self.halted = False      # an impossible report: no new hedge this run (the alert says why)
 
     @property
     def fills_published(self) -> int:
-        return len(self.book.published)
+        """Fills decided for the quoter (on the ring, or waiting in the outbox): what it must book."""
+        return self.fills.count
+
+    def flush(self) -> int:
+        """Publish what waits in the outbox, in order, as far as the ring has room; never waits.
+        Returns how many are still waiting."""
+        ring = self.ring
+        tx = ring.tx[0]
+        while self.outbox:
+            sl, side, order_id, t_venue, t_recv = self.outbox[0]
+            tx["t_venue"] = t_venue
+            tx["t_recv"] = t_recv
+            tx["t_pub"] = time.monotonic_ns()
+            tx["venue"] = VENUE_KRAKEN
+            tx["side"] = 1 if side == Side.BUY else -1
+            tx["px_e8"] = sl.price_e8
+            tx["qty_e8"] = sl.lots * self.lot_e8
+            tx["fee_e8"] = sl.fee_e8
+            tx["maker"] = 0
+            tx["order_id"] = order_id.encode()[:40]
+            tx["exec_id"] = sl.exec_id.encode()[:40]
+            if not ring.push():
+                break
+            self.outbox.popleft()
+        return len(self.outbox)
 
     # -- restart and stop ----------------------------------------------------------------------------
     async def recover(self, max_wait_s: float = 30.0) -> None:
@@ -148,7 +156,7 @@ class Hedger:
         return True
 
     async def _settle(self, max_wait_s: float, *, let_market_finish: bool) -> None:
-        for cl, rec in list(self.book.open_orders.items()):
+        for cl, rec in list(self.open_orders.items()):
             found = await self.rest.find_order(cl)
             if found is None:
                 log.warning("hedger: journal has hedge order %s that Kraken never took; nothing to follow",
@@ -159,15 +167,15 @@ class Hedger:
             log.warning("hedger: %s: hedge order %s (%s) is %s", "winding down" if let_market_finish
                         else "left by the previous run", cl, txid, info.get("status"))
             self.txid_of[cl] = txid
-            self.side_of[cl] = rec["side"]
+            self.side_of[cl] = rec.side
             await self._absorb(cl, info)
             deadline = time.monotonic() + max_wait_s
-            market = int(rec.get("price_e8", 0)) == 0
+            market = rec.price_e8 == 0
             while info.get("status") not in CLOSED:
                 if not (market and let_market_finish):
                     with contextlib.suppress(KrakenError):
                         await self.rest.private("CancelOrder", {"txid": txid},
-                                                order_age_s=(time.time_ns() - int(rec["t_ns"])) / 1e9)
+                                                order_age_s=(time.time_ns() - rec.t_ns) / 1e9)
                 await asyncio.sleep(POLL_S)
                 info = (await self.rest.private("QueryOrders", {"txid": txid, "trades": "true"}))[txid]
                 await self._absorb(cl, info)
@@ -195,7 +203,7 @@ class Hedger:
         elif isinstance(action, CancelHedge):
             with contextlib.suppress(KrakenError):
                 await self.rest.private("CancelOrder", {"txid": action.txid}, order_age_s=action.age_s)
-            self.journal.append("hedge_ack", time.time_ns(), txid=action.txid, detail="cancel sent")
+            self.journal.write(HedgeAck(t_ns=time.time_ns(), txid=action.txid, detail="cancel sent"))
 
     async def _place(self, action: PlaceLimit | PlaceMarket) -> None:
         h = self.planner.hedge
@@ -209,12 +217,11 @@ class Hedger:
                                   "volume": fixed_e8(action.volume_e8, self.pair.lot_decimals)}
         if price:
             params["price"] = fixed_e8(price, self.pair.price_decimals)
-        rec = {"cl_ord_id": action.cl_ord_id, "hedge_id": h.hedge_id, "side": action.side,
-               "volume_e8": action.volume_e8, "price_e8": price}
-        t_ns = time.time_ns()
-        self.journal.append("hedge", t_ns, **rec)
-        self.book.open_orders[action.cl_ord_id] = {**rec, "t_ns": t_ns}   # until its end is journalled
-        self.side_of[action.cl_ord_id] = action.side
+        rec = Hedge(t_ns=time.time_ns(), cl_ord_id=action.cl_ord_id, hedge_id=h.hedge_id,
+                    side=parse_side(action.side), volume_e8=action.volume_e8, price_e8=price)
+        self.journal.write(rec)
+        self.open_orders[action.cl_ord_id] = rec   # until its end is journalled
+        self.side_of[action.cl_ord_id] = rec.side
         self.volume_of[action.cl_ord_id] = action.volume_e8
         try:
             placed = await self.rest.add_order(params, action.cl_ord_id)
@@ -224,7 +231,7 @@ class Hedger:
             return
         except KrakenError as e:
             log.error("hedger: hedge order %s rejected: %s", action.cl_ord_id, e)
-            self.journal.append("hedge_reject", time.time_ns(), cl_ord_id=action.cl_ord_id, reason=str(e))
+            self.journal.write(HedgeReject(t_ns=time.time_ns(), cl_ord_id=action.cl_ord_id, reason=str(e)))
             if isinstance(e, InsufficientFunds):
                 self._funds_alert(f"Kraken refused the hedge: {e}")
             self._final(action.cl_ord_id, "rejected")
@@ -238,8 +245,8 @@ class Hedger:
             h.limit_txid = placed.txid
         else:
             h.market_txid = placed.txid
-        self.journal.append("hedge_ack", time.time_ns(), cl_ord_id=action.cl_ord_id, txid=placed.txid,
-                            adopted=placed.adopted)
+        self.journal.write(HedgeAck(t_ns=time.time_ns(), cl_ord_id=action.cl_ord_id, txid=placed.txid,
+                                    adopted=bool(placed.adopted)))
         log.info("hedger: %s %s %s placed as %s", action.side, fixed_e8(action.volume_e8, 8),
                  "limit " + fixed_e8(price, 1) if price else "market", placed.txid)
 
@@ -270,7 +277,7 @@ class Hedger:
     def _raise_alert(self, text: str) -> None:
         if self.alert != text:
             log.error("hedger: ALERT: %s", text)
-            self.journal.append("risk", time.time_ns(), source="hedger", detail=text)
+            self.journal.write(Risk(t_ns=time.time_ns(), source="hedger", detail=text))
         self.alert = text
 
     async def _follow(self, cl: str, txid: str, which: str) -> None:
@@ -298,60 +305,44 @@ class Hedger:
             self._final(cl, info["status"])
 
     async def _absorb(self, cl: str, info: dict[str, Any]) -> None:
-        """Publish what the order executed since we last looked, in whole lots; an execution that cannot
-        be true (fastmm.core.vet: vol_exec above the order's volume, absurd cost) is refused, never
-        published: an alert, and the hedger stops hedging (its kill switch)."""
-        prev_vol, prev_cost, prev_fee = self.book.seen_e8.get(cl, (0, Decimal(0), Decimal(0)))
+        """Journal what the order executed since we last looked and queue its whole lots for the ring
+        (:class:`HedgeFills` decides); an execution that cannot be true (vol_exec above the order's
+        volume, absurd cost) is refused, never published: an alert, and the hedger stops hedging (its
+        kill switch)."""
         try:
             vol = parse_e8(str(info.get("vol_exec", "0")))
-            cost = Decimal(str(info.get("cost", "0")))
-            fee = Decimal(str(info.get("fee", "0")))
-            ours = self.volume_of.get(cl, 0)
-            problem = execution_problem(ours or parse_e8(str(info.get("vol", "0"))), vol, prev_vol, cost, fee)
+            cost_e8 = to_e8(info.get("cost", "0"))
+            fee_e8 = to_e8(info.get("fee", "0"))
+            ours = self.volume_of.get(cl, 0) or parse_e8(str(info.get("vol", "0")))
         except (ValueError, ArithmeticError) as e:
-            problem = f"unreadable execution: {e}"
-        if problem is not None:
+            out: HedgeSlice | Refused | None = Refused(f"unreadable execution: {e}")
+        else:
+            order_id = self.txid_of.get(cl, cl)
+            out = self.fills.observe(cl, order_id, ours, vol, cost_e8, fee_e8, info.get("status") in CLOSED)
+        if isinstance(out, Refused):
             self.halted = True
-            self._raise_alert(f"refused Kraken report for {cl}: {problem}")
+            self._raise_alert(f"refused Kraken report for {cl}: {out.problem}")
             return
-        if vol <= prev_vol:
+        if out is None:
             return
-        d_vol, d_cost, d_fee = vol - prev_vol, cost - prev_cost, fee - prev_fee
-        carry = self.book.carry_e8.get(cl, 0) + d_vol
-        lots, carry = divmod(carry, LOT_E8)
-        closed = info.get("status") in CLOSED
-        if closed and carry >= LOT_E8 // 2:      # round the final remainder to the nearest lot
-            lots, carry = lots + 1, carry - LOT_E8
-        exec_id = f"{self.txid_of.get(cl, cl)}:{vol}"
-        price = (d_cost / (Decimal(d_vol) / 10**8)).quantize(Decimal("0.00000001"), ROUND_HALF_EVEN)
-        self.journal.append("hedge_fill", time.time_ns(), cl_ord_id=cl, exec_id=exec_id, lots=lots,
-                            vol_exec_e8=vol, cost=str(cost), fee=str(fee), carry_e8=carry, price=str(price))
-        self.book.seen_e8[cl] = (vol, cost, fee)
-        self.book.carry_e8[cl] = carry
-        if closed and carry:
+        side = self.side_of.get(cl, Side.BUY)
+        t_venue, t_recv = time.time_ns(), time.monotonic_ns()
+        self.journal.write(HedgeFill(
+            t_ns=t_venue, cl_ord_id=cl, exec_id=out.exec_id, side=side, qty_lots=out.lots,
+            price_e8=out.price_e8, fee_e8=out.fee_e8, vol_exec_e8=out.vol_exec_e8, cost_e8=out.cost_e8,
+            fee_cum_e8=out.fee_cum_e8, carry_e8=out.carry_e8))
+        if info.get("status") in CLOSED and out.carry_e8:
             log.warning("hedger: %s ended with %d e-8 BTC below one TrueX lot, not reported to the quoter",
-                        cl, carry)
-        if lots <= 0 or exec_id in self.book.published:
-            return
-        tx = self.ring.tx[0]
-        tx["t_venue"] = time.time_ns()
-        tx["t_recv"] = tx["t_pub"] = time.monotonic_ns()
-        tx["venue"] = VENUE_KRAKEN
-        tx["side"] = 1 if self.side_of.get(cl, "buy") == "buy" else -1
-        tx["px_e8"] = int(price * 10**8)
-        tx["qty_e8"] = lots * LOT_E8
-        tx["fee_e8"] = int((d_fee * 10**8).to_integral_value(ROUND_HALF_EVEN))
-        tx["maker"] = 0
-        tx["order_id"] = self.txid_of.get(cl, cl).encode()[:40]
-        tx["exec_id"] = exec_id.encode()[:40]
-        self.ring.put(tx, timeout_s=5.0)
-        self.book.published.add(exec_id)
+                        cl, out.carry_e8)
+        if out.publish:
+            self.outbox.append((out, side, self.txid_of.get(cl, cl), t_venue, t_recv))
+            self.flush()
 
     def _final(self, cl: str, status: str) -> None:
-        if cl not in self.book.done:
-            self.book.done.add(cl)
-            self.book.open_orders.pop(cl, None)
-            self.journal.append("hedge_ack", time.time_ns(), cl_ord_id=cl, final=True, status=status)
+        if cl not in self.done:
+            self.done.add(cl)
+            self.open_orders.pop(cl, None)
+            self.journal.write(HedgeAck(t_ns=time.time_ns(), cl_ord_id=cl, final=True, status=status))
 
 
 async def run_supervised(cfg: Config, name: str = "hedger") -> int:
@@ -368,7 +359,7 @@ async def run_supervised(cfg: Config, name: str = "hedger") -> int:
         ref = None
     state = cfg.state_path
     journal = Journal(state / HEDGER_JOURNAL, cfg.journal.durability, cfg.journal.rotate_bytes)
-    book = HedgeBook(state / HEDGER_JOURNAL)
+    past = HedgerFold.read(state / HEDGER_JOURNAL)
     flatten_cmd: list[int] = []
     logout_cmd: list[int] = []
 
@@ -387,7 +378,7 @@ async def run_supervised(cfg: Config, name: str = "hedger") -> int:
                               NonceStore(state / "kraken.nonce")) as rest:
             pair = PairInfo.from_asset_pairs(await rest.public("AssetPairs", {"pair": cfg.hedge.pair}),
                                              cfg.hedge.pair)
-            hedger = Hedger(cfg, rest, ring, journal, book, pair)
+            hedger = Hedger(cfg, rest, ring, journal, past, pair)
             await hedger.recover()
             link.set_state(STATE_CONNECTED)
             try:
@@ -399,6 +390,9 @@ async def run_supervised(cfg: Config, name: str = "hedger") -> int:
                         await hedger.wind_down()
                     except Exception:    # the journal still lists the order: the next start follows it
                         log.exception("hedger: wind-down failed")
+                if hedger.flush():     # in the journal: the quoter's next start books them
+                    log.error("hedger: exiting with %d hedge fill(s) the ring had no room for; the quoter's "
+                              "next start books them from the hedger's journal", len(hedger.outbox))
     finally:
         stop.set()
         await sup
@@ -421,11 +415,14 @@ async def _hedge_loop(cfg: Config, hedger: Hedger, rest: KrakenRest, pair: PairI
     bid = ask = 0
     disk_error = ""     # a full disk: no more hedging this run
     while not stop.is_set():
+        waiting = hedger.flush()      # fills the ring had no room for: in order, before anything else
         if logout_cmd:
             if not hedger.wound_down and not (disk_error or hedger.halted):
                 await hedger.wind_down()
-            link.ack(logout_cmd[-1])
-            logout_cmd.clear()
+                waiting = hedger.flush()
+            if not waiting:           # acknowledged once every fill is on the ring
+                link.ack(logout_cmd[-1])
+                logout_cmd.clear()
         if hedger.wound_down:
             link.set_state(STATE_FLAT, True)
             with contextlib.suppress(TimeoutError):

@@ -60,6 +60,8 @@ from fastmm.fix.session import AppMessage, DisconnectWanted, LoggedOn, LoggedOut
 from fastmm.fix.store import CommittedTargetStore
 from fastmm.fix.transport import FixConnection, FixInitiator
 from fastmm.journal import Journal
+from fastmm.journal.records import HedgeFill, Mark, Phase, Pnl, Reject, Risk, to_e8
+from fastmm.journal.records import Session as JSession
 from fastmm.latency import LatencyRecorder
 from fastmm.logs import reason
 from fastmm.procs.book_channel import read_top
@@ -193,12 +195,12 @@ class Quoter:
         if isinstance(ev, LoggedOn):
             log.info("order entry logged on")
             self.core.engine.limiter.release_in_flight(now)   # the old connection's answers never come
-            self.journal.append("session", time.time_ns(), session="oe", event="logged_on",
-                                next_sender=ev.next_sender, next_target=ev.next_target)
+            self.journal.write(JSession(t_ns=time.time_ns(), session="oe", event="logged_on",
+                                        next_sender=ev.next_sender, next_target=ev.next_target))
             self._set(STATE_LOGGED_ON | STATE_CONNECTED, True)
         elif isinstance(ev, LoggedOut | DisconnectWanted):
-            self.journal.append("session", time.time_ns(), session="oe", event=type(ev).__name__,
-                                detail=getattr(ev, "text", getattr(ev, "reason", "")))
+            self.journal.write(JSession(t_ns=time.time_ns(), session="oe", event=type(ev).__name__,
+                                        detail=str(getattr(ev, "text", getattr(ev, "reason", "")))))
             self._set(STATE_LOGGED_ON | STATE_CONNECTED, False)
         elif isinstance(ev, AppMessage):
             if ev.record is not None:
@@ -249,16 +251,16 @@ class Quoter:
             return
         codec, send, wall = self.codec, self.initiator.send, time.time_ns()  # type: ignore[union-attr]
         journal = self.journal
-        append = journal.append
+        write = journal.write
         unsent: list[OrderEvent] = []
         for a in actions:
-            kind, fields, msg_type, body = order_message(codec, a)
-            append(kind, wall, **fields)     # write-ahead: journalled before its bytes are written
+            rec, msg_type, body = order_message(codec, a, wall)
+            write(rec)                       # write-ahead: journalled before its bytes are written
             if journal.failing and not isinstance(a, CancelOrder):
                 # not on disk: a crash would leave it live and unknown to the next start; a cancel goes
                 # whatever happens to its record (the venue's answer is kept by the sequence store)
                 why = "not sent: the journal cannot write"
-                append("reject", wall, cl_ord_id=a.cl_ord_id, text=why)
+                write(Reject(t_ns=wall, cl_ord_id=a.cl_ord_id, text=why))
                 unsent.append(OrderRejected(a.cl_ord_id, why) if isinstance(a, NewOrder)
                               else MessageRejected(a.cl_ord_id, 0, why))
                 continue
@@ -308,15 +310,17 @@ class Quoter:
         if ring is None:
             return
         any_fill = False
+        lot_e8 = self.lot_e8
         while ring.pop():
             r = ring.rx[0]
-            lots = int(r["qty_e8"]) // self.lot_e8
+            lots = int(r["qty_e8"]) // lot_e8
             side = Side.BUY if int(r["side"]) > 0 else Side.SELL
-            price = Decimal(int(r["px_e8"])) / E8
-            fee = Decimal(int(r["fee_e8"])) / E8
+            px_e8, fee_e8 = int(r["px_e8"]), int(r["fee_e8"])
+            price = Decimal(px_e8) / E8
+            fee = Decimal(fee_e8) / E8
             exec_id = bytes(r["exec_id"]).decode("ascii", "replace")
-            self.journal.append("hedge_fill", time.time_ns(), exec_id=exec_id, side=side.name, qty_lots=lots,
-                                price=str(price), fee=str(fee), source="quoter")
+            self.journal.write(HedgeFill(t_ns=time.time_ns(), source="quoter", exec_id=exec_id, side=side,
+                                         qty_lots=lots, price_e8=px_e8, fee_e8=fee_e8))
             before = self.core.inventory.position_lots
             self.send_actions(self.core.on_hedge_fill(
                 HedgeFilled(exec_id, side, lots, price, Liquidity.TAKER, fee), now_ns), now_ns)
@@ -383,7 +387,7 @@ class Quoter:
         back): with the monotonic time, so an outage's detection lines up with its cancels."""
         reason = self._pull_reason = self.core.engine.pull_reason
         detail = f"quotes pulled: {reason}" if reason else "quoting"
-        self.journal.append("phase", time.time_ns(), detail=detail, t_mono_ns=now_ns)
+        self.journal.write(Phase(t_ns=time.time_ns(), detail=detail, t_mono_ns=now_ns))
 
     def on_timer(self) -> None:
         now = time.monotonic_ns()
@@ -395,11 +399,11 @@ class Quoter:
             self._next_mark_ns = now + MARK_EVERY_NS
             self._marked_e8 = fair_mid_e8
             wall = time.time_ns()
-            self.journal.append("mark", wall, fair_mid_e8=fair_mid_e8)
+            self.journal.write(Mark(t_ns=wall, fair_mid_e8=fair_mid_e8))
             pnl = self.core.pnl     # the PnL snapshot the database's per-hour and per-day views read
-            self.journal.append("pnl", wall, position_lots=self.core.inventory.position_lots,
-                                realized_e8=pnl.realized_units, unrealized_e8=pnl.unrealized_units,
-                                fees_e8=pnl.fees_units, fair_mid_e8=fair_mid_e8)
+            self.journal.write(Pnl(t_ns=wall, position_lots=self.core.inventory.position_lots,
+                                   realized_e8=pnl.realized_units, unrealized_e8=pnl.unrealized_units,
+                                   fees_e8=pnl.fees_units, fair_mid_e8=fair_mid_e8))
         self.send_actions(actions, now)
         if self.core.engine.pull_reason != self._pull_reason:
             self._note_pull(now)
@@ -411,7 +415,7 @@ class Quoter:
         for ev in self.core.events():
             if isinstance(ev, RiskTrip | RiskReset):
                 log.error("risk: %s", ev)
-                self.journal.append("risk", time.time_ns(), detail=repr(ev))
+                self.journal.write(Risk(t_ns=time.time_ns(), detail=repr(ev)))
             elif isinstance(ev, PnlSummary):
                 log.info("pnl: total %s realized %s unrealized %s fees %s position %d lots, %d trades",
                          ev.total, ev.realized, ev.unrealized, ev.fees, ev.position_lots, ev.trades)
@@ -454,7 +458,7 @@ class Quoter:
                 return False
             self.quoting = True
             self._set(STATE_QUOTING, True)
-            self.journal.append("phase", time.time_ns(), detail="quoting started")
+            self.journal.write(Phase(t_ns=time.time_ns(), detail="quoting started"))
             self.price_event(self.core.resume(now), now)
             return True
         if name in ("pull_quotes", "cancel_all"):
@@ -499,8 +503,8 @@ class Quoter:
             why = f"not confirmed in {timeout_s:g} s" if self.logged_on else "order entry is not logged on"
             log.error("exiting with %d order(s) possibly live on TrueX: %s (the next start cancels them)",
                       left, why)
-            self.journal.append("risk", time.time_ns(),
-                                detail=f"exit: {left} order(s) not confirmed canceled")
+            self.journal.write(Risk(t_ns=time.time_ns(),
+                                    detail=f"exit: {left} order(s) not confirmed canceled"))
         else:
             log.warning("every order confirmed canceled; logging out")
         return left
@@ -563,9 +567,9 @@ async def run_supervised(cfg: Config, name: str = "quoter", trace: QuoterTrace |
     recovered = recover(cfg.state_path / cfg.journal.file, q.core, cfg)
     q.fills, q.hedge_fills = recovered.truex_fills, recovered.hedge_fills
     for hf in recovered.unbooked_hedge_fills:   # booked by the recovery: now in the quoter's journal too
-        journal.append("hedge_fill", time.time_ns(), exec_id=hf.exec_id, side=hf.side.name,
-                       qty_lots=hf.qty_lots, price=str(hf.price), fee=str(hf.fee), source="quoter",
-                       recovered=True)
+        journal.write(HedgeFill(t_ns=time.time_ns(), source="quoter", exec_id=hf.exec_id, side=hf.side,
+                                qty_lots=hf.qty_lots, price_e8=to_e8(hf.price), fee_e8=to_e8(hf.fee or 0),
+                                recovered=True))
     for exec_id in recovered.fill_ids:
         q._fill_ids.add(exec_id)
     q.publish_position(time.monotonic_ns())

@@ -21,17 +21,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
+from typing import Any
 
 from fastmm.config import Config
 from fastmm.core.trading_core import TradingCore
 from fastmm.core.types import HedgeFilled, Liquidity, OrderFilled, Side
 from fastmm.core.vet import OrderTerms, hedge_fill_problem
-from fastmm.journal import read_journal, segments
-from fastmm.venues.truex.reconcile import MATCH_KEY_PREFIX
+from fastmm.journal.reader import exists, read_records
+from fastmm.journal.records import Cancel, Fill, HedgeFill, Order, Replace
+from fastmm.journal.replay import Booking, HedgerFold, OrderFold
+from fastmm.units import e8_to_decimal
 
 log = logging.getLogger("fastmm.recovery")
 
@@ -41,16 +42,34 @@ RATE_MEMORY_NS = 62_000_000_000   # TrueX's longest message window (a minute) pl
 
 @dataclass
 class Recovered:
-    possibly_live: dict[str, Side] = field(default_factory=dict)   # ClOrdID -> side
-    truex_fills: int = 0
-    hedge_fills: int = 0
+    """What the journal says (:class:`OrderFold`), and what recovery did with it."""
+
+    fold: OrderFold = field(default_factory=OrderFold)
     records: int = 0
     skipped: int = 0        # records that could not be replayed (malformed, or an impossible fill)
-    fill_ids: set[str] = field(default_factory=set)
-    # ClOrdID -> (price ticks, order quantity lots, filled lots) as the journal last had them
-    terms: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     # hedge fills in the hedger's journal that the quoter's journal did not have (booked by recover)
     unbooked_hedge_fills: list[HedgeFilled] = field(default_factory=list)
+
+    @property
+    def possibly_live(self) -> dict[str, Side]:
+        """ClOrdID -> side of every order that may still be working on the venue."""
+        return self.fold.possibly_live
+
+    @property
+    def terms(self) -> dict[str, tuple[int, int, int]]:
+        return self.fold.terms
+
+    @property
+    def fill_ids(self) -> set[str]:
+        return self.fold.fill_ids
+
+    @property
+    def truex_fills(self) -> int:
+        return self.fold.truex_fills
+
+    @property
+    def hedge_fills(self) -> int:
+        return self.fold.hedge_fills + len(self.unbooked_hedge_fills)
 
     def adopt(self, core: TradingCore, now_ns: int) -> int:
         """Track every possibly-live order in ``core`` as live; returns how many."""
@@ -60,92 +79,81 @@ class Recovered:
         return len(self.possibly_live)
 
     def order_terms(self, cl: str) -> OrderTerms | None:
-        side = self._sides.get(cl)
-        if side is None:
-            return None
-        price, qty, cum = self.terms.get(cl, (0, 0, 0))
-        return OrderTerms(side, price, qty, cum, self._alt_price.get(cl, 0))
-
-    _sides: dict[str, Side] = field(default_factory=dict, repr=False)
-    _alt_price: dict[str, int] = field(default_factory=dict, repr=False)
+        return self.fold.order_terms(cl)
 
 
-def _side(v: object) -> Side:
-    return Side.BUY if str(v) in ("1", "BUY", "buy") else Side.SELL
+def hedge_filled(f: HedgeFill) -> HedgeFilled:
+    """A hedge fill record as the trading core books it (the exec id as the ring carries it)."""
+    assert f.side is not None
+    return HedgeFilled(f.exec_id[:40], f.side, f.qty_lots, e8_to_decimal(f.price_e8), Liquidity.TAKER,
+                       e8_to_decimal(f.fee_e8 or 0))
 
 
 def hedger_fills(path: Path) -> list[HedgeFilled]:
     """Every hedge fill the hedger published, as the quoter would have taken it from the ring: whole
-    lots, the price of that slice (8 decimals), the fee of that slice (Kraken reports cumulative fees
-    per order; the first e-8 rounded half-even, as on the ring)."""
-    if not path.exists() and not segments(path):
-        return []
-    side_of: dict[str, Side] = {}
-    fee_seen: dict[str, Decimal] = {}
-    out: list[HedgeFilled] = []
-    for rec in read_journal(path):
-        kind = rec.get("kind")
-        cl = str(rec.get("cl_ord_id", ""))
-        if kind == "hedge":
-            side_of[cl] = _side(rec.get("side"))
-        elif kind == "hedge_fill":
-            fee = Decimal(str(rec.get("fee", "0")))
-            d_fee = fee - fee_seen.get(cl, Decimal(0))
-            fee_seen[cl] = fee
-            lots = int(rec.get("lots", 0))
-            if lots <= 0:
-                continue      # a sub-lot slice, carried to the next fill: never published
-            if cl not in side_of:
-                log.error("recovery: hedge fill %s of order %s whose side the hedger's journal lacks; not "
-                          "booked", rec.get("exec_id"), cl)
-                continue
-            fee_e8 = int((d_fee * 10**8).to_integral_value(ROUND_HALF_EVEN))
-            px_e8 = int(Decimal(str(rec["price"])) * 10**8)
-            out.append(HedgeFilled(str(rec["exec_id"])[:40], side_of[cl], lots, Decimal(px_e8) / 10**8,
-                                   Liquidity.TAKER, Decimal(fee_e8) / 10**8))
-    return out
-
-
-_BAD_RECORD = (KeyError, TypeError, ValueError, ArithmeticError, AttributeError)
+    lots, the price of that slice (8 decimals), the fee of that slice."""
+    return [hedge_filled(f) for f in HedgerFold.read(path).fills]
 
 
 def recover(journal_path: Path, core: TradingCore, cfg: Config) -> Recovered:
     """Replay the journal into ``core``. Any record ever written is survived: one that cannot be read,
     or a fill that cannot be true (fastmm.core.vet; e.g. one an older version booked), is skipped with a
     warning and counted in ``skipped``, never booked and never a crash."""
-    out = Recovered()
-    if not journal_path.exists() and not segments(journal_path):
-        return out
-    live = out.possibly_live
-    seen_exec: set[str] = set()
     now = time.monotonic_ns()
     wall_now = time.time_ns()
+
+    def book_fill(f: Fill, terms: OrderTerms | None) -> str | None:
+        fee = e8_to_decimal(f.fee_e8) if f.fee_e8 is not None else None
+        ev = OrderFilled(f.cl_ord_id, f.exec_id, f.side, f.px_ticks, f.qty_lots, f.leaves_lots,
+                         Liquidity.TAKER if f.liquidity == 2 else Liquidity.MAKER, fee)
+        return core.replay_fill(ev, terms, now)
+
+    def book_hedge_fill(f: HedgeFill) -> str | None:
+        hf = hedge_filled(f)
+        problem = hedge_fill_problem(hf.qty_lots, hf.price, hf.fee)
+        if problem is None:
+            core.on_hedge_fill(HedgeFilled(f.exec_id, hf.side, hf.qty_lots, hf.price, fee=hf.fee), now)
+        return problem
+
+    out = Recovered(OrderFold(book_fill, book_hedge_fill))
+    if not exists(journal_path):
+        return out
+    fold = out.fold
     sent_recently: list[int] = []     # this run's monotonic clock
 
-    def skip(rec: dict[str, object], why: str) -> None:
+    def skip(seq: object, kind: object, why: str) -> None:
         out.skipped += 1
         if out.skipped <= 20:
-            log.warning("recovery: skipped journal record %s (%s): %s", rec.get("seq"), rec.get("kind"), why)
+            log.warning("recovery: skipped journal record %s (%s): %s", seq, kind, why)
 
-    for rec in read_journal(journal_path, skip_corrupt=True):
+    def bad(obj: Any, why: str) -> None:
+        if not isinstance(obj, dict):
+            log.warning("journal %s: skipped a corrupt record: %s", journal_path, why)
+            return
         out.records += 1
-        try:
-            _replay(rec, out, core, live, seen_exec, sent_recently, now, wall_now, skip)
-        except _BAD_RECORD as e:
-            skip(rec, f"{type(e).__name__}: {e}")
-    for fill in hedger_fills(cfg.state_path / HEDGER_JOURNAL):
-        if fill.exec_id in seen_exec:
+        skip(obj.get("seq"), obj.get("kind"), why)
+
+    for rec in read_records(journal_path, skip_corrupt=True, on_bad=bad):
+        out.records += 1
+        if isinstance(rec, Order | Cancel | Replace):
+            age = wall_now - rec.t_ns
+            if 0 <= age < RATE_MEMORY_NS:
+                sent_recently.append(now - age)
+        if fold.apply(rec) == Booking.REFUSED:
+            skip(rec.seq, rec.KIND, f"not booked: {fold.problem}")
+    for fill in HedgerFold.read(cfg.state_path / HEDGER_JOURNAL).fills:
+        hf = hedge_filled(fill)
+        if hf.exec_id in fold.exec_ids:
             continue
-        problem = hedge_fill_problem(fill.qty_lots, fill.price, fill.fee)
+        problem = hedge_fill_problem(hf.qty_lots, hf.price, hf.fee)
         if problem is not None:
-            log.warning("recovery: hedge fill %s in the hedger's journal not booked: %s", fill.exec_id,
+            log.warning("recovery: hedge fill %s in the hedger's journal not booked: %s", hf.exec_id,
                         problem)
             out.skipped += 1
             continue
-        seen_exec.add(fill.exec_id)
-        core.on_hedge_fill(fill, now)
-        out.hedge_fills += 1
-        out.unbooked_hedge_fills.append(fill)
+        fold.exec_ids.add(hf.exec_id)
+        core.on_hedge_fill(hf, now)
+        out.unbooked_hedge_fills.append(hf)
     if out.unbooked_hedge_fills:
         log.warning("recovery: %d hedge fill(s) in the hedger's journal were never booked by the quoter; "
                     "booked now: %s", len(out.unbooked_hedge_fills),
@@ -155,8 +163,8 @@ def recover(journal_path: Path, core: TradingCore, cfg: Config) -> Recovered:
         core.preload_sent(sent_recently)
     # a fill the venue resends for one of these (not journalled before a crash or a full disk) is checked
     # against these terms until the order is adopted
-    for cl in live:
-        terms = out.order_terms(cl)
+    for cl in fold.possibly_live:
+        terms = fold.order_terms(cl)
         if terms is not None:
             core.prior_orders[cl] = terms
     if out.skipped:
@@ -165,72 +173,5 @@ def recover(journal_path: Path, core: TradingCore, cfg: Config) -> Recovered:
     if out.records:
         log.warning("recovery: %d journal records; position %d lots from %d TrueX and %d hedge fills; "
                     "%d order(s) possibly live", out.records, core.inventory.position_lots, out.truex_fills,
-                    out.hedge_fills, len(live))
+                    out.hedge_fills, len(fold.possibly_live))
     return out
-
-
-def _replay(rec: dict[str, object], out: Recovered, core: TradingCore, live: dict[str, Side],
-            seen_exec: set[str], sent_recently: list[int], now: int, wall_now: int,
-            skip: Callable[[dict[str, object], str], None]) -> None:
-    kind = rec.get("kind")
-    cl = str(rec.get("cl_ord_id", ""))
-    if kind in ("order", "cancel", "replace"):
-        age = wall_now - int(rec.get("t_ns", 0))  # type: ignore[call-overload]
-        if 0 <= age < RATE_MEMORY_NS:
-            sent_recently.append(now - age)
-    if kind in ("order", "replace"):
-        side = _side(rec.get("side"))
-        price, qty = int(rec.get("price_ticks", 0)), int(rec.get("qty_lots", 0))  # type: ignore[call-overload]
-        orig = str(rec.get("orig_cl_ord_id", ""))
-        cum = out.terms.get(orig, (0, 0, 0))[2] if kind == "replace" else 0
-        if kind == "replace" and orig in out.terms:
-            # until the answer: a fill on the old id may be against either size and either limit
-            opx, oqty, ocum = out.terms[orig]
-            out.terms[orig] = (opx, max(oqty, qty), ocum)
-            out._alt_price[orig] = price
-        live[cl] = side
-        out._sides[cl] = side
-        out.terms[cl] = (price, qty, cum)
-    elif kind == "replaced":
-        live.pop(str(rec.get("orig_cl_ord_id", "")), None)
-    elif kind in ("canceled", "reject"):
-        live.pop(cl, None)
-        live.pop(str(rec.get("orig_cl_ord_id", "")), None)
-    elif kind == "cancel_reject" and rec.get("reason") == 1:
-        pass    # unknown order: whatever it was, it is not live under that id
-    elif kind == "fill":
-        exec_id = str(rec.get("exec_id", ""))
-        if exec_id in seen_exec:
-            return
-        fee = rec.get("fee")
-        ev = OrderFilled(cl, exec_id, _side(rec.get("side")), int(rec["px_ticks"]),  # type: ignore[call-overload]
-                         int(rec["qty_lots"]), int(rec.get("leaves_lots", 0)),  # type: ignore[call-overload]
-                         Liquidity.TAKER if rec.get("liquidity") == 2 else Liquidity.MAKER,
-                         Decimal(str(fee)) if fee not in (None, "None") else None)
-        problem = core.replay_fill(ev, out.order_terms(cl), now)
-        if problem is not None:
-            skip(rec, f"not booked: {problem}")
-            return
-        seen_exec.add(exec_id)
-        if ev.leaves_lots == 0:
-            live.pop(cl, None)
-        if cl in out.terms:
-            px, qty, cum = out.terms[cl]
-            out.terms[cl] = (px, qty, cum + ev.last_qty_lots)
-        out.truex_fills += 1
-        out.fill_ids.add(exec_id)
-        if rec.get("match_id"):   # a fill booked from REST must not come again over FIX (and back)
-            out.fill_ids.add(MATCH_KEY_PREFIX + str(rec["match_id"]))
-    elif kind == "hedge_fill" and rec.get("source") == "quoter":
-        exec_id = str(rec.get("exec_id", ""))
-        if exec_id in seen_exec:
-            return
-        qty, price = int(rec["qty_lots"]), Decimal(str(rec["price"]))  # type: ignore[call-overload]
-        fee = Decimal(str(rec.get("fee", "0")))
-        problem = hedge_fill_problem(qty, price, fee)
-        if problem is not None:
-            skip(rec, f"not booked: {problem}")
-            return
-        seen_exec.add(exec_id)
-        core.on_hedge_fill(HedgeFilled(exec_id, _side(rec.get("side")), qty, price, fee=fee), now)
-        out.hedge_fills += 1

@@ -35,7 +35,6 @@ from fastmm.core.types import (
     ReplaceOrder,
 )
 from fastmm.fix.codec import Encoder, format_timestamp
-from fastmm.journal import encode_line
 from fastmm.procs.book_channel import read_top
 from fastmm.procs.order_journal import order_message
 from fastmm.shm import LatestValue
@@ -114,8 +113,8 @@ class Rehearsal:
                 continue
             seen.add(type(a))
             self._seq += 1
-            kind, fields, msg_type, body = order_message(codec, a)
-            encode_line(self._seq, wall_ns, kind, fields)
+            rec, msg_type, body = order_message(codec, a, wall_ns)
+            rec.to_line(self._seq)
             enc.encode(msg_type, self._seq, ts, body)
 
     def _answer(self, actions: list[Action], now_ns: int) -> None:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from fastmm.config import Config
 from fastmm.journal import Journal
+from fastmm.journal.records import make
 from fastmm.procs import lifecycle as lc
 from fastmm.procs.children import Child, end_all
 from fastmm.procs.health import Health, HealthObserver, silent
@@ -295,7 +296,7 @@ class Supervisor:
 
     def _record(self, kind: str, **fields: object) -> None:
         if self.journal is not None:
-            self.journal.append(kind, time.time_ns(), source=SUPERVISOR, **fields)
+            self.journal.write(make(kind, time.time_ns(), SUPERVISOR, **fields))
 
     # -- stop -------------------------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:

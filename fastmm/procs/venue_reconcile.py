@@ -21,6 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from fastmm.core.types import Liquidity, OrderFilled, Side
+from fastmm.journal.records import Fill, Reconcile, to_e8
 from fastmm.venues.truex.reconcile import (
     MATCH_KEY_PREFIX,
     REST_FILL_PREFIX,
@@ -48,10 +49,10 @@ def book_missed(q: Quoter, m: MissedFill, now_ns: int) -> bool:
         return False
     q._fill_ids.add(MATCH_KEY_PREFIX + t.match_id)
     fee = m.fee(q.core.instrument)
-    q.journal.append("fill", time.time_ns(), cl_ord_id=m.cl_ord_id, exec_id=exec_id, match_id=t.match_id,
-                     order_id=t.order_id, side=m.side, px_ticks=t.price_ticks, qty_lots=t.qty_lots,
-                     leaves_lots=m.leaves_lots, liquidity=t.liquidity, fee=str(fee), source="rest")
     side = Side.BUY if m.side == "1" else Side.SELL
+    q.journal.write(Fill(t_ns=time.time_ns(), source="rest", cl_ord_id=m.cl_ord_id, exec_id=exec_id,
+                         side=side, px_ticks=t.price_ticks, qty_lots=t.qty_lots, leaves_lots=m.leaves_lots,
+                         liquidity=t.liquidity, fee_e8=to_e8(fee), match_id=t.match_id, order_id=t.order_id))
     liquidity = Liquidity.TAKER if t.liquidity == 2 else Liquidity.MAKER
     q.core_event(OrderFilled(m.cl_ord_id, exec_id, side, t.price_ticks, t.qty_lots, m.leaves_lots, liquidity,
                              fee), now_ns)
@@ -123,7 +124,7 @@ async def reconcile_at_start(q: Quoter, rest: TruexRest | None = None) -> dict[s
     finally:
         if own:
             await rest.__aexit__(None, None, None)
-    q.journal.append("reconcile", time.time_ns(), **counts)
+    q.journal.write(Reconcile(t_ns=time.time_ns(), extra=dict(counts)))
     try:
         (cfg.state_path / STATUS_FILE).write_text(json.dumps(counts))
     except OSError as e:

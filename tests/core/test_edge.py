@@ -127,7 +127,8 @@ def test_trading_core_quotes_one_side_when_the_edge_pulls_the_other() -> None:
 def test_hedge_risk_gate_waits_for_volatility_worth_the_fee() -> None:
     def planner(sigma_prior: float) -> HedgePlanner:
         risk = HedgeRisk(horizon_s=100.0, z=2.0, cost_bps=26.0, prior_sigma_bps=sigma_prior)
-        return HedgePlanner(threshold_lots=20_000, min_e8=100_000, max_e8=E8, limit_timeout_ns=5 * S, risk=risk)
+        return HedgePlanner(threshold_lots=20_000, min_e8=100_000, max_e8=E8, limit_timeout_ns=5 * S,
+                            lot_e8=10_000, risk=risk)
 
     bid, ask = 60_000 * E8, 60_001 * E8
     calm = planner(1.0)                      # 2 x 1 bps x 10 = 20 bps of risk < 26 bps of fee: keep it

@@ -10,7 +10,7 @@ BID, ASK = 60_000 * E8, 60_001 * E8
 
 
 def planner(**kw) -> HedgePlanner:
-    args = dict(threshold_lots=20_000, min_e8=100_000, max_e8=E8, limit_timeout_ns=5 * S)
+    args = dict(threshold_lots=20_000, min_e8=100_000, max_e8=E8, limit_timeout_ns=5 * S, lot_e8=10_000)
     args.update(kw)
     return HedgePlanner(**args)
 

@@ -238,7 +238,7 @@ def test_a_sub_lot_slice_does_not_count_as_published_after_a_restart(tmp_path: P
     above the quoter's booked count for good (the 10x run's "7 published, 6 booked"): the planner then
     never confirms, never hedges again, and the stop's hedge step times out."""
     from fastmm.journal import Journal
-    from fastmm.procs.hedger import HedgeBook
+    from fastmm.journal.replay import HedgerFold
 
     path = tmp_path / "hedger.jsonl"
     j = Journal(path, "flush", 1 << 30)
@@ -248,9 +248,9 @@ def test_a_sub_lot_slice_does_not_count_as_published_after_a_restart(tmp_path: P
     j.append("hedge_fill", 1, cl_ord_id="h1l", exec_id="TX1:25000", lots=2, vol_exec_e8=25000, cost="16.75",
              fee="0", carry_e8=5000, price="67000")
     j.close()
-    book = HedgeBook(path)
+    book = HedgerFold.read(path)
     assert book.published == {"TX1:25000"}
-    assert book.seen_e8["h1l"][0] == 25000 and book.carry_e8["h1l"] == 5000
+    assert book.executed["h1l"].vol_exec_e8 == 25000 and book.carry_e8["h1l"] == 5000
 
 
 def test_vol_exec_above_the_order_volume_is_refused_not_published(tmp_path: Path) -> None:

@@ -20,11 +20,12 @@ from decimal import Decimal
 from pathlib import Path
 
 from fastmm.instrument import Instrument
-from fastmm.journal import read_journal, segments
+from fastmm.journal.reader import exists, read_records
+from fastmm.journal.records import Ack, Fill, Order, Replace
+from fastmm.journal.replay import MATCH_KEY_PREFIX as MATCH_KEY_PREFIX  # where the fold books it
 from fastmm.venues.truex.rest_codec import RestOrder, RestTrade
 
 REST_FILL_PREFIX = "rest:"    # ExecID of a fill booked from REST: rest:<match id>
-MATCH_KEY_PREFIX = "match:"   # key of a booked match id among the quoter's booked fill ids
 
 
 @dataclass
@@ -36,21 +37,19 @@ class JournalView:
     @classmethod
     def read(cls, path: Path) -> JournalView:
         v = cls()
-        if not path.exists() and not segments(path):
+        if not exists(path):
             return v
-        for rec in read_journal(path):
-            kind = rec.get("kind")
-            cl = str(rec.get("cl_ord_id") or "")
-            if kind in ("order", "replace") and cl:
-                v.sent[cl] = str(rec.get("side", ""))
-            elif kind == "ack" and rec.get("order_id"):
-                v.order_ids[str(rec["order_id"])] = cl
-            elif kind == "fill":
-                for key in ("exec_id", "match_id"):
-                    if rec.get(key):
-                        v.booked.add(str(rec[key]))
-                if rec.get("order_id"):
-                    v.order_ids[str(rec["order_id"])] = cl
+        for rec in read_records(path, skip_corrupt=True):
+            if isinstance(rec, Order | Replace) and rec.cl_ord_id:
+                v.sent[rec.cl_ord_id] = str(int(rec.side))
+            elif isinstance(rec, Ack) and rec.order_id:
+                v.order_ids[rec.order_id] = rec.cl_ord_id
+            elif isinstance(rec, Fill):
+                for key in (rec.exec_id, rec.match_id):
+                    if key:
+                        v.booked.add(key)
+                if rec.order_id:
+                    v.order_ids[rec.order_id] = rec.cl_ord_id
         return v
 
     def booked_trade(self, t: RestTrade) -> bool:

@@ -1,9 +1,9 @@
-"""Append-only JSONL audit trail of every order, ack, reject, fill, hedge, risk event and phase change.
+"""The journal writer: append-only JSON lines, one record each (fastmm.journal.records).
 
 The journal is the engine's memory across crashes: TrueX has no order-status and no mass-cancel
 message, so after a restart the quoter finds the orders that may still be live, and rebuilds position
-and PnL, from here. Each line is one JSON object ``{"seq": N, "t_ns": T, "kind": K, ...}`` with a
-sequence number that increases by one per record across rotations and restarts.
+and PnL, from here. Each line is one record (:mod:`fastmm.journal.records`) with a sequence number that
+increases by one per record across rotations and restarts.
 
 Durability (config ``journal.durability``):
 
@@ -31,63 +31,19 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
 
+from fastmm.journal.reader import JournalError, segments
+from fastmm.journal.records import KINDS, Record, json_default
+
 log = logging.getLogger(__name__)
 
 Durability = Literal["none", "flush", "fsync"]
 
-KINDS = frozenset({
-    "order", "cancel", "replace", "ack", "reject", "cancel_reject", "canceled", "replaced", "fill",
-    "hedge", "hedge_ack", "hedge_fill", "hedge_reject", "risk", "phase", "session", "recovery", "note",
-    "mark", "reconcile", "pnl", "bad_report",
-})
-
 _BUFFER_BYTES = 64 * 1024
-
-
-class JournalError(RuntimeError):
-    """A journal that cannot be opened, written or read (the engine must not trade without it)."""
-
-
-def _default(obj: Any) -> Any:
-    if isinstance(obj, Decimal):
-        return str(obj)
-    if isinstance(obj, bytes):
-        return obj.decode("ascii", "replace")
-    raise TypeError(f"journal: cannot record a {type(obj).__name__}")
-
-
-def segments(path: Path) -> list[Path]:
-    """Every file of the journal at ``path``, oldest first: rotated segments, then the active file."""
-    rotated = sorted(p for p in path.parent.glob(path.name + ".*") if p.suffix[1:].isdigit())
-    return [*rotated, path] if path.exists() else rotated
-
-
-def read_journal(path: str | os.PathLike[str], *, skip_corrupt: bool = False) -> Iterator[dict[str, Any]]:
-    """Yield every complete record in order; a torn last line (crash mid-write) is skipped. A line that
-    is not a JSON object raises :class:`JournalError`, or with ``skip_corrupt`` is logged and skipped
-    (start-up recovery must not crash-loop on one bad line)."""
-    for seg in segments(Path(path)):
-        with seg.open("rb") as f:
-            for line in f:
-                if not line.endswith(b"\n"):
-                    break  # torn tail of a crashed writer
-                try:
-                    rec = orjson.loads(line)
-                    if not isinstance(rec, dict):
-                        raise orjson.JSONDecodeError("not a JSON object", line.decode("ascii", "replace"), 0)
-                except orjson.JSONDecodeError as e:
-                    if not skip_corrupt:
-                        raise JournalError(f"{seg}: corrupt record {line[:80]!r}: {e}") from None
-                    log.warning("journal %s: skipped a corrupt record %r: %s", seg, line[:80], e)
-                    continue
-                yield rec
 
 
 def _repair_tail(path: Path) -> int:
@@ -116,8 +72,9 @@ def _repair_tail(path: Path) -> int:
 
 
 def encode_line(seq: int, t_ns: int, kind: str, fields: dict[str, Any]) -> bytes:
-    """One record as the journal writes it (a JSON line)."""
-    return orjson.dumps({"seq": seq, "t_ns": t_ns, "kind": kind, **fields}, default=_default) + b"\n"
+    """A line of ``kind`` with ``fields`` exactly as given (no format version: the caller owns the
+    layout; the engine writes typed records, :meth:`Journal.write`)."""
+    return orjson.dumps({"seq": seq, "t_ns": t_ns, "kind": kind, **fields}, default=json_default) + b"\n"
 
 
 class Journal:
@@ -154,12 +111,20 @@ class Journal:
         except OSError as e:
             raise JournalError(f"cannot open journal {self.path}: {e}") from None
 
-    def append(self, kind: str, t_ns: int, **fields: Any) -> int:
+    def write(self, rec: Record) -> int:
         """Record one event; returns its sequence number. Durable per the policy when it returns."""
+        self.seq += 1
+        return self._append_line(rec.to_line(self.seq))
+
+    def append(self, kind: str, t_ns: int, **fields: Any) -> int:
+        """Write a line of ``kind`` with ``fields`` as given, in whatever layout they have (tools and tests
+        that write first-format lines; the engine's writers use :meth:`write`)."""
         if kind not in KINDS:
             raise ValueError(f"journal: unknown record kind {kind!r}")
         self.seq += 1
-        line = encode_line(self.seq, t_ns, kind, fields)
+        return self._append_line(encode_line(self.seq, t_ns, kind, fields))
+
+    def _append_line(self, line: bytes) -> int:
         if self._held:                # the disk refused earlier bytes: keep the order, write on retry()
             self._held += line
             self._held_records += 1
