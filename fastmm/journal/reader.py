@@ -47,7 +47,8 @@ def _lines(path: Path) -> Iterator[tuple[Path, bytes]]:
                 yield seg, line
 
 
-def _objects(path: Path, skip_corrupt: bool, on_bad: OnBad | None) -> Iterator[tuple[Path, bytes, dict[str, Any]]]:
+def _objects(path: Path, skip_corrupt: bool,
+             on_bad: OnBad | None) -> Iterator[tuple[Path, bytes, dict[str, Any]]]:
     for seg, line in _lines(path):
         try:
             obj = orjson.loads(line)
