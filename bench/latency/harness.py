@@ -25,7 +25,7 @@ from .spawn import run_once
 
 
 def _floor_module() -> Any:
-    from fastmm.bench_cli import load_bench
+    from fastmm.cli.bench import load_bench
 
     return load_bench("floor")
 
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                 "_truex": _truex_main}
     if argv and argv[0] in internal:
         return internal[argv[0]]()
-    from fastmm.bench_cli import add_latency_arguments
+    from fastmm.cli.bench import add_latency_arguments
 
     doc = sys.modules[__package__].__doc__ or ""     # the package's: what the harness measures
     ap = argparse.ArgumentParser(prog="python bench/latency", description=doc.split("\n\n")[0])

@@ -84,7 +84,7 @@ def short_name(path: Path) -> str:
 
 
 def strategies(cfg: Config) -> list[tuple[str, Config]]:
-    from fastmm.backtest_cli import baselines
+    from fastmm.cli.backtest import baselines
 
     return baselines(cfg)
 

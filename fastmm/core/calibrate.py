@@ -2,7 +2,7 @@
 
 Why: the spread must charge each quote what a fill there is expected to cost, and that is a property of
 the market, not a number to guess. Pure functions on arrays (no files, no clocks); the CLI
-(:mod:`fastmm.calibrate_cli`) reads the recording and writes the TOML fragment.
+(:mod:`fastmm.cli.calibrate`) reads the recording and writes the TOML fragment.
 
 Method (every price in bps of the mid, every time in seconds):
 

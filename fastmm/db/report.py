@@ -1,7 +1,7 @@
 """``fastmm report --db URL [--instance NAME] [--since T]``: the session report, from the database.
 
 For each instance the journal records it shipped (``journal_records``) go through the very fold the
-journal report uses (fastmm.report_cli.build_session), so the per-instance PNG/HTML is the same report
+journal report uses (fastmm.cli.report.build_session), so the per-instance PNG/HTML is the same report
 the journal would give; with ``--since`` the rebuild starts flat at that time. Beside them
 ``firm.html`` and ``summary.json`` put the instances side by side from the SQL views: PnL per day, fill
 ratio, order-to-fill latency, spread capture and markouts per level.
@@ -20,8 +20,8 @@ from typing import Any
 
 import psycopg
 
+from fastmm.cli.report import _table, build_session, plot_session, render_html, summary
 from fastmm.config import Config, ConfigError
-from fastmm.report_cli import _table, build_session, plot_session, render_html, summary
 from fastmm.units import E8
 
 _REL = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")

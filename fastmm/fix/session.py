@@ -306,7 +306,7 @@ class FixSession:
         self._resend_timeout_ns = int(settings.resend_timeout_s * _NS)
         self._answered_resends: set[int] = set()
         self._logon_seq = 0  # MsgSeqNum of a Logon answer that arrived too high (queued behind the gap)
-        self.on_frame_in: Callable[[bytes], None] | None = None  # tracing hook (fix_cli); off by default
+        self.on_frame_in: Callable[[bytes], None] | None = None  # tracing hook (fastmm fix); off by default
 
     # -- drains ----------------------------------------------------------------------------------
     def data_to_send(self) -> list[bytes]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from fastmm.bench_cli import load_bench
+from fastmm.cli.bench import load_bench
 from fastmm.latency import summarize
 
 floor = load_bench("floor")

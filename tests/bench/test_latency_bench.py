@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from fastmm.bench_cli import load_bench
 from fastmm.cli import main
+from fastmm.cli.bench import load_bench
 from fastmm.shm import list_segments
 
 latency = load_bench("latency")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastmm.backtest.engine import backtest_core
-from fastmm.bench_cli import load_bench
+from fastmm.cli.bench import load_bench
 from fastmm.config import Config, load_config
 from fastmm.core.trading_core import TradingCore
 from fastmm.journal import Journal

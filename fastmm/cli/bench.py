@@ -31,7 +31,7 @@ def bench_dir() -> Path:
     from in editable mode. A folder only counts with the project's ``pyproject.toml`` beside it, so an
     unrelated ``bench`` next to an installed package is never run."""
     env = os.environ.get(CHECKOUT_ENV)
-    root = Path(env).resolve() if env else Path(__file__).resolve().parent.parent
+    root = Path(env).resolve() if env else Path(__file__).resolve().parents[2]
     if (root / "pyproject.toml").is_file() and (root / "bench").is_dir():
         return root / "bench"
     where = f"{CHECKOUT_ENV}={env}" if env else f"{root} (where this fastmm is installed)"

@@ -1,7 +1,8 @@
 """The `fastmm` command line.
 
-Each command lives next to the code it drives and registers itself through a ``register(subparsers)``
-function in the module named in ``_COMMAND_MODULES``; the handler it sets returns the exit status.
+One module of this package per command (argparse and thin handlers over the library), each registering
+itself through a ``register(subparsers)`` function; the modules are named in ``_COMMAND_MODULES`` and the
+handler a command sets returns the exit status. ``python -m fastmm.cli`` runs :func:`main` too.
 Only commands that work are listed. Configuration errors print one line and exit with status 2.
 """
 
@@ -19,17 +20,17 @@ EXIT_CONFIG = 2
 
 # Modules that define `register(subparsers: argparse._SubParsersAction) -> None`.
 _COMMAND_MODULES: tuple[str, ...] = (
-    "fastmm.engine_cli",
-    "fastmm.sim_cli",
-    "fastmm.config_cli",
-    "fastmm.feed_cli",
-    "fastmm.fix_cli",
-    "fastmm.backtest_cli",
-    "fastmm.calibrate_cli",
-    "fastmm.ops_cli",
-    "fastmm.report_cli",
-    "fastmm.bench_cli",
-    "fastmm.db_cli",
+    "fastmm.cli.engine",
+    "fastmm.cli.sim",
+    "fastmm.cli.config",
+    "fastmm.cli.feed",
+    "fastmm.cli.fix",
+    "fastmm.cli.backtest",
+    "fastmm.cli.calibrate",
+    "fastmm.cli.ops",
+    "fastmm.cli.report",
+    "fastmm.cli.bench",
+    "fastmm.cli.db",
 )
 
 
@@ -64,7 +65,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

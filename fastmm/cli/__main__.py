@@ -1,0 +1,7 @@
+"""``python -m fastmm.cli``: the ``fastmm`` command."""
+
+import sys
+
+from fastmm.cli import main
+
+sys.exit(main())
