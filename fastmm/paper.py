@@ -20,13 +20,13 @@ from typing import TextIO
 
 from fastmm.config import Config, load_config
 from fastmm.instrument import Instrument
+from fastmm.monitor.status import read_status, render
 from fastmm.procs import lifecycle as lc
 from fastmm.procs.plan import default_children, processes
 from fastmm.procs.supervisor import Supervisor
 from fastmm.shm.instance_lock import InstanceLock
 from fastmm.sim import venues as sim_venues
 from fastmm.sim.background import SimThread
-from fastmm.status import read_status, render
 from fastmm.units import E8
 
 

@@ -100,7 +100,7 @@ def _stop(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from fastmm.instrument import Instrument
-    from fastmm.status import read_status, render
+    from fastmm.monitor.status import read_status, render
 
     cfg = load_config(args.config, os.environ)
     st = read_status(cfg.instance.name, state_path=cfg.state_path, journal_file=cfg.journal.file,

@@ -1,7 +1,7 @@
 """Operator commands: ``fastmm metrics``, ``fastmm ops wait | pids | cancel-orders | reach | host-check |
 host-tune``.
 
-* ``metrics``: the Prometheus exporter (:mod:`fastmm.metrics`), a separate read-only process.
+* ``metrics``: the Prometheus exporter (:mod:`fastmm.monitor.metrics`), a separate read-only process.
 * ``ops wait``: block until an instance reaches a phase or has stopped, so runbooks and scripts can
   sequence steps without sleeping and guessing.
 * ``ops cancel-orders``: the last step of the emergency kill switch. After the engine was killed hard
@@ -124,7 +124,7 @@ def _host_root(args: argparse.Namespace) -> Path:
 # -- metrics ------------------------------------------------------------------------------------------
 def _metrics(args: argparse.Namespace) -> int:
     from fastmm.instrument import Instrument
-    from fastmm.metrics import EngineCollector, run_exporter
+    from fastmm.monitor.metrics import EngineCollector, run_exporter
 
     cfg = load_config(args.config, os.environ)
     setup_logging(cfg.instance.log_level)
@@ -144,8 +144,8 @@ def _metrics(args: argparse.Namespace) -> int:
 
 # -- wait ---------------------------------------------------------------------------------------------
 def _wait(args: argparse.Namespace) -> int:
+    from fastmm.monitor.status import read_status
     from fastmm.procs.lifecycle import Phase
-    from fastmm.status import read_status
 
     cfg = load_config(args.config, os.environ)
     want = None
@@ -191,8 +191,8 @@ def _wait_clock(root: Path, deadline: float, timeout: float) -> int:
 # -- pids -------------------------------------------------------------------------------------------
 def _pids(args: argparse.Namespace) -> int:
     """Live pids only, one line, so ``kill -KILL $(fastmm ops pids)`` is the hard kill."""
+    from fastmm.monitor.status import read_status
     from fastmm.shm.segment import pid_alive
-    from fastmm.status import read_status
 
     cfg = load_config(args.config, os.environ)
     st = read_status(cfg.instance.name)
@@ -214,9 +214,9 @@ def _pids(args: argparse.Namespace) -> int:
 
 # -- cancel-orders ------------------------------------------------------------------------------------
 def _cancel_orders(args: argparse.Namespace) -> int:
+    from fastmm.monitor.status import read_status
     from fastmm.ops.cancel import cancel_orders
     from fastmm.procs.run import run_loop
-    from fastmm.status import read_status
 
     cfg = load_config(args.config, os.environ)
     setup_logging("WARNING")

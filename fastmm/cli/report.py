@@ -42,7 +42,7 @@ from fastmm.journal.records import Fill as FillRecord
 from fastmm.journal.records import HedgeFill, Record, RecordError, from_dict
 from fastmm.journal.replay import Booking, OrderFold
 from fastmm.logs import OnceLogger
-from fastmm.metrics import JournalStats, parse_latency_table, parse_lines
+from fastmm.monitor.journal_stats import JournalStats, parse_latency_table, parse_lines
 from fastmm.units import E8, e8_to_decimal, format_e8
 
 log = logging.getLogger("fastmm.report")

@@ -147,7 +147,7 @@ def _us(v: int) -> float:
 
 def decode(rec: np.void, now_ns: int) -> dict[str, Any]:
     """A ``STAGE_LATENCY`` record as plain data; per stage the shape of
-    :func:`fastmm.metrics.parse_latency_table` (count, p50_us, p99_us, p999_us, max_us)."""
+    :func:`fastmm.monitor.journal_stats.parse_latency_table` (count, p50_us, p99_us, p999_us, max_us)."""
     out: dict[str, Any] = {"age_ms": (now_ns - int(rec["t_pub"])) // 1_000_000,
                            "run_s": round((int(rec["t_pub"]) - int(rec["t_start"])) / 1e9, 3),
                            "window_s": round(int(rec["window_ns"]) / 1e9, 3)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastmm.status import render
+from fastmm.monitor.status import render
 
 
 def _status(firm: dict) -> dict:

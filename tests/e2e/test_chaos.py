@@ -106,7 +106,7 @@ def test_coinbase_sequence_gap_resyncs_and_quoting_goes_on(engine) -> None:
     assert e.sup.lifecycle.phase == lc.Phase.QUOTING, "the other source kept the engine quoting"
     assert "coinbase" in e.sup.lifecycle.fresh_feeds, "coinbase resubscribed and is fresh again"
     assert e.sup.restart.restarts.get("feed-coinbase", 0) == 0, "a gap is handled in the feed, not by a restart"
-    from fastmm.status import read_status
+    from fastmm.monitor.status import read_status
 
     st = read_status(e.cfg.instance.name, e.sup.channels)
     assert st["processes"]["feed-coinbase"]["errors"] >= 1, "the feed saw the gap (marked stale, resubscribed)"

@@ -22,13 +22,13 @@ import pytest
 
 from fastmm.config import load_config
 from fastmm.journal import read_journal
+from fastmm.monitor.status import read_status
 from fastmm.procs import lifecycle as lc
 from fastmm.procs.plan import PROCESSES, default_children
 from fastmm.procs.restart import RestartPolicy
 from fastmm.procs.supervisor import Supervisor
 from fastmm.shm import list_segments
 from fastmm.shm.records import STATE_JOURNAL_FAILED
-from fastmm.status import read_status
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 import signal
 
+from fastmm.monitor.status import _add_files, _render_files
 from fastmm.procs import lifecycle as lc
-from fastmm.status import _add_files, _render_files
 
 
 def test_reconcile_at_start_and_cancel_on_disconnect_after_a_quoter_kill(engine) -> None:

@@ -22,6 +22,7 @@ import pytest
 
 from fastmm.config import SECRET_ENV, load_config
 from fastmm.journal import read_journal
+from fastmm.monitor.status import read_status
 from fastmm.procs import lifecycle as lc
 from fastmm.procs.plan import PROCESSES, default_children
 from fastmm.procs.recovery import HEDGER_JOURNAL, hedger_fills
@@ -29,7 +30,6 @@ from fastmm.procs.supervisor import Supervisor
 from fastmm.shm import list_segments, unlink_instance
 from fastmm.shm.records import STATE_CONNECTED
 from fastmm.sim import venues as sim_venues
-from fastmm.status import read_status
 
 _n = iter(range(10**6))
 

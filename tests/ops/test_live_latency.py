@@ -15,7 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fastmm.config import load_config
 from fastmm.latency import LatencyRecorder
-from fastmm.metrics import JournalStats, families
+from fastmm.monitor.journal_stats import JournalStats
+from fastmm.monitor.metrics import families
+from fastmm.monitor.status import read_status, render
 from fastmm.procs.latency_channel import (
     LatencyPublisher,
     StageLatencyView,
@@ -27,7 +29,6 @@ from fastmm.procs.plan import QUOTER, QUOTER_LATENCY, channel_specs, create_chan
 from fastmm.shm import LatestValue, list_segments, unlink_instance
 from fastmm.shm.instance_lock import InstanceLock
 from fastmm.shm.records import LATENCY_STAGES, STAGE_LATENCY
-from fastmm.status import read_status, render
 
 S = 1_000_000_000
 

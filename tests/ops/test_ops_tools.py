@@ -19,14 +19,9 @@ from fastmm.cli.report import build_session, make_report, read_records
 from fastmm.config import Config, ProcessesConfig, load_config
 from fastmm.journal import Journal
 from fastmm.latency import LatencyRecorder
-from fastmm.metrics import (
-    EngineCollector,
-    JournalStats,
-    JournalTail,
-    parse_latency_table,
-    reject_reason,
-    serve,
-)
+from fastmm.monitor.files import JournalTail
+from fastmm.monitor.journal_stats import JournalStats, parse_latency_table, reject_reason
+from fastmm.monitor.metrics import EngineCollector, serve
 from fastmm.ops.cancel import OrderCanceler
 from fastmm.ops.host import HostFacts, read_facts
 from fastmm.ops.host_check import Check, check_host

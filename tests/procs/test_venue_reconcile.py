@@ -14,11 +14,11 @@ from fastmm.config import Config, load_config
 from fastmm.core.ids import RecentIds
 from fastmm.fix.transport import run
 from fastmm.journal import Journal, read_journal
+from fastmm.monitor.status import _add_files, _render_files
 from fastmm.procs.order_journal import journal_report
 from fastmm.procs.quoter import Quoter
 from fastmm.procs.recovery import recover
 from fastmm.procs.venue_reconcile import reconcile_at_start
-from fastmm.status import _add_files, _render_files
 from fastmm.venues.truex.codec import BUY, SELL
 from fastmm.venues.truex.reconcile import JournalView, plan_start
 from fastmm.venues.truex.rest_codec import RestOrder, RestTrade

@@ -27,7 +27,8 @@ from typing import Any
 
 from fastmm.config import InstrumentConfig
 from fastmm.instrument import Instrument
-from fastmm.metrics import JournalStats, read_latency_file, read_tail
+from fastmm.monitor.files import read_latency_file, read_tail
+from fastmm.monitor.journal_stats import JournalStats
 from fastmm.procs.book_channel import read_top
 from fastmm.procs.latency_channel import read_latency
 from fastmm.procs.lifecycle import Phase
