@@ -1,7 +1,7 @@
 """``fastmm report --db URL [--instance NAME] [--since T]``: the session report, from the database.
 
 For each instance the journal records it shipped (``journal_records``) go through the very fold the
-journal report uses (fastmm.cli.report.build_session), so the per-instance PNG/HTML is the same report
+journal report uses (fastmm.report.session.build_session), so the per-instance PNG/HTML is the same report
 the journal would give; with ``--since`` the rebuild starts flat at that time. Beside them
 ``firm.html`` and ``summary.json`` put the instances side by side from the SQL views: PnL per day, fill
 ratio, order-to-fill latency, spread capture and markouts per level.
@@ -20,8 +20,10 @@ from typing import Any
 
 import psycopg
 
-from fastmm.cli.report import _table, build_session, plot_session, render_html, summary
 from fastmm.config import Config, ConfigError
+from fastmm.report.html import render_html, table
+from fastmm.report.plots import plot_session
+from fastmm.report.session import build_session, summary
 from fastmm.units import E8
 
 _REL = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -126,14 +128,14 @@ def _firm_html(result: dict[str, Any]) -> str:
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>fastmm firm report</title></head>"
              "<body>",
              "<h1>fastmm firm report</h1>",
-             _table(["instance", "records", "position", "PnL PYUSD", "fills TrueX", "fills hedge", "report"],
+             table(["instance", "records", "position", "PnL PYUSD", "fills TrueX", "fills hedge", "report"],
                     [[n, s["records"], f"{s['rebuilt']['position_btc']:+.4f}",
                       f"{s['rebuilt']['total']:+.2f}",
                       s["fills"]["truex"], s["fills"]["kraken"], f"{n}/session.html"]
                      for n, s in result["instances"].items()])]
     for key, rows in result["firm"].items():
         parts.append(f"<h2>{e(key)}</h2>")
-        parts.append(_table(list(rows[0]), [[r[c] for c in rows[0]] for r in rows]) if rows
+        parts.append(table(list(rows[0]), [[r[c] for c in rows[0]] for r in rows]) if rows
                      else "<p>none</p>")
     parts.append("</body></html>")
     return "\n".join(parts)

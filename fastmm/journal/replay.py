@@ -3,7 +3,7 @@ seen (each ExecID once), position.
 
 TrueX has neither an order-status nor a mass-cancel message, so this fold is what start-up recovery
 adopts and cancels (fastmm.procs.recovery), what the session report draws and books
-(fastmm.cli.report), and, over the hedger's own journal, where the hedger carries on from
+(fastmm.report.session), and, over the hedger's own journal, where the hedger carries on from
 (:class:`HedgerFold`, fastmm.procs.hedger). Pure: records in, state out; whether a fill may be booked
 is the caller's check (the trading core's ``replay_fill``), passed in.
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from db_journals import write_session
 
-from fastmm.cli.report import make_report
 from fastmm.config import Config, load_config
 from fastmm.db import shipper
+from fastmm.report.make import make_report
 
 
 def ship(tmp: Path, dsn: str, name: str) -> Config:

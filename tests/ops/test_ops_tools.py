@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from ops_helpers import BIN, host_tree
 
-from fastmm.cli.report import build_session, make_report, read_records
 from fastmm.config import Config, ProcessesConfig, load_config
 from fastmm.journal import Journal
 from fastmm.latency import LatencyRecorder
@@ -25,6 +24,8 @@ from fastmm.monitor.metrics import EngineCollector, serve
 from fastmm.ops.cancel import OrderCanceler
 from fastmm.ops.host import HostFacts, read_facts
 from fastmm.ops.host_check import Check, check_host
+from fastmm.report.make import make_report
+from fastmm.report.session import build_session, read_records
 from fastmm.venues.truex.codec import ExecutionReport, OrderCancelReject
 
 T0 = 1_795_000_000_000_000_000
