@@ -17,6 +17,8 @@ Definitions (the JSON carries them too, under ``definitions``):
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from collections.abc import Sequence
 from decimal import Decimal
@@ -27,6 +29,7 @@ import numpy as np
 
 from fastmm.backtest.engine import BacktestResult
 from fastmm.backtest.hftbt import HbtResult
+from fastmm.config import Config
 from fastmm.core.money import to_units
 from fastmm.units import E8
 
@@ -318,3 +321,37 @@ def _save(fig: Any, path: Path, plt: Any) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+# -- JSON ---------------------------------------------------------------------------------------------
+def json_default(o: Any) -> Any:
+    if isinstance(o, Decimal):
+        return str(o)
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        return dataclasses.asdict(o)
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    return str(o)
+
+
+def config_json(cfg: Config) -> dict[str, Any]:
+    return {name: dataclasses.asdict(getattr(cfg, name))
+            for name in ("instrument", "quoting", "venue_rules", "inventory", "fees", "hedge", "risk",
+                         "pricing")}
+
+
+def clean_json(o: Any) -> Any:
+    """NaN and infinities become null (JSON has no such numbers); tuples become lists."""
+    if isinstance(o, float):
+        return o if o == o and abs(o) != float("inf") else None
+    if isinstance(o, dict):
+        return {k: clean_json(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [clean_json(v) for v in o]
+    return o
+
+
+def to_json(doc: dict[str, Any]) -> str:
+    """The report document as JSON text: NaN and infinities as null, Decimals as text, dataclasses and
+    arrays as plain values."""
+    return json.dumps(clean_json(doc), default=json_default, indent=1, allow_nan=False) + "\n"

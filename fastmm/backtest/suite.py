@@ -29,6 +29,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from fastmm.backtest.baselines import baselines
 from fastmm.backtest.engine import BacktestOptions, BacktestResult, run_backtest
 from fastmm.backtest.instruments import asset_of, for_recording
 from fastmm.backtest.market import MarketData, after
@@ -84,8 +85,6 @@ def short_name(path: Path) -> str:
 
 
 def strategies(cfg: Config) -> list[tuple[str, Config]]:
-    from fastmm.cli.backtest import baselines
-
     return baselines(cfg)
 
 

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import logging
 import sys
 import time
-from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -104,41 +101,11 @@ def _options(args: argparse.Namespace, cfg: Config) -> Any:
     return opts
 
 
-def baselines(cfg: Config) -> list[tuple[str, Config]]:
-    """The configured strategy and the comparison strategies, skipping exact duplicates."""
-    q, inv = cfg.quoting, cfg.inventory
-    runs = [("configured", cfg),
-            ("naive_ladder", replace(cfg, quoting=replace(q, model="ladder"),
-                                     inventory=replace(inv, max_skew_ticks=0))),
-            ("avellaneda_stoikov", replace(cfg, quoting=replace(q, model="avellaneda_stoikov"))),
-            ("glft", replace(cfg, quoting=replace(q, model="glft")))]
-    out: list[tuple[str, Config]] = []
-    for name, c in runs:
-        if any(c == other for _, other in out):
-            continue
-        out.append((name, c))
-    return out
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, Decimal):
-        return str(o)
-    if dataclasses.is_dataclass(o) and not isinstance(o, type):
-        return dataclasses.asdict(o)
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    return str(o)
-
-
-def _config_json(cfg: Config) -> dict[str, Any]:
-    return {name: dataclasses.asdict(getattr(cfg, name))
-            for name in ("instrument", "quoting", "venue_rules", "inventory", "fees", "hedge", "risk",
-                         "pricing")}
-
-
 def _run(args: argparse.Namespace) -> int:
     from fastmm.backtest import report
+    from fastmm.backtest.baselines import baselines
     from fastmm.backtest.engine import run_backtest
+    from fastmm.backtest.hftbt import run_reference
     from fastmm.backtest.readers import load_market_data
     from fastmm.data.paths import binance_capture_dir
 
@@ -187,7 +154,8 @@ def _run(args: argparse.Namespace) -> int:
           file=err)
     doc: dict[str, Any] = {
         "fastmm": __version__, "command": sys.argv[1:], "data": info, "load_s": load_s,
-        "options": dataclasses.asdict(opts), "config": _config_json(cfg), "definitions": report.DEFINITIONS,
+        "options": dataclasses.asdict(opts), "config": report.config_json(cfg),
+        "definitions": report.DEFINITIONS,
     }
     if sweep is not None:
         sw, combos, cfgs = sweep
@@ -209,7 +177,7 @@ def _run(args: argparse.Namespace) -> int:
     hbt = None
     hbt_info: dict[str, Any] = {"included": False}
     if not args.no_baselines and not args.no_hftbacktest and not refs:
-        hbt, hbt_info = _hftbacktest(cfg, md, opts, err)
+        hbt, hbt_info = run_reference(cfg, md, opts, err)
         if hbt is not None:
             end = md.end_ns + opts.feed_latency_ns
             rows.append(report.hbt_metrics(hbt, md.start_ns, end, opts.sample_ns))
@@ -230,7 +198,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _suite(args: argparse.Namespace, cfg: Config, opts: Any, err: Any) -> int:
-    from fastmm.backtest import suite
+    from fastmm.backtest import report, suite
     from fastmm.backtest.hftbt import unavailable_reason
     from fastmm.data.paths import data_dir
 
@@ -261,57 +229,23 @@ def _suite(args: argparse.Namespace, cfg: Config, opts: Any, err: Any) -> int:
           f"{' (+' + ', +'.join(map(str, fees)) + ' bps stress rows)' if fees else ''}; "
           f"hftbacktest GLFT {'on single recordings only' if hbt else 'left out'}")
     doc = {"fastmm": __version__, "command": sys.argv[1:], "options": dataclasses.asdict(opts),
-           "config": _config_json(cfg), "walk_forward": args.walk_forward,
+           "config": report.config_json(cfg), "walk_forward": args.walk_forward,
            "fee_bps": [str(f) for f in fees],
            "cases": [c.name for c in cases], "rows": suite.json_rows(rows), "ranking": ranked}
     return _write_json(args.json, doc)
 
 
-def _hftbacktest(cfg: Config, md: Any, opts: Any, err: Any) -> tuple[Any, dict[str, Any]]:
-    from fastmm.backtest import hftbt
-
-    reason = hftbt.unavailable_reason()
-    if reason is not None:
-        print(f"hftbacktest reference left out: {reason}", file=err)
-        return None, {"included": False, "reason": reason}
-    print("hftbacktest: running its GLFT grid on the same data (numba compiles it first: seconds)", file=err)
-    t0 = time.perf_counter()
-    try:
-        kw = {"feed_latency_ns": opts.feed_latency_ns, "order_latency_ns": opts.order_latency_ns,
-              "cancels": opts.cancels}
-        hftbt.run_hftbacktest(cfg, md.head(1.0), **kw)     # compiles the strategy (numba)
-        first = time.perf_counter() - t0
-        h = hftbt.run_hftbacktest(cfg, md, **kw)            # the timed replay, compiled code only
-        h.compile_s = first
-    except Exception as e:   # a reference we do not control: report why, never a fake row
-        logging.getLogger(__name__).exception("hftbacktest failed")
-        reason = f"{type(e).__name__}: {e}"
-        print(f"hftbacktest reference left out: {reason}", file=err)
-        return None, {"included": False, "reason": reason}
-    print(f"hftbacktest: {h.final['trades']} fills; compile {first:.2f} s, replay {h.run_s:.3f} s", file=err)
-    return h, {"included": True, "compile_s": first, "params": h.params}
-
-
 def _write_json(out: str | None, doc: dict[str, Any]) -> int:
     if not out:
         return 0
+    from fastmm.backtest.report import to_json
+
     p = Path(out)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(_clean(doc), default=_json_default, indent=1, allow_nan=False) + "\n")
+        p.write_text(to_json(doc))
     except OSError as e:
         print(f"fastmm: cannot write the report: {e}", file=sys.stderr)
         return 1
     print(f"report: {p}", file=sys.stderr)
     return 0
-
-
-def _clean(o: Any) -> Any:
-    """NaN and infinities become null (JSON has no such numbers); tuples become lists."""
-    if isinstance(o, float):
-        return o if o == o and abs(o) != float("inf") else None
-    if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
-    if isinstance(o, list | tuple):
-        return [_clean(v) for v in o]
-    return o
