@@ -6,7 +6,9 @@ kernel's own stamps on and reads them back:
 
 * receive: ``SO_TIMESTAMPNS`` makes the kernel stamp every packet as it arrives (``CLOCK_REALTIME``);
   on a TCP socket the stamp only comes back as ancillary data of ``recvmsg`` (the stamp of the last
-  packet the call read). ``SIOCGSTAMPNS``/``SIOCGSTAMP`` after a plain ``recv`` do not work on TCP: the
+  packet the call read; the kernel switches stamping on through a deferred static key, so while no
+  other socket has it on, a packet right after enabling may come without one). ``SIOCGSTAMPNS`` and
+  ``SIOCGSTAMP`` after a plain ``recv`` do not work on TCP: the
   kernel keeps ``sk_stamp`` for datagram sockets only, and the ioctls answer ENOENT (checked on this
   kernel by ``tests/net/test_timestamps.py``). asyncio and uvloop transports read with ``recv``/``read``,
   so :class:`RecvmsgReader` takes over a transport's reading (the transport paused, ``recvmsg`` on a
