@@ -8,6 +8,12 @@ a second TCP connection; the *reader* (the TrueX simulator's place: uvloop) stam
 parses, decides or encodes anything: what is left is the cost of waking three sleeping processes on this
 machine's CPUs and kernel, which no code in the pipeline can go below.
 
+With kernel stamps (``measure_all(..., kernel_stamps=True)``, as ``bench/latency`` asks), relay A reads its
+socket with ``recvmsg`` for the kernel's receive stamp (:class:`fastmm.net.timestamps.RecvmsgReader`, as
+the engine's stamped feed does) and relay B takes software transmit stamps on its socket: ``kernel`` is
+"packet in the kernel at A -> bytes handed to the kernel by B", the floor under the engine's
+``kernel_rx_to_tx``, without the writer's and reader's own wake-ups.
+
 The writer is paced by the gaps the caller gives (``bench/latency`` passes the gaps between the
 Coinbase frames of the run it just measured, so the floor sees the same idleness); every message goes
 the whole way.
@@ -26,15 +32,17 @@ import struct
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastmm.latency import summarize
+from fastmm.net.timestamps import ClockOffset, RecvmsgReader, duplicate, enable_tx, read_tx_stamps, tx_key
 
 HERE = Path(__file__).resolve()
 IN_SIZE = 1000     # bytes per message into the pipeline (a typical l2_data frame)
 OUT_SIZE = 100     # bytes per message out of it (about one order message)
 _STAMP = struct.Struct("<q")
-_HOP = 2 * _STAMP.size          # relay A -> B: (writer's stamp, A's write to the pipe)
+_HOP = 3 * _STAMP.size          # relay A -> B: (writer's stamp, A's write to the pipe, A's kernel rx stamp)
 _OUT = struct.Struct("<qqq")    # B -> reader: (writer's stamp, A's write, B's wake)
 START_TIMEOUT_S = 30.0
 
@@ -70,25 +78,35 @@ def _writer() -> int:
     return 0
 
 
-async def _relay_a(port: int, pipe_w: int) -> None:
+async def _relay_a(port: int, pipe_w: int, kernel: bool) -> None:
     loop = asyncio.get_running_loop()
     done = loop.create_future()
+    offset = ClockOffset()
 
     class In(asyncio.Protocol):
         def __init__(self) -> None:
             self.buf = bytearray()
+            self.reader: RecvmsgReader | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            if kernel:
+                self.reader = RecvmsgReader(transport, self)  # type: ignore[arg-type]
 
         def data_received(self, data: bytes) -> None:
+            rx = self.reader.last_rx_ns if self.reader is not None else 0
+            t_rx = _STAMP.pack(offset.to_monotonic(rx) if rx else 0)
             buf = self.buf
             buf += data
             while len(buf) >= IN_SIZE:
                 stamp = bytes(buf[:_STAMP.size])
                 del buf[:IN_SIZE]
-                os.write(pipe_w, stamp + _STAMP.pack(time.monotonic_ns()))
+                os.write(pipe_w, stamp + _STAMP.pack(time.monotonic_ns()) + t_rx)
                 if stamp == b"\0" * _STAMP.size and not done.done():
                     done.set_result(None)
 
         def connection_lost(self, exc: Exception | None) -> None:
+            if self.reader is not None:
+                self.reader.close()
             if not done.done():
                 done.set_result(None)
 
@@ -98,15 +116,24 @@ async def _relay_a(port: int, pipe_w: int) -> None:
     tr.close()
 
 
-async def _relay_b(port: int, pipe_r: int) -> None:
+async def _relay_b(port: int, pipe_r: int, kernel: bool) -> None:
+    """Relays; with ``kernel``, prints the kernel rx -> tx of every message (ns, JSON) at the end."""
     loop = asyncio.get_running_loop()
     done = loop.create_future()
     tr, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
     _nodelay(tr.get_extra_info("socket"))
     pad = b"x" * (OUT_SIZE - 3 * _STAMP.size)
     os.set_blocking(pipe_r, False)
+    stamped = duplicate(tr.get_extra_info("socket")) if kernel else None
+    if stamped is not None:
+        enable_tx(stamped)
+    offset = ClockOffset()
+    written = 0
+    pending: list[tuple[int, int]] = []      # (tx id, kernel rx at A) per message
+    tx: dict[int, int] = {}
 
     def wake() -> None:
+        nonlocal written
         t_wake = time.monotonic_ns()
         try:
             data = os.read(pipe_r, 8 * _HOP)
@@ -114,9 +141,15 @@ async def _relay_b(port: int, pipe_r: int) -> None:
             return
         for i in range(0, len(data) - _HOP + 1, _HOP):
             stamp = data[i:i + _STAMP.size]
-            tr.write(data[i:i + _HOP] + _STAMP.pack(t_wake) + pad)
+            tr.write(data[i:i + 2 * _STAMP.size] + _STAMP.pack(t_wake) + pad)
+            if stamped is not None and stamp != b"\0" * _STAMP.size:
+                pending.append((tx_key(written, OUT_SIZE), _STAMP.unpack_from(data, i + 2 * _STAMP.size)[0]))
+            written += OUT_SIZE
             if stamp == b"\0" * _STAMP.size and not done.done():
                 done.set_result(None)
+        if stamped is not None:      # drained at once, as the engine's trace does after a decision
+            for key, ns in read_tx_stamps(stamped):
+                tx[key] = offset.to_monotonic(ns)
         if not data and not done.done():
             done.set_result(None)
 
@@ -124,6 +157,12 @@ async def _relay_b(port: int, pipe_r: int) -> None:
     await done
     loop.remove_reader(pipe_r)
     tr.close()
+    if stamped is not None:
+        await asyncio.sleep(0.05)
+        for key, ns in read_tx_stamps(stamped):
+            tx[key] = offset.to_monotonic(ns)
+        stamped.close()
+        print(json.dumps([tx[k] - rx for k, rx in pending if rx and k in tx]), flush=True)
 
 
 async def _reader() -> None:
@@ -171,9 +210,9 @@ def _child_main(argv: list[str]) -> int:
     import uvloop
 
     if role == "_relay_a":
-        uvloop.run(_relay_a(int(argv[1]), int(argv[2])))
+        uvloop.run(_relay_a(int(argv[1]), int(argv[2]), argv[3:] == ["kernel"]))
     elif role == "_relay_b":
-        uvloop.run(_relay_b(int(argv[1]), int(argv[2])))
+        uvloop.run(_relay_b(int(argv[1]), int(argv[2]), argv[3:] == ["kernel"]))
     elif role == "_reader":
         uvloop.run(_reader())
     else:
@@ -181,12 +220,30 @@ def _child_main(argv: list[str]) -> int:
     return 0
 
 
+@dataclass
+class FloorSamples:
+    """ns, in order: writer -> reader (``wire``), the pipe hop, and (with kernel stamps) the kernel's
+    receive stamp at relay A -> transmit stamp at relay B (``kernel``; a message without both is left out)."""
+
+    wire: list[int] = field(default_factory=list)
+    hop: list[int] = field(default_factory=list)
+    kernel: list[int] = field(default_factory=list)
+
+
 def measure(gaps_ns: list[int], timeout_s: float | None = None) -> tuple[list[int], list[int]]:
-    """Send one message after each gap through the empty pipeline: (wire-to-wire, hop) in ns, in order.
+    """Send one message after each gap through the empty pipeline: (wire-to-wire, hop) in ns, in order."""
+    s = measure_all(gaps_ns, timeout_s)
+    return s.wire, s.hop
+
+
+def measure_all(gaps_ns: list[int], timeout_s: float | None = None, kernel_stamps: bool = False
+                ) -> FloorSamples:
+    """:func:`measure`, and with ``kernel_stamps`` the kernel figure too.
 
     Every process started here is ended here (by pid), also on failure."""
     if not gaps_ns:
-        return [], []
+        return FloorSamples()
+    flag = ["kernel"] if kernel_stamps else []
     timeout = timeout_s if timeout_s is not None else sum(gaps_ns) / 1e9 + 60.0
     py = [sys.executable, str(HERE)]
     procs: list[subprocess.Popen[bytes]] = []
@@ -201,16 +258,20 @@ def measure(gaps_ns: list[int], timeout_s: float | None = None) -> tuple[list[in
         writer.stdin.write(json.dumps([int(g) for g in gaps_ns]).encode())
         writer.stdin.close()
         in_port = int(writer.stdout.readline())
-        procs.append(subprocess.Popen([*py, "_relay_b", str(out_port), str(pipe_r)], pass_fds=(pipe_r,)))
-        procs.append(subprocess.Popen([*py, "_relay_a", str(in_port), str(pipe_w)], pass_fds=(pipe_w,)))
+        relay_b = subprocess.Popen([*py, "_relay_b", str(out_port), str(pipe_r), *flag], pass_fds=(pipe_r,),
+                                   stdout=subprocess.PIPE)
+        procs.append(relay_b)
+        procs.append(subprocess.Popen([*py, "_relay_a", str(in_port), str(pipe_w), *flag],
+                                      pass_fds=(pipe_w,)))
         os.close(pipe_r)
         os.close(pipe_w)
         pipe_r = pipe_w = -1
         line = _read_line(reader, timeout)
+        kernel = json.loads(_read_line(relay_b, 30)) if kernel_stamps else []
         for p in procs:
             p.wait(timeout=10)
         pairs = json.loads(line)
-        return [int(w) for w, _ in pairs], [int(h) for _, h in pairs]
+        return FloorSamples([int(w) for w, _ in pairs], [int(h) for _, h in pairs], [int(k) for k in kernel])
     finally:
         for fd in (pipe_r, pipe_w):
             if fd >= 0:
@@ -258,12 +319,13 @@ def main(argv: list[str] | None = None) -> int:
 
     dma_fd = hold_cpu_dma_latency_or_say("floor") if args.cpu_dma_latency else None
     try:
-        wire, hop = measure([int(args.gap_ms * 1e6)] * args.n)
+        fs = measure_all([int(args.gap_ms * 1e6)] * args.n, kernel_stamps=True)
     finally:
         if dma_fd is not None:
             os.close(dma_fd)
     print(f"cpu_dma_latency held: {dma_fd is not None}")
-    for name, values in (("wire to wire", wire), ("hop (pipe wake)", hop)):
+    for name, values in (("wire to wire", fs.wire), ("hop (pipe wake)", fs.hop),
+                         ("kernel rx -> tx", fs.kernel)):
         r = summarize(values)
         print(f"empty pipeline, gap {args.gap_ms} ms, {name}: n {r['count']} p50 {r['p50_us']:.1f} "
               f"p99 {r['p99_us']:.1f} p99.9 {r['p999_us']:.1f} max {r['max_us']:.1f} us")

@@ -18,6 +18,7 @@ log = logging.getLogger("fastmm.bench.latency")
 MAIN = Path(__file__).resolve().parent / "__main__.py"
 TRACE_FILE = "bench.trace.json"
 ENGINE_CPUS_ENV = "FASTMM_BENCH_ENGINE_CPUS"
+KERNEL_STAMPS_ENV = "FASTMM_BENCH_KERNEL_STAMPS"     # "0": the engine's processes take no kernel stamps
 _SECRET_VARS = ("FASTMM_TRUEX_API_KEY_ID", "FASTMM_TRUEX_API_SECRET", "FASTMM_TRUEX_CLIENT_ID",
                 "FASTMM_KRAKEN_API_KEY", "FASTMM_KRAKEN_API_SECRET")
 MAX_SPEED = 0.0
@@ -26,7 +27,13 @@ EVENT_STAGES = ("write_to_recv", "recv_to_pub", "pub_to_wake", "wake_to_decide",
 MODES = ("multiprocess", "single")
 EVENT_FIELDS = ("venue_seq", "t_recv", "t_pub", "t_wake", "t_decide", "n_sent")
 ORDER_FIELDS = ("cl_ord_id", "msg_type", "index", "venue_seq", "t_recv", "t_pub", "t_wake", "t_decide",
-                "t_sent")
+                "t_sent", "t_tx")
+# Kernel stamps: the feed socket's receive stamp of the frame (t_rx) and the order-entry socket's transmit
+# stamp of the order (t_tx), both on CLOCK_MONOTONIC. ``kernel_rx_to_tx`` is what the engine owns.
+KERNEL_STAGES = ("kernel_rx_to_tx", "rx_to_recv", "decide_to_tx")
+KERNEL_EVENT_STAGES = ("rx_to_decide",)
+RX_FILE = "bench.rx.json"
+PROGRESS_FILE = "bench.progress"
 # At max speed the run also checks that the lossless ring loses nothing, so it needs hedge fills on it: a
 # load profile where takers reach this venue for half the recorded trades, quotes sit near the touch, the
 # position is kept small and every 0.05 BTC of it is hedged at once (the drawdown and reject-rate kill
@@ -53,6 +60,9 @@ class RunSpec:
     config: str | None
     venue_limits: bool
     index: int
+    decisions: int = 0              # keep quoting past duration_s until this many decisions sent orders
+    max_duration_s: float = 900.0   # ... but never longer than this
+    kernel_stamps: bool = True
 
 
 def speed_label(speed: float) -> str:
@@ -63,6 +73,10 @@ def _engine_config() -> Config:
     ap.add_argument("--config", "-c")
     args, _ = ap.parse_known_args(sys.argv[2:])
     return load_config(args.config, os.environ)
+
+
+def _kernel_stamps() -> bool:
+    return os.environ.get(KERNEL_STAMPS_ENV, "1") != "0"
 
 
 def _engine_affinity() -> None:

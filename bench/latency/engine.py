@@ -15,8 +15,24 @@ from typing import Any
 from fastmm.config import Config, load_config
 from fastmm.procs.quoter import Quoter
 
-from .common import MAIN, START_TIMEOUT_S, TRACE_FILE, _engine_affinity, _engine_config, log
+from .common import (
+    MAIN,
+    PROGRESS_FILE,
+    RX_FILE,
+    START_TIMEOUT_S,
+    TRACE_FILE,
+    _engine_affinity,
+    _engine_config,
+    _kernel_stamps,
+    log,
+)
 from .trace import LatencyTrace
+
+STAMPED_FEED = "feed-coinbase"      # its frames start the measurement: the feed whose reads are stamped
+
+
+def _trace(cfg: Config) -> LatencyTrace:
+    return LatencyTrace(kernel_stamps=_kernel_stamps(), progress=cfg.state_path / PROGRESS_FILE)
 
 
 def _quoter_main() -> int:
@@ -29,15 +45,36 @@ def _quoter_main() -> int:
     cfg = _engine_config()
     setup_logging(cfg.instance.log_level)
     die_with_parent()
-    trace = LatencyTrace()
+    trace = _trace(cfg)
     code = run_loop(quoter_module.run_supervised(cfg, "quoter", trace=trace))
     if trace.quoter is not None:
         trace.dump(cfg.state_path / TRACE_FILE)
     return code
 
 
+def _feed_main() -> int:
+    """The multiprocess engine's feed-coinbase: ``fastmm.procs.run feed-coinbase`` reading its socket with
+    kernel receive stamps (:class:`fastmm.venues.ws_rx_stamps.RxStampLog`), written to ``RX_FILE`` at its
+    end; without kernel stamps, the production feed unchanged."""
+    from fastmm.logs import setup_logging
+    from fastmm.procs import feed_ws
+    from fastmm.procs.child import die_with_parent
+    from fastmm.procs.run import run_loop
+    from fastmm.venues.ws_rx_stamps import RxStampLog
+
+    cfg = _engine_config()
+    setup_logging(cfg.instance.log_level)
+    die_with_parent()
+    stamps = RxStampLog() if _kernel_stamps() else None
+    code = run_loop(feed_ws.run_supervised(cfg, STAMPED_FEED, stamper=stamps))
+    if stamps is not None:
+        stamps.dump(cfg.state_path / RX_FILE)
+    return code
+
+
 def _supervise_main() -> int:
-    """``fastmm supervise``, with the quoter started as :func:`_quoter_main`."""
+    """``fastmm supervise``, with the quoter started as :func:`_quoter_main` and feed-coinbase as
+    :func:`_feed_main`."""
     from fastmm.logs import setup_logging
     from fastmm.procs.child import die_with_parent
     from fastmm.procs.plan import PROCESSES, QUOTER, default_children
@@ -54,6 +91,8 @@ def _supervise_main() -> int:
     for child in children:
         if child.name == QUOTER:
             child.argv = [sys.executable, str(MAIN), "_quoter", *child.argv[4:]]
+        elif child.name == STAMPED_FEED:
+            child.argv = [sys.executable, str(MAIN), "_feed", *child.argv[4:]]
     return Supervisor(cfg, children).run()
 
 
@@ -88,6 +127,7 @@ async def _run_single(cfg: Config) -> int:
         TruexCodec,
     )
     from fastmm.venues.ws_feed import WsFeedClient
+    from fastmm.venues.ws_rx_stamps import RxStampLog
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()       # SIGTERM: run the stop sequence
@@ -105,7 +145,8 @@ async def _run_single(cfg: Config) -> int:
         for name in [*(f"ref.{v}" for v in venues), "truex.book"]:
             channels[name] = LatestValue.create(inst, name, TOP_OF_BOOK, wait="spin")
         refs = {v: channels[f"ref.{v}"] for v in venues}
-        trace = LatencyTrace()
+        trace = _trace(cfg)
+        rx_stamps = RxStampLog() if _kernel_stamps() else None
         q = Quoter(cfg, None, journal, refs, channels["truex.book"], None, None, trace=trace)
         feeds = []
         for venue in venues:
@@ -124,7 +165,8 @@ async def _run_single(cfg: Config) -> int:
                 pub.publish_stale(time.monotonic_ns())
                 q.on_wake()
 
-            client = WsFeedClient(url, feed, on_events, on_stale, stale_after_s=stale_after_s)
+            client = WsFeedClient(url, feed, on_events, on_stale, stale_after_s=stale_after_s,
+                                  stamper=rx_stamps if venue == "coinbase" else None)
             feeds.append(feed)
             feed_tasks.append(loop.create_task(client.run(halt)))
 
@@ -183,6 +225,8 @@ async def _run_single(cfg: Config) -> int:
         await md_initiator.stop("bench done")
         await oe.stop("bench done")
         trace.dump(cfg.state_path / TRACE_FILE)
+        if rx_stamps is not None:
+            rx_stamps.dump(cfg.state_path / RX_FILE)
         return 0
     finally:
         halt.set()

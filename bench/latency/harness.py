@@ -18,7 +18,7 @@ from fastmm.config import ConfigError, load_config
 from fastmm.latency import summarize
 
 from .common import ENGINE_CPUS_ENV, MAX_SPEED, MODES, RunSpec, log, speed_label
-from .engine import _quoter_main, _single_main, _supervise_main
+from .engine import _feed_main, _quoter_main, _single_main, _supervise_main
 from .load import _truex_main
 from .report import compare, draw, render, targets
 from .spawn import run_once
@@ -68,6 +68,8 @@ def run(args: argparse.Namespace, out: Any = None) -> int:
             raise ValueError(f"bad mode(s) {', '.join(bad) or '(none)'}: choose from {', '.join(MODES)}")
         if not args.duration > 0:
             raise ValueError("--duration must be positive")
+        if args.decisions < 0 or not args.max_duration >= args.duration:
+            raise ValueError("--decisions must be >= 0 and --max-duration >= --duration")
         cfg = load_config(args.config, os.environ)   # a bad config stops here, before anything starts
         allowed = os.sched_getaffinity(0)
         sim_cpus = _cpu_list(args.sim_cpus, allowed) if args.sim_cpus else None
@@ -102,7 +104,8 @@ def run(args: argparse.Namespace, out: Any = None) -> int:
             for mode in modes:
                 n += 1
                 spec = RunSpec(mode, speed, args.duration, root / f"run{n}", args.config,
-                               args.venue_limits, n)
+                               args.venue_limits, n, decisions=args.decisions,
+                               max_duration_s=args.max_duration, kernel_stamps=args.kernel_stamps)
                 print(f"bench latency: {mode} at {speed_label(speed)} ...", file=out, flush=True)
                 try:
                     runs.append(uvloop.run(run_once(spec)))
@@ -117,8 +120,9 @@ def run(args: argparse.Namespace, out: Any = None) -> int:
                 print(f"bench latency: floor at {speed_label(speed)} ...", file=out, flush=True)
                 try:
                     fm = _floor_module()
-                    wire, hop = fm.measure(gaps)
-                    floors[speed_label(speed)] = {**summarize(wire), "hop": summarize(hop)}
+                    fs = fm.measure_all(gaps, kernel_stamps=args.kernel_stamps)
+                    floors[speed_label(speed)] = {**summarize(fs.wire), "hop": summarize(fs.hop),
+                                                  "kernel": summarize(fs.kernel)}
                 except (OSError, RuntimeError, TimeoutError, ValueError) as e:
                     print(f"bench latency: floor at {speed_label(speed)} failed: {e}", file=sys.stderr)
     finally:
@@ -138,6 +142,7 @@ def run(args: argparse.Namespace, out: Any = None) -> int:
           f"{os.getloadavg()[0]:.2f}", file=out)
     print(render(runs, ratios, goals, floors), file=out, flush=True)
     doc = {"meta": {"speeds": [speed_label(s) for s in speeds], "duration_s": args.duration,
+                    "decisions": args.decisions, "kernel_stamps": args.kernel_stamps,
                     "wait": cfg.shm.wait, "cpus": os.cpu_count(),
                     "venue_limits": args.venue_limits, "cpu_dma_latency_held": dma_fd is not None,
                     "sim_cpus": sorted(sim_cpus) if sim_cpus is not None else None,
@@ -157,7 +162,7 @@ def run(args: argparse.Namespace, out: Any = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     internal = {"_supervise": _supervise_main, "_quoter": _quoter_main, "_single": _single_main,
-                "_truex": _truex_main}
+                "_feed": _feed_main, "_truex": _truex_main}
     if argv and argv[0] in internal:
         return internal[argv[0]]()
     from fastmm.cli.bench import add_latency_arguments

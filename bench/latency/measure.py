@@ -11,7 +11,11 @@ import numpy as np
 
 from fastmm.latency import summarize
 
-from .common import CHAIN, EVENT_FIELDS, EVENT_STAGES, ORDER_FIELDS
+from .common import CHAIN, EVENT_FIELDS, EVENT_STAGES, KERNEL_EVENT_STAGES, KERNEL_STAGES, ORDER_FIELDS
+
+# Kernel stamps are CLOCK_REALTIME moved onto CLOCK_MONOTONIC by an offset read in each process (tens of
+# ns of error): orderings against user-space stamps are checked with this slack.
+KERNEL_SLACK_NS = 2_000
 
 
 class FrameStamps:
@@ -54,14 +58,22 @@ def _causal(t_write: int, t_recv: int, t_pub: int, t_wake: int, t_decide: int, t
 
 
 def join(trace: dict[str, Any], stamps: FrameStamps,
-         reads: Iterable[Sequence[Any]]) -> dict[str, Any]:
+         reads: Iterable[Sequence[Any]], rx_pairs: Sequence[int] = ()) -> dict[str, Any]:
     """Orders and events of one run with every stage in ns. Unmatched rows are counted, not guessed.
 
     ``reads`` are the venue's ``(MsgType, ClOrdID, t_read)``. Two stages may be negative, both races
     between processes on different CPUs: ``pub_to_wake`` when the record was published after the wake
     began (the quoter stamps ``t_wake`` first, then reads the newest record), ``sent_to_read`` when the
     venue read the bytes before the sender's write call returned and stamped ``t_sent``. Histograms count
-    a negative value as 0. Any other disorder is counted as ``out_of_order`` and the row not used."""
+    a negative value as 0. Any other disorder is counted as ``out_of_order`` and the row not used.
+
+    Kernel stamps: ``rx_pairs`` is the feed's flat ``(t_recv, t_kernel_rx)`` list; a row whose frame has a
+    receive stamp and whose order has a transmit stamp (``t_tx``) gets ``kernel_rx_to_tx`` (what the engine
+    owns: packet in the kernel -> order bytes handed to the kernel), ``rx_to_recv`` and ``decide_to_tx``.
+    A kernel stamp missing or out of order (``t_rx <= t_recv``, ``t_decide <= t_tx <= t_sent``) is
+    counted in ``unmatched_kernel``; the row keeps its other stages."""
+    rx = {rx_pairs[i]: rx_pairs[i + 1] for i in range(0, len(rx_pairs) - 1, 2) if rx_pairs[i + 1]}
+    kernel_unmatched = {"no_rx": 0, "no_tx": 0, "out_of_order": 0}
     t_read: dict[str, int] = {}
     for _mt, cl, t in reads:
         t_read.setdefault(cl.decode("ascii", "replace") if isinstance(cl, bytes) else cl, t)
@@ -83,12 +95,21 @@ def join(trace: dict[str, Any], stamps: FrameStamps,
             continue
         stages = {name: times[k + 1] - times[k] for k, name in enumerate(CHAIN)}
         stages["wire_to_wire"] = tr - tw
+        t_rx, t_tx = rx.get(rec["t_recv"], 0), rec["t_tx"]
+        if not t_rx or not t_tx:
+            kernel_unmatched["no_rx" if not t_rx else "no_tx"] += 1
+        elif not (t_rx <= rec["t_recv"] + KERNEL_SLACK_NS
+                  and rec["t_decide"] - KERNEL_SLACK_NS <= t_tx <= rec["t_sent"] + KERNEL_SLACK_NS):
+            kernel_unmatched["out_of_order"] += 1
+        else:
+            stages.update(kernel_rx_to_tx=t_tx - t_rx, rx_to_recv=rec["t_recv"] - t_rx,
+                          decide_to_tx=t_tx - rec["t_decide"])
         rows.append({"cl_ord_id": rec["cl_ord_id"], "msg_type": rec["msg_type"], "index": rec["index"],
                      "venue_seq": rec["venue_seq"], **stages})
     flat = trace.get("events", [])
     ev = np.asarray(flat, dtype=np.int64).reshape(-1, len(EVENT_FIELDS)) if flat else \
         np.zeros((0, len(EVENT_FIELDS)), np.int64)
-    events: dict[str, list[int]] = {s: [] for s in EVENT_STAGES}
+    events: dict[str, list[int]] = {s: [] for s in (*EVENT_STAGES, *KERNEL_EVENT_STAGES)}
     ev_unmatched = 0
     for venue_seq, t_recv, t_pub, t_wake, t_decide, _n in ev.tolist():
         tw = stamps.lookup(venue_seq, t_recv)
@@ -98,7 +119,11 @@ def join(trace: dict[str, Any], stamps: FrameStamps,
         for name, v in zip(EVENT_STAGES, (t_recv - tw, t_pub - t_recv, t_wake - t_pub, t_decide - t_wake,
                                           t_decide - tw), strict=True):
             events[name].append(v)
-    return {"orders": rows, "unmatched_orders": unmatched, "events": events, "unmatched_events": ev_unmatched}
+        t_rx = rx.get(t_recv, 0)
+        if t_rx and t_rx <= t_recv + KERNEL_SLACK_NS:
+            events["rx_to_decide"].append(t_decide - t_rx)
+    return {"orders": rows, "unmatched_orders": unmatched, "events": events, "unmatched_events": ev_unmatched,
+            "unmatched_kernel": kernel_unmatched}
 
 
 def stage_summaries(joined: dict[str, Any]) -> dict[str, dict[str, dict[str, float | int]]]:
@@ -106,5 +131,11 @@ def stage_summaries(joined: dict[str, Any]) -> dict[str, dict[str, dict[str, flo
     first = [r for r in orders if r["index"] == 0]
     out_orders = {name: summarize([r[name] for r in first]) for name in (*CHAIN, "wire_to_wire")}
     out_orders["wire_to_wire_every_order"] = summarize([r["wire_to_wire"] for r in orders])
-    out_events = {name: summarize(v) for name, v in joined["events"].items()}
-    return {"orders": out_orders, "events": out_events}
+    out_events = {name: summarize(v) for name, v in joined["events"].items() if name in EVENT_STAGES}
+    # what the engine owns, from the kernel's stamps: tick to first order, every order, every price event
+    out_kernel = {name: summarize([r[name] for r in first if name in r]) for name in KERNEL_STAGES}
+    out_kernel["kernel_rx_to_tx_every_order"] = summarize([r["kernel_rx_to_tx"] for r in orders
+                                                           if "kernel_rx_to_tx" in r])
+    for name in KERNEL_EVENT_STAGES:
+        out_kernel[name] = summarize(joined["events"][name])
+    return {"orders": out_orders, "events": out_events, "kernel": out_kernel}

@@ -22,9 +22,11 @@ def compare(runs: list[dict[str, Any]]) -> dict[str, Any]:
         if mp is None or sp is None:
             continue
         entry: dict[str, Any] = {}
-        for group in ("orders", "events"):
-            for name, m in mp["stages"][group].items():
-                s = sp["stages"][group][name]
+        for group in ("orders", "events", "kernel"):
+            for name, m in mp["stages"].get(group, {}).items():
+                s = sp["stages"].get(group, {}).get(name)
+                if s is None:
+                    continue
                 entry[f"{group}.{name}"] = {"p50_ratio": _ratio(m["p50_us"], s["p50_us"]),
                                             "p99_ratio": _ratio(m["p99_us"], s["p99_us"]),
                                             "p50_added_us": round(m["p50_us"] - s["p50_us"], 1)}
@@ -65,6 +67,7 @@ def targets(runs: list[dict[str, Any]], ratios: dict[str, Any],
                 goal["floor_hop_p50_us"] = fl["hop"]["p50_us"]
                 goal["below_floor"] = fl["hop"]["p50_us"] > 20.0
             out.append(goal)
+    out += kernel_targets(by, ratios, floors)
     mx = by.get(("max", "multiprocess"))
     if mx is not None and "lossless" in mx:
         ll = mx["lossless"]
@@ -75,6 +78,38 @@ def targets(runs: list[dict[str, Any]], ratios: dict[str, Any],
                     "pss_mb": max(r["memory"]["peak_pss_mb"] for r in runs
                                   if r["mode"] == "multiprocess" and "memory" in r),
                     "met": max(mems) <= 250.0})
+    return out
+
+
+FLOOR_P50_RATIO = 1.5
+FLOOR_P99_RATIO = 2.0
+ADDED_P50_US = 20.0
+
+
+def kernel_targets(by: dict[tuple[str, str], dict[str, Any]], ratios: dict[str, Any],
+                   floors: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue 21's targets on what the engine owns (kernel rx on the feed socket -> tx stamp of the first
+    order), against the floor's same figure at the same pacing: p50 <= 1.5x, p99 <= 2x at 1x and 10x; and
+    multiprocess <= +20 us at p50 over the single loop. A target with no figure to judge is not met."""
+    out: list[dict[str, Any]] = []
+    for speed in ("1x", "10x"):
+        mp = by.get((speed, "multiprocess"))
+        fl = (floors.get(speed) or {}).get("kernel")
+        k = mp["stages"].get("kernel", {}).get("kernel_rx_to_tx") if mp is not None else None
+        if k is None:
+            continue
+        for pct, limit in (("p50", FLOOR_P50_RATIO), ("p99", FLOOR_P99_RATIO)):
+            goal: dict[str, Any] = {"target": f"kernel rx->tx {pct} <= {limit:g}x the floor's at {speed}",
+                                    "kind": "floor_ratio", "value_us": k[f"{pct}_us"], "samples": k["count"],
+                                    "floor_us": fl[f"{pct}_us"] if fl and fl["count"] else None}
+            goal["ratio"] = _ratio(k[f"{pct}_us"], goal["floor_us"]) if goal["floor_us"] else None
+            goal["met"] = bool(k["count"]) and goal["ratio"] is not None and goal["ratio"] <= limit
+            out.append(goal)
+        r = ratios.get(speed, {}).get("kernel.kernel_rx_to_tx")
+        if r is not None:
+            out.append({"target": f"kernel rx->tx: multiprocess <= +{ADDED_P50_US:g} us at p50 over the "
+                                  f"single loop at {speed}", "kind": "added", "value_us": r["p50_added_us"],
+                        "met": r["p50_added_us"] <= ADDED_P50_US})
     return out
 
 
@@ -96,17 +131,24 @@ def render(runs: list[dict[str, Any]], ratios: dict[str, Any], goals: list[dict[
         head = (f"{'stage':<26} {'mp p50':>8} {'p99':>8} {'p99.9':>8} {'max':>8} | {'single p50':>10} "
                 f"{'p99':>8} {'p99.9':>8} {'max':>8} | {'p50 mp/s':>8} {'p99 mp/s':>8} {'+p50 us':>8}")
         for group, title in (("orders", "decisions that sent orders: tick to first order (us)"),
-                             ("events", "every price event caused by a Coinbase frame (us)")):
+                             ("events", "every price event caused by a Coinbase frame (us)"),
+                             ("kernel", "kernel stamps: feed socket rx -> order bytes handed to the kernel "
+                                        "(tx stamp), tick to first order; rx_to_decide every event (us)")):
+            names = (mp or sp)["stages"].get(group, {}) if (mp or sp) else {}
+            if not names:
+                continue
             lines += [f"-- {title}", head]
-            names = (mp or sp)["stages"][group] if (mp or sp) else {}
             for name in names:
                 cells = []
                 for r in (mp, sp):
                     if r is None:
                         cells.append(f"{'-':>8} {'-':>8} {'-':>8} {'-':>8}")
                         continue
-                    s = r["stages"][group][name]
+                    s = r["stages"].get(group, {}).get(name)
                     w = 8 if r is mp else 10
+                    if s is None:
+                        cells.append(f"{'-':>{w}} {'-':>8} {'-':>8} {'-':>8}")
+                        continue
                     cells.append(f"{s['p50_us']:>{w}.1f} {s['p99_us']:>8.1f} {s['p999_us']:>8.1f} "
                                  f"{s['max_us']:>8.1f}")
                 q = ratios.get(speed, {}).get(f"{group}.{name}")
@@ -119,13 +161,29 @@ def render(runs: list[dict[str, Any]], ratios: dict[str, Any], goals: list[dict[
                          f"this run's frames): n {fl['count']} p50 {fl['p50_us']:.1f} p99 {fl['p99_us']:.1f} "
                          f"p99.9 {fl['p999_us']:.1f} max {fl['max_us']:.1f} us; its hop (pipe wake) p50 "
                          f"{fl['hop']['p50_us']:.1f} p99 {fl['hop']['p99_us']:.1f} us")
+            fk = fl.get("kernel")
+            if fk and fk["count"]:
+                lines.append(f"floor kernel rx -> tx (relay A's socket rx stamp -> relay B's tx stamp): n "
+                             f"{fk['count']} p50 {fk['p50_us']:.1f} p99 {fk['p99_us']:.1f} p99.9 "
+                             f"{fk['p999_us']:.1f} max {fk['max_us']:.1f} us")
+        for r in (mp, sp):
+            if r is not None and r["counts"].get("kernel_stamps"):
+                c = r["counts"]
+                lines.append(f"{r['mode']:>12} kernel stamps: {c['kernel_rx_frames']} frames rx-stamped, "
+                             f"{c['kernel_tx_stamps']} tx stamps, {c['decisions_with_kernel_stamps']} "
+                             f"decisions with both; unmatched {c['unmatched_kernel']}")
         if mp is not None and "lossless" in mp:
             ll = mp["lossless"]
             lines.append(f"hedge.fills ring: {ll['published']} published, {ll['booked']} booked, "
                          f"missing {len(ll['missing'])}")
     lines.append("\n== targets ==")
     for g in goals:
-        if "hop_us" in g:
+        if g.get("kind") == "floor_ratio":
+            shown = (f"{g['value_us']} us vs floor {g['floor_us']} us = {_fmt(g['ratio'])}x"
+                     if g["floor_us"] is not None else f"{g['value_us']} us, no floor measured")
+        elif g.get("kind") == "added":
+            shown = f"{g['value_us']:+} us"
+        elif "hop_us" in g:
             shown = f"{g['value_us']} us end to end, {g['hop_us']} us in the hop (pub_to_wake)"
             if "floor_hop_p50_us" in g:
                 shown += (f"; an empty hop here p50 {g['floor_hop_p50_us']} us"
@@ -141,7 +199,7 @@ def render(runs: list[dict[str, Any]], ratios: dict[str, Any], goals: list[dict[
             extra += (f"; floor here p50 {g['floor_p50_us']} / p99 {g['floor_p99_us']} us"
                       + (" (the empty pipeline itself misses the target on this machine)" if g["below_floor"]
                          else ""))
-        lines.append(f"{'MET   ' if g['met'] else 'MISSED'} {g['target']}: {shown}{extra}")
+        lines.append(f"{'PASS' if g['met'] else 'FAIL'} {g['target']}: {shown}{extra}")
     return "\n".join(lines)
 
 

@@ -18,9 +18,12 @@ from typing import Any
 from fastmm.config import load_config
 
 from .common import (
+    KERNEL_STAMPS_ENV,
     MAIN,
     MAX_SPEED,
     MAX_SPEED_TRUEX,
+    PROGRESS_FILE,
+    RX_FILE,
     START_TIMEOUT_S,
     STOP_TIMEOUT_S,
     TRACE_FILE,
@@ -47,6 +50,7 @@ async def run_once(spec: RunSpec) -> dict[str, Any]:
 
     instance = f"bench{os.getpid()}{spec.mode[0]}{spec.index}"
     env = _engine_env(spec, instance)
+    env[KERNEL_STAMPS_ENV] = "1" if spec.kernel_stamps else "0"
     cfg = load_config(spec.config, env)
     state = cfg.state_path
     state.mkdir(parents=True, exist_ok=True)
@@ -96,14 +100,29 @@ async def run_once(spec: RunSpec) -> dict[str, Any]:
         result["start_s"] = round(t_quoting - t0, 3)
         cb = venues.coinbase.core
         end_reason = "duration"
+        progress = state / PROGRESS_FILE
+        decisions = 0
         with MemorySampler(watch):
-            while time.monotonic() - t_quoting < spec.duration_s:
+            while True:
                 if proc.poll() is not None:
                     raise RuntimeError(f"{spec.mode} engine exited early ({proc.returncode}); log: "
                                        f"{state / 'engine.log'}")
                 if cb.finished and cb.backlog() == 0:
                     end_reason = "end of the recorded data"
                     break
+                elapsed = time.monotonic() - t_quoting
+                if elapsed >= spec.duration_s:
+                    if not spec.decisions:
+                        break
+                    # --decisions: on until the traced quoter has made that many (it writes its count
+                    # every 0.2 s), within the longest run allowed
+                    decisions = _progress(progress)
+                    if decisions >= spec.decisions:
+                        end_reason = f"{spec.decisions} decisions"
+                        break
+                    if elapsed >= spec.max_duration_s:
+                        end_reason = f"max duration ({spec.max_duration_s:g} s)"
+                        break
                 await asyncio.sleep(0.02)
         result["measured_s"] = round(time.monotonic() - t_quoting, 3)
         result["end"] = end_reason
@@ -120,7 +139,9 @@ async def run_once(spec: RunSpec) -> dict[str, Any]:
             raise RuntimeError(f"{spec.mode}: no trace written ({trace_path}); log: {state / 'engine.log'}")
         trace = json.loads(trace_path.read_text())
         reads = [tuple(r) for r in json.loads(reads_path.read_text())["order_reads"]]
-        joined = join(trace, stamps, reads)
+        rx_path = state / RX_FILE
+        rx_pairs = json.loads(rx_path.read_text())["pairs"] if rx_path.exists() else []
+        joined = join(trace, stamps, reads, rx_pairs)
         result["counts"] = {
             "coinbase_l2_frames": sum(len(d) for d in stamps.by_conn.values()),
             "coinbase_connections": len(stamps.by_conn),
@@ -131,10 +152,18 @@ async def run_once(spec: RunSpec) -> dict[str, Any]:
             "order_messages_at_venue": len(reads),
             "unmatched_orders": joined["unmatched_orders"],
             "unmatched_events": joined["unmatched_events"],
+            "kernel_stamps": spec.kernel_stamps,
+            "kernel_rx_frames": sum(1 for t in rx_pairs[1::2] if t),
+            "kernel_tx_stamps": trace.get("tx_stamps", 0),
+            "decisions_with_kernel_stamps": sum(1 for r in joined["orders"]
+                                                if r["index"] == 0 and "kernel_rx_to_tx" in r),
+            "unmatched_kernel": joined["unmatched_kernel"],
         }
         result["stages"] = stage_summaries(joined)
         result["samples"] = {"wire_to_wire": [r["wire_to_wire"] for r in joined["orders"] if r["index"] == 0],
-                             "wire_to_decide": joined["events"]["wire_to_decide"]}
+                             "wire_to_decide": joined["events"]["wire_to_decide"],
+                             "kernel_rx_to_tx": [r["kernel_rx_to_tx"] for r in joined["orders"]
+                                                 if r["index"] == 0 and "kernel_rx_to_tx" in r]}
         result["orders"] = joined["orders"]
         writes = sorted(t for d in stamps.by_conn.values() for t in d.values())
         result["frame_gaps_ns"] = [b - a for a, b in itertools.pairwise(writes)]
@@ -170,6 +199,14 @@ async def run_once(spec: RunSpec) -> dict[str, Any]:
             result["segments_left_by_engine"] = left
         for server in started:
             await server.stop()
+
+
+def _progress(path: Path) -> int:
+    """Decisions that sent orders so far, as the traced quoter last wrote them (0 before the first)."""
+    try:
+        return int(path.read_text() or 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def lossless_check(state: Path, journal_file: str) -> dict[str, Any]:

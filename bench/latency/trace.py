@@ -7,16 +7,28 @@ its ``venue_seq`` and stamps; ``decided`` sees the decision's actions and ``sent
 once its bytes are written. Between ``t_wake`` and the last order's ``t_sent`` the tracing costs a few
 attribute reads, a list append and a clock read per message; the record's fields are read and the trace
 rows written in ``done``, after the decision's orders are out.
+
+Kernel stamps (:mod:`fastmm.net.timestamps`): on each order-entry connection the trace turns on software
+transmit stamps (a duplicate of the socket's descriptor; the connection's ``trace_out`` counts the bytes
+written, so each order's stamp is found by the offset of its last byte) and drains the error queue in
+``done`` and, for the session's own messages, at the loop's next turn (a socket with stamps waiting wakes
+its loop with EPOLLERR). ``t_tx`` of an order is its stamp on CLOCK_MONOTONIC, 0 when none came. Every
+``progress_every_ns`` it writes the count of traced decisions that sent orders to ``progress`` (the
+harness's ``--decisions``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 from array import array
 from pathlib import Path
 from typing import Any
 
 from fastmm.core.types import Action, CancelOrder, NewOrder, ReplaceOrder
+from fastmm.fix.transport import FixConnection
+from fastmm.net.timestamps import ClockOffset, duplicate, enable_tx, read_tx_stamps
 from fastmm.procs.quoter import Quoter
 
 from .common import EVENT_FIELDS, ORDER_FIELDS
@@ -28,7 +40,21 @@ class LatencyTrace:
     """One quoter's trace: a row per traced price event, a row per order it sent; :meth:`dump` writes
     them for the harness (multiprocess: from the quoter process at its end; single: from the loop)."""
 
-    def __init__(self) -> None:
+    def __init__(self, kernel_stamps: bool = True, progress: Path | None = None,
+                 progress_every_ns: int = 200_000_000) -> None:
+        self.kernel_stamps = kernel_stamps
+        self.progress = progress
+        self.progress_every_ns = progress_every_ns
+        self.decisions = 0
+        self._progress_at = 0
+        self._oe_conn: FixConnection | None = None
+        self._oe_sock: socket.socket | None = None
+        self._oe_gen = 0
+        self._bytes_out = 0
+        self._drain_pending = False
+        self._tx: dict[int, int] = {}          # (connection << 32 | ee_data) -> t_tx, monotonic ns
+        self._offset = ClockOffset()
+        self._sent_keys: list[int] = []
         self.quoter: Quoter | None = None
         self.trace_events = array("q")
         self.trace_orders: list[tuple[Any, ...]] = []
@@ -44,9 +70,14 @@ class LatencyTrace:
         self.quoter = quoter
 
     def received(self, now_ns: int) -> None:
-        assert self.quoter is not None
+        q = self.quoter
+        assert q is not None
         self._wake_ns = now_ns
-        self._cb_before = self.quoter.ref_seq("coinbase")
+        self._cb_before = q.ref_seq("coinbase")
+        if self.kernel_stamps:
+            conn = q.initiator.conn if q.initiator is not None else None
+            if conn is not self._oe_conn:
+                self._stamp_connection(conn)
 
     def decided(self, actions: list[Action], now_ns: int, t_decide_ns: int) -> None:
         # traced: a wake that read a new Coinbase record, while quoting (decided with a few reads)
@@ -55,16 +86,20 @@ class LatencyTrace:
         self._traced = (q.quoting and now_ns == self._wake_ns
                         and q.ref_seq("coinbase") not in (None, self._cb_before))
         self._sent_ns.clear()
+        self._sent_keys.clear()
         self._actions = actions
         self._t_decide = t_decide_ns
 
     def sent(self, action: Action, t_sent_ns: int) -> None:
         self._sent_ns.append(t_sent_ns)
+        self._sent_keys.append((self._oe_gen << 32) | ((self._bytes_out - 1) & 0xFFFF_FFFF))
 
     def done(self, now_ns: int) -> None:
         if not self._traced:
             return
         self._traced = False
+        if self._oe_sock is not None:
+            self._drain()
         q = self.quoter
         assert q is not None
         r = q.refs["coinbase"].rx[0]
@@ -72,9 +107,45 @@ class LatencyTrace:
         sent, actions = self._sent_ns, self._actions
         self.trace_events.extend((venue_seq, t_recv, t_pub, now_ns, self._t_decide, len(sent)))
         if actions and len(sent) == len(actions):    # a message not sent (journal failing): no rows
-            for i, (a, t_sent) in enumerate(zip(actions, sent, strict=True)):
+            for i, (a, t_sent, key) in enumerate(zip(actions, sent, self._sent_keys, strict=True)):
                 self.trace_orders.append((a.cl_ord_id, _MSG_TYPE.get(type(a), "?"), i, venue_seq, t_recv,
-                                          t_pub, now_ns, self._t_decide, t_sent))
+                                          t_pub, now_ns, self._t_decide, t_sent, key))
+            self.decisions += 1
+            if self.progress is not None and now_ns - self._progress_at >= self.progress_every_ns:
+                self._progress_at = now_ns
+                self.progress.write_text(str(self.decisions))
+
+    # -- kernel transmit stamps -----------------------------------------------------------------------
+    def _stamp_connection(self, conn: FixConnection | None) -> None:
+        """A new order-entry connection: stamps on, byte count from zero (ids count from here)."""
+        if self._oe_sock is not None:
+            self._drain()
+            self._oe_sock.close()
+            self._oe_sock = None
+        self._oe_conn = conn
+        tr = conn.transport if conn is not None else None
+        if conn is None or tr is None:
+            return
+        self._oe_sock = duplicate(tr.get_extra_info("socket"))
+        enable_tx(self._oe_sock)
+        self._oe_gen += 1
+        self._bytes_out = 0
+        conn.trace_out = self._count
+
+    def _count(self, frame: bytes) -> None:
+        self._bytes_out += len(frame)
+        if not self._drain_pending:
+            self._drain_pending = True
+            asyncio.get_running_loop().call_soon(self._drain)
+
+    def _drain(self) -> None:
+        self._drain_pending = False
+        sock = self._oe_sock
+        if sock is None:
+            return
+        gen, to_mono, tx = self._oe_gen << 32, self._offset.to_monotonic, self._tx
+        for key, ns in read_tx_stamps(sock):
+            tx[gen | key] = to_mono(ns)
 
     # -- output ---------------------------------------------------------------------------------------
     def trace_bytes(self) -> int:
@@ -84,8 +155,13 @@ class LatencyTrace:
         q = self.quoter
         assert q is not None
         hdr = {name: _text(h.encode()) for name, h in q.latency.stages.items()}
+        if self._oe_sock is not None:
+            self._drain()
+        tx = self._tx
+        orders = [(*o[:-1], tx.get(o[-1], 0)) for o in self.trace_orders]     # key -> t_tx
         doc = {"event_fields": EVENT_FIELDS, "events": self.trace_events.tolist(),
-               "order_fields": ORDER_FIELDS, "orders": self.trace_orders, "trace_bytes": self.trace_bytes(),
+               "order_fields": ORDER_FIELDS, "orders": orders, "trace_bytes": self.trace_bytes(),
+               "kernel_stamps": self.kernel_stamps, "tx_stamps": len(tx),
                "quoter_hdr": hdr, "orders_sent": q.sent, "fills": q.fills, "hedge_fills": q.hedge_fills}
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc))

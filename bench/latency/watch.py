@@ -61,7 +61,8 @@ def _label(argv: list[bytes]) -> str:
         return args[i + 1] if i + 1 < len(args) else "?"
     for a in args:
         if a.startswith("_"):
-            return {"_supervise": "supervisor", "_quoter": "quoter", "_single": "single"}.get(a, a)
+            return {"_supervise": "supervisor", "_quoter": "quoter", "_single": "single",
+                    "_feed": "feed-coinbase"}.get(a, a)
     return Path(args[0]).name if args else "?"
 
 

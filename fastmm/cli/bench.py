@@ -46,6 +46,14 @@ def add_latency_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, default=30.0, metavar="S",
                    help="seconds of quoting measured per run (each speed runs the engine, then the "
                         "single-loop baseline; default 30)")
+    p.add_argument("--decisions", type=int, default=0, metavar="N",
+                   help="keep each run quoting past --duration until the engine made N decisions that sent "
+                        "orders (the figures' sample count; 1000 for stable p99s), within --max-duration")
+    p.add_argument("--max-duration", type=float, default=900.0, metavar="S",
+                   help="longest run with --decisions (default 900 s)")
+    p.add_argument("--no-kernel-stamps", dest="kernel_stamps", action="store_false",
+                   help="take no kernel timestamps (feed socket rx, order-entry tx): the engine's processes "
+                        "exactly as in production, only the end-to-end figures")
     p.add_argument("--json", metavar="PATH", help="write every figure as JSON")
     p.add_argument("--png", metavar="PATH", help="draw the histograms (matplotlib, Agg backend)")
     p.add_argument("-c", "--config", metavar="FILE", help="engine TOML config (defaults when omitted)")

@@ -124,7 +124,7 @@ class FixConnection(asyncio.Protocol):
         self.session = session
         self._handler = handler
         self._clock = clock
-        self._trace_out = trace_out
+        self.trace_out = trace_out     # called with every frame before it is written; None: off
         self._transport: StreamTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0
@@ -132,6 +132,11 @@ class FixConnection(asyncio.Protocol):
         self.closed: asyncio.Future[None] = self._loop.create_future()
         self.logged_on: asyncio.Future[None] = self._loop.create_future()
         self.peer = ""
+
+    @property
+    def transport(self) -> StreamTransport | None:
+        """The connection's transport while connected (a harness reads its socket's options)."""
+        return self._transport
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -204,9 +209,9 @@ class FixConnection(asyncio.Protocol):
         out = s.data_to_send()
         tr = self._transport
         if out and tr is not None:
-            if self._trace_out is not None:
+            if self.trace_out is not None:
                 for frame in out:
-                    self._trace_out(frame)
+                    self.trace_out(frame)
             tr.write(out[0] if len(out) == 1 else b"".join(out))
         disconnect = False
         for ev in s.events_received():

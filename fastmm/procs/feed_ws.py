@@ -24,7 +24,7 @@ from fastmm.units import format_e8
 from fastmm.venues.coinbase.codec import CoinbaseFeed
 from fastmm.venues.events import TopChanged
 from fastmm.venues.kraken.ws_codec import KrakenBookFeed
-from fastmm.venues.ws_feed import Backoff, BookCodec, WsFeedClient
+from fastmm.venues.ws_feed import Backoff, BookCodec, FrameStamper, WsFeedClient
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,9 @@ def make_codec(cfg: Config, venue: str) -> tuple[BookCodec, str, float, int]:
     raise ValueError(f"unknown reference venue {venue!r}; venues are {', '.join(VENUES)}")
 
 
-async def run_supervised(cfg: Config, name: str) -> int:
-    """The feed process ``name`` (``feed-coinbase`` or ``feed-kraken``) under the supervisor."""
+async def run_supervised(cfg: Config, name: str, stamper: FrameStamper | None = None) -> int:
+    """The feed process ``name`` (``feed-coinbase`` or ``feed-kraken``) under the supervisor; ``stamper``
+    as :class:`~fastmm.venues.ws_feed.FrameStamper` says (a harness's)."""
     venue = name.removeprefix("feed-")
     feed, url, stale_after_s, venue_code = make_codec(cfg, venue)
     stop = stop_on_signals()
@@ -87,7 +88,7 @@ async def run_supervised(cfg: Config, name: str) -> int:
         link.set_state(STATE_CONNECTED, client.connected)
         link.errors += 1
 
-    client = WsFeedClient(url, feed, on_events, on_stale, stale_after_s=stale_after_s)
+    client = WsFeedClient(url, feed, on_events, on_stale, stale_after_s=stale_after_s, stamper=stamper)
     task = asyncio.create_task(client.run(stop))
     fresh_task = asyncio.create_task(keep_fresh())
     try:

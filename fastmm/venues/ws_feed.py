@@ -46,6 +46,15 @@ class BookCodec(Protocol):
     def top(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]: ...
 
 
+class FrameStamper(Protocol):
+    """A harness's hook on the reads (``fastmm.venues.ws_rx_stamps.RxStampLog``): the connection class to
+    read with, and a call per frame with the client's receive time. Production runs without one."""
+
+    connection: type[websockets.ClientConnection]
+
+    def frame(self, ws: websockets.ClientConnection, t_recv_ns: int) -> None: ...
+
+
 class Backoff:
     """Exponential backoff with jitter: ``first * 2^n`` capped at ``cap``, times a factor in [0.5, 1)."""
 
@@ -67,8 +76,9 @@ class WsFeedClient:
     def __init__(self, url: str, feed: BookCodec, on_events: Callable[[list], None],
                  on_stale: Callable[[str], None], *, stale_after_s: float = 2.0,
                  open_timeout_s: float = 5.0, backoff: Backoff | None = None,
-                 clock: Callable[[], int] = time.monotonic_ns) -> None:
+                 clock: Callable[[], int] = time.monotonic_ns, stamper: FrameStamper | None = None) -> None:
         self.url = url
+        self.stamper = stamper
         self.feed = feed
         self.on_events = on_events
         self.on_stale = on_stale
@@ -101,8 +111,10 @@ class WsFeedClient:
                 await asyncio.wait_for(stop.wait(), delay)
 
     async def _session(self, stop: asyncio.Event) -> None:
+        stamper = self.stamper
         async with websockets.connect(self.url, max_size=MAX_FRAME_BYTES, open_timeout=self.open_timeout_s,
-                                      ping_interval=None, compression=None) as ws:
+                                      ping_interval=None, compression=None,
+                                      create_connection=stamper.connection if stamper else None) as ws:
             self._ws = ws
             self.connected = True
             self.connects += 1
@@ -120,6 +132,8 @@ class WsFeedClient:
                     except websockets.ConnectionClosedOK:
                         break
                     t = self.clock()
+                    if stamper is not None:
+                        stamper.frame(ws, t)
                     events = self.feed.on_frame(frame, t)
                     if events:
                         if any(isinstance(e, Resubscribe) for e in events):

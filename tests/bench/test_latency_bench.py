@@ -42,18 +42,19 @@ def test_join_decomposes_wire_to_wire_and_counts_what_it_cannot_match() -> None:
     st = latency.FrameStamps()
     st(1, _frame(10), 1_000)
     st(1, _frame(11), 2_000)
-    # cl_ord_id, msg_type, index, venue_seq, t_recv, t_pub, t_wake, t_decide, t_sent
+    # cl_ord_id, msg_type, index, venue_seq, t_recv, t_pub, t_wake, t_decide, t_sent, t_tx
     orders = [
-        ("a1", "D", 0, 10, 1_100, 1_300, 1_400, 1_900, 2_100),
-        ("a2", "G", 1, 10, 1_100, 1_300, 1_400, 1_900, 2_400),   # read before its send returned
-        ("b1", "D", 0, 99, 2_100, 2_200, 2_300, 2_400, 2_500),   # no such frame
-        ("c1", "F", 0, 11, 2_100, 2_200, 2_300, 2_400, 2_500),   # never read by the venue
-        ("d1", "D", 0, 11, 2_100, 2_000, 2_300, 2_400, 2_500),   # published before received: broken
-        ("e1", "D", 0, 11, 2_100, 2_300, 2_250, 2_400, 2_500),   # published after the wake began
+        ("a1", "D", 0, 10, 1_100, 1_300, 1_400, 1_900, 2_100, 2_050),
+        ("a2", "G", 1, 10, 1_100, 1_300, 1_400, 1_900, 2_400, 2_350),   # read before its send returned
+        ("b1", "D", 0, 99, 2_100, 2_200, 2_300, 2_400, 2_500, 0),       # no such frame
+        ("c1", "F", 0, 11, 2_100, 2_200, 2_300, 2_400, 2_500, 0),       # never read by the venue
+        ("d1", "D", 0, 11, 2_100, 2_000, 2_300, 2_400, 2_500, 0),       # published before received: broken
+        ("e1", "D", 0, 11, 2_100, 2_300, 2_250, 2_400, 2_500, 0),       # published after the wake began
     ]
     events = [10, 1_100, 1_300, 1_400, 1_900, 2, 77, 1, 1, 1, 1, 0]
     reads = [("D", "a1", 2_600), ("G", "a2", 2_350), ("D", "b1", 2_600), ("D", "d1", 2_600), ("D", "e1", 2_700)]
-    j = latency.join({"orders": orders, "events": events}, st, reads)
+    rx_pairs = [1_100, 1_050, 2_100, 0]       # (t_recv, kernel rx): frame 10 stamped, frame 11 not
+    j = latency.join({"orders": orders, "events": events}, st, reads, rx_pairs)
     assert j["unmatched_orders"] == {"no_frame": 1, "no_read": 1, "out_of_order": 1}
     assert j["unmatched_events"] == 1
     a1, a2, e1 = j["orders"]
@@ -63,9 +64,17 @@ def test_join_decomposes_wire_to_wire_and_counts_what_it_cannot_match() -> None:
             a1["decide_to_sent"], a1["sent_to_read"]) == (100, 200, 100, 500, 200, 500)
     assert a2["sent_to_read"] == -50 and a2["wire_to_wire"] == sum(a2[s] for s in latency.CHAIN)
     assert j["events"]["wire_to_decide"] == [900]
+    # kernel stamps: rx of the frame 50 ns before the feed read it, tx inside each order's send
+    assert (a1["kernel_rx_to_tx"], a1["rx_to_recv"], a1["decide_to_tx"]) == (1_000, 50, 150)
+    assert a2["kernel_rx_to_tx"] == 1_300 and "kernel_rx_to_tx" not in e1
+    assert j["unmatched_kernel"] == {"no_rx": 1, "no_tx": 0, "out_of_order": 0}
+    assert j["events"]["rx_to_decide"] == [850]
     summary = latency.stage_summaries(j)
     assert summary["orders"]["wire_to_wire"]["count"] == 2                # first orders only
     assert summary["orders"]["wire_to_wire_every_order"]["count"] == 3
+    assert summary["kernel"]["kernel_rx_to_tx"]["count"] == 1
+    assert summary["kernel"]["kernel_rx_to_tx_every_order"]["count"] == 2
+    assert "rx_to_decide" not in summary["events"] and summary["kernel"]["rx_to_decide"]["count"] == 1
 
 
 @pytest.mark.parametrize("args", [["--speeds", "1,fast"], ["--speeds", "-3"], ["--modes", "threads"],
@@ -114,6 +123,17 @@ def test_short_run_structure_ratios_and_cleanup(tmp_path: Path, capsys: pytest.C
             assert row["wire_to_wire"] == sum(row[name] for name in latency.CHAIN)
         assert r["memory"]["peak_rss_mb"] > 0 and r["memory"]["peak_pss_mb"] > 0
         assert r["exit_code"] == 0
+        # the kernel's stamps: feed socket rx -> order bytes handed to the kernel, beside wire to wire
+        assert c["kernel_stamps"] and c["kernel_rx_frames"] > 0 and c["kernel_tx_stamps"] > 0, (speed, mode, c)
+        assert c["decisions_with_kernel_stamps"] > 0, (speed, mode, c)
+        k = r["stages"]["kernel"]
+        for name in ("kernel_rx_to_tx", "rx_to_recv", "decide_to_tx", "kernel_rx_to_tx_every_order",
+                     "rx_to_decide"):
+            assert k[name]["count"] > 0 and k[name]["p50_us"] <= k[name]["p99_us"], (speed, mode, name)
+        assert k["kernel_rx_to_tx"]["p50_us"] <= r["stages"]["orders"]["wire_to_wire"]["p99_us"]
+        for row in r["orders"]:
+            if "kernel_rx_to_tx" in row:
+                assert 0 < row["kernel_rx_to_tx"] <= row["wire_to_wire"]
     mp = runs[("10x", "multiprocess")]
     assert {"supervisor", "feed-coinbase", "feed-kraken", "feed-truex-md", "quoter", "hedger"} <= set(
         mp["memory"]["per_process_rss_mb"])
@@ -141,6 +161,18 @@ def test_short_run_structure_ratios_and_cleanup(tmp_path: Path, capsys: pytest.C
     w10 = next(t for t in doc["targets"] if t["target"].startswith("wire-to-wire p99 <= 250 us at 10x"))
     assert w10["floor_p99_us"] == fl["p99_us"] and w10["below_floor"] == (fl["p99_us"] > 250.0)
     assert "floor (bench/floor.py" in text
+    # issue 21's targets as ratios to the floor's kernel figure, and the multiprocess - single difference
+    assert fl["kernel"]["count"] > 0
+    assert "-- kernel stamps: feed socket rx -> order bytes handed to the kernel" in text
+    kt = {t["target"]: t for t in doc["targets"] if t.get("kind") in ("floor_ratio", "added")}
+    p50 = kt["kernel rx->tx p50 <= 1.5x the floor's at 10x"]
+    assert p50["floor_us"] == fl["kernel"]["p50_us"]
+    assert p50["value_us"] == runs[("10x", "multiprocess")]["stages"]["kernel"]["kernel_rx_to_tx"]["p50_us"]
+    assert p50["met"] == (p50["ratio"] <= 1.5)
+    assert "kernel rx->tx p99 <= 2x the floor's at 10x" in kt
+    added = kt["kernel rx->tx: multiprocess <= +20 us at p50 over the single loop at 10x"]
+    assert added["value_us"] == doc["ratios"]["10x"]["kernel.kernel_rx_to_tx"]["p50_added_us"]
+    assert ("PASS " in text or "FAIL " in text) and "the floor's at 10x" in text
     assert 0 < fl["hop"]["p50_us"] <= fl["hop"]["p99_us"]
     assert hop["floor_hop_p50_us"] == fl["hop"]["p50_us"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

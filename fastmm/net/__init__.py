@@ -1,0 +1,1 @@
+"""Socket-level helpers below the venue shells: kernel timestamps (:mod:`.timestamps`)."""
