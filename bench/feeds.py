@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from fastmm.backoff import Backoff
 from fastmm.data.binance import read_capture
 from fastmm.procs.book_channel import BookPublisher
 from fastmm.procs.heap import freeze_startup_heap
@@ -41,7 +42,7 @@ from fastmm.sim.coinbase_server import CoinbaseSimServer
 from fastmm.venues.coinbase import codec
 from fastmm.venues.coinbase.codec import CoinbaseFeed
 from fastmm.venues.events import TopChanged
-from fastmm.venues.ws_feed import Backoff, WsFeedClient
+from fastmm.venues.ws_feed import WsFeedClient
 
 
 def render_frames(max_lines: int) -> list[str]:

@@ -37,16 +37,16 @@ def _trace(cfg: Config) -> LatencyTrace:
 
 def _quoter_main() -> int:
     """The multiprocess engine's quoter: ``fastmm.procs.run quoter``, its quoter given a trace."""
+    from fastmm.event_loop import run
     from fastmm.logs import setup_logging
     from fastmm.procs import quoter as quoter_module
     from fastmm.procs.child import die_with_parent
-    from fastmm.procs.run import run_loop
 
     cfg = _engine_config()
     setup_logging(cfg.instance.log_level)
     die_with_parent()
     trace = _trace(cfg)
-    code = run_loop(quoter_module.run_supervised(cfg, "quoter", trace=trace))
+    code = run(quoter_module.run_supervised(cfg, "quoter", trace=trace))
     if trace.quoter is not None:
         trace.dump(cfg.state_path / TRACE_FILE)
     return code
@@ -56,17 +56,17 @@ def _feed_main() -> int:
     """The multiprocess engine's feed-coinbase: ``fastmm.procs.run feed-coinbase`` reading its socket with
     kernel receive stamps (:class:`fastmm.venues.ws_rx_stamps.RxStampLog`), written to ``RX_FILE`` at its
     end; without kernel stamps, the production feed unchanged."""
+    from fastmm.event_loop import run
     from fastmm.logs import setup_logging
     from fastmm.procs import feed_ws
     from fastmm.procs.child import die_with_parent
-    from fastmm.procs.run import run_loop
     from fastmm.venues.ws_rx_stamps import RxStampLog
 
     cfg = _engine_config()
     setup_logging(cfg.instance.log_level)
     die_with_parent()
     stamps = RxStampLog() if _kernel_stamps() else None
-    code = run_loop(feed_ws.run_supervised(cfg, STAMPED_FEED, stamper=stamps))
+    code = run(feed_ws.run_supervised(cfg, STAMPED_FEED, stamper=stamps))
     if stamps is not None:
         stamps.dump(cfg.state_path / RX_FILE)
     return code
@@ -97,15 +97,15 @@ def _supervise_main() -> int:
 
 
 def _single_main() -> int:
+    from fastmm.event_loop import run
     from fastmm.logs import setup_logging
     from fastmm.procs.child import die_with_parent
-    from fastmm.procs.run import run_loop
 
     cfg = _engine_config()
     setup_logging(cfg.instance.log_level)
     die_with_parent()
     _engine_affinity()
-    return run_loop(_run_single(cfg))
+    return run(_run_single(cfg))
 
 
 async def _run_single(cfg: Config) -> int:

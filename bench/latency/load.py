@@ -95,8 +95,8 @@ def _truex_main() -> int:
     """The TrueX simulator alone in a process, so that reading an order's bytes never waits behind the
     other simulators' work in one loop. It prints its ports as a JSON line, ``quoting`` at the first order
     message, and on SIGTERM writes every order read (``TruexSimServer.order_reads``) to ``--out``."""
+    from fastmm.event_loop import run
     from fastmm.procs.child import die_with_parent
-    from fastmm.procs.run import run_loop
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -105,7 +105,7 @@ def _truex_main() -> int:
     args = ap.parse_args(sys.argv[2:])
     cfg = load_config(args.config, os.environ)
     die_with_parent()
-    return run_loop(_serve_truex(cfg, Path(args.out), args.lift_limits))
+    return run(_serve_truex(cfg, Path(args.out), args.lift_limits))
 
 
 async def _serve_truex(cfg: Config, out: Path, lift_limits: bool) -> int:

@@ -7,9 +7,9 @@ import os
 from dataclasses import replace
 
 from fastmm.config import load_config
+from fastmm.event_loop import run
 from fastmm.logs import setup_logging
 from fastmm.procs.feed_ws import VENUES, run_print
-from fastmm.procs.run import run_loop
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,4 +33,4 @@ def _run(args: argparse.Namespace) -> int:
             cfg = replace(cfg, coinbase=replace(cfg.coinbase, ws_url=args.url))
         else:
             cfg = replace(cfg, kraken=replace(cfg.kraken, ws_url=args.url))
-    return run_loop(run_print(cfg, args.venue, limit=args.limit))
+    return run(run_print(cfg, args.venue, limit=args.limit))

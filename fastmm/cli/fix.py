@@ -17,7 +17,9 @@ import signal
 import sys
 import time
 
+from fastmm.backoff import Backoff
 from fastmm.config import ConfigError, load_config
+from fastmm.event_loop import run
 from fastmm.fix.names import readable
 from fastmm.fix.session import (
     DisconnectWanted,
@@ -29,7 +31,7 @@ from fastmm.fix.session import (
     SessionRejectSent,
 )
 from fastmm.fix.store import StoreError
-from fastmm.fix.transport import Backoff, FixConnection, TlsVerifyError, run
+from fastmm.fix.transport import FixConnection, TlsVerifyError
 from fastmm.instrument import Instrument
 from fastmm.logs import setup_logging
 from fastmm.venues.truex import factory as truex_sessions

@@ -214,9 +214,9 @@ def _pids(args: argparse.Namespace) -> int:
 
 # -- cancel-orders ------------------------------------------------------------------------------------
 def _cancel_orders(args: argparse.Namespace) -> int:
+    from fastmm.event_loop import run
     from fastmm.monitor.status import read_status
     from fastmm.ops.cancel import cancel_orders
-    from fastmm.procs.run import run_loop
 
     cfg = load_config(args.config, os.environ)
     setup_logging("WARNING")
@@ -226,7 +226,7 @@ def _cancel_orders(args: argparse.Namespace) -> int:
               f"{st.get('supervisor_pid')}): use `fastmm stop`, which cancels every quote itself",
               file=sys.stderr)
         return EXIT_REFUSED
-    return run_loop(cancel_orders(cfg, args.timeout, sys.stdout))
+    return run(cancel_orders(cfg, args.timeout, sys.stdout))
 
 
 # -- host-check ---------------------------------------------------------------------------------------

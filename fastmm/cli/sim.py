@@ -30,8 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from fastmm.event_loop import run
     from fastmm.procs.child import stop_on_signals
-    from fastmm.procs.run import run_loop
     from fastmm.sim.coinbase import CoinbaseFaults
     from fastmm.sim.venues import serve_forever
 
@@ -50,7 +50,7 @@ def _run(args: argparse.Namespace) -> int:
         return await serve_forever(cfg, stop_on_signals(), faults=faults)
 
     try:
-        return run_loop(main())
+        return run(main())
     except DataError as e:   # unreadable or unknown recording: one line, not a traceback
         print(f"fastmm: data error: {e}", file=sys.stderr)
         return 2

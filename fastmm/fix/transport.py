@@ -20,12 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import ssl
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
+from fastmm.backoff import Backoff
 from fastmm.fix._state import InvalidState, State
 from fastmm.fix.session import DisconnectWanted, Event, FixSession, LoggedOn
 from fastmm.logs import reason
@@ -38,15 +38,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Clock = Callable[[], int]
 Handler = Callable[["FixConnection", Event], None]
-
-
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run`` on uvloop where available (Linux production), the default loop otherwise."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency; kept for other platforms
-        return asyncio.run(main)
-    return uvloop.run(main)
 
 
 class TlsVerifyError(ConnectionError):
@@ -81,28 +72,6 @@ def server_ssl_context(cert_file: str, key_file: str, *, client_ca_file: str = "
         ctx.load_verify_locations(client_ca_file)
         ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
-
-
-class Backoff:
-    """Exponential reconnect delays with jitter; seeded, so a test sees the same delays every run."""
-
-    __slots__ = ("_n", "_rng", "factor", "initial_s", "jitter", "max_s")
-
-    def __init__(self, initial_s: float = 0.5, max_s: float = 30.0, factor: float = 2.0, jitter: float = 0.2,
-                 seed: int | None = None) -> None:
-        if initial_s <= 0 or max_s < initial_s or factor < 1 or not 0 <= jitter < 1:
-            raise ValueError("need 0 < initial_s <= max_s, factor >= 1, 0 <= jitter < 1")
-        self.initial_s, self.max_s, self.factor, self.jitter = initial_s, max_s, factor, jitter
-        self._rng = random.Random(seed)
-        self._n = 0
-
-    def next_delay(self) -> float:
-        base = min(self.max_s, self.initial_s * self.factor ** min(self._n, 64))
-        self._n += 1
-        return base * (1.0 + self.jitter * (2.0 * self._rng.random() - 1.0))
-
-    def reset(self) -> None:
-        self._n = 0
 
 
 @runtime_checkable

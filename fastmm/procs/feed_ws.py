@@ -15,6 +15,7 @@ import time
 from typing import TextIO
 
 from fastmm import speedups
+from fastmm.backoff import Backoff
 from fastmm.config import Config
 from fastmm.procs.book_channel import BookPublisher
 from fastmm.procs.child import SupervisorLink, serve_supervisor, stop_on_signals
@@ -24,7 +25,7 @@ from fastmm.units import format_e8
 from fastmm.venues.coinbase.codec import CoinbaseFeed
 from fastmm.venues.events import TopChanged
 from fastmm.venues.kraken.ws_codec import KrakenBookFeed
-from fastmm.venues.ws_feed import Backoff, BookCodec, FrameStamper, WsFeedClient
+from fastmm.venues.ws_feed import BookCodec, FrameStamper, WsFeedClient
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ in the arguments. Each process name maps to the coroutine that runs it.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import importlib
 import logging
@@ -17,6 +16,7 @@ import sys
 from collections.abc import Mapping
 
 from fastmm.config import ConfigError, load_config
+from fastmm.event_loop import run
 from fastmm.logs import setup_logging
 from fastmm.procs.child import die_with_parent
 from fastmm.procs.heap import freeze_startup_heap
@@ -51,15 +51,6 @@ def supervisor_already_gone(environ: Mapping[str, str]) -> bool:
     return expected.isdigit() and os.getppid() != int(expected)
 
 
-def run_loop(coro: object) -> int:
-    """Run a coroutine on uvloop when it is installed (it is a dependency), asyncio otherwise."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover
-        return int(asyncio.run(coro) or 0)  # type: ignore[arg-type]
-    return int(uvloop.run(coro) or 0)  # type: ignore[arg-type]
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m fastmm.procs.run")
     if os.environ.get("FASTMM_SUPERVISOR_PID"):
@@ -88,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     frozen = freeze_startup_heap()
     logging.getLogger("fastmm").debug("%s: startup heap frozen; gc thresholds %s -> %s", args.name, frozen,
                                       gc.get_threshold())
-    return run_loop(entry(cfg, args.name))
+    return run(entry(cfg, args.name))
 
 
 if __name__ == "__main__":

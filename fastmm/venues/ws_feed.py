@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable
 from typing import Protocol
 
 import websockets
 
+from fastmm.backoff import Backoff
 from fastmm.logs import OnceLogger, reason
 from fastmm.venues.events import Resubscribe
 from fastmm.venues.frames import MAX_FRAME_BYTES
@@ -55,23 +55,6 @@ class FrameStamper(Protocol):
     def frame(self, ws: websockets.ClientConnection, t_recv_ns: int) -> None: ...
 
 
-class Backoff:
-    """Exponential backoff with jitter: ``first * 2^n`` capped at ``cap``, times a factor in [0.5, 1)."""
-
-    def __init__(self, first_s: float = 0.1, cap_s: float = 10.0, seed: int | None = None) -> None:
-        self.first_s, self.cap_s = first_s, cap_s
-        self.attempt = 0
-        self._rng = random.Random(seed)
-
-    def next_delay(self) -> float:
-        base = min(self.cap_s, self.first_s * (2 ** self.attempt))
-        self.attempt += 1
-        return base * (0.5 + self._rng.random() / 2)
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-
 class WsFeedClient:
     def __init__(self, url: str, feed: BookCodec, on_events: Callable[[list], None],
                  on_stale: Callable[[str], None], *, stale_after_s: float = 2.0,
@@ -84,7 +67,7 @@ class WsFeedClient:
         self.on_stale = on_stale
         self.stale_after_s = stale_after_s
         self.open_timeout_s = open_timeout_s
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or Backoff(0.1, 10.0)
         self.clock = clock
         self.connected = False
         self.connects = 0

@@ -12,6 +12,8 @@ import pytest
 from test_fix_session import KEY, SECRET, T0, Peer, S, logged_on, out_msgs, settings_, types
 from test_fix_transport import _raw_server, _read_msgs, _until, client
 
+from fastmm.backoff import Backoff
+from fastmm.event_loop import run
 from fastmm.fix.codec import Encoder, FrameParser, Message, format_timestamp
 from fastmm.fix.session import (
     AppMessage,
@@ -26,7 +28,7 @@ from fastmm.fix.session import (
     State,
 )
 from fastmm.fix.store import MemorySeqStore
-from fastmm.fix.transport import Backoff, FixInitiator, run
+from fastmm.fix.transport import FixInitiator
 from fastmm.venues.truex.auth import LogonCredentials
 
 

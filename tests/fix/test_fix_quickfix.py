@@ -14,7 +14,9 @@ from typing import Any
 
 from conftest import CLIENT_ID, KEY_ID, SECRET, QfPeer, field, msg_type
 
+from fastmm.backoff import Backoff
 from fastmm.config import InstrumentConfig
+from fastmm.event_loop import run
 from fastmm.fix._state import State
 from fastmm.fix.session import (
     AppMessage,
@@ -29,7 +31,7 @@ from fastmm.fix.session import (
     SessionSettings,
 )
 from fastmm.fix.store import MemorySeqStore
-from fastmm.fix.transport import Backoff, FixInitiator, run
+from fastmm.fix.transport import FixInitiator
 from fastmm.instrument import Instrument
 from fastmm.venues.truex.auth import LogonCredentials
 from fastmm.venues.truex.codec import BUY, SELL, ExecutionReport, MarketDataSnapshot, TruexCodec

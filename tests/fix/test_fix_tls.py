@@ -17,18 +17,13 @@ from conftest import CLIENT_ID, KEY_ID, SECRET, QfPeer, field, msg_type
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tls_certs import Certs, make_certs
 
+from fastmm.backoff import Backoff
 from fastmm.config import ConfigError, InstrumentConfig, TlsConfig, load_config
+from fastmm.event_loop import run
 from fastmm.fix._state import State
 from fastmm.fix.session import AppMessage, Event, FixSession, SessionSettings, session_options
 from fastmm.fix.store import MemorySeqStore
-from fastmm.fix.transport import (
-    Backoff,
-    FixInitiator,
-    TlsVerifyError,
-    client_ssl_context,
-    run,
-    server_ssl_context,
-)
+from fastmm.fix.transport import FixInitiator, TlsVerifyError, client_ssl_context, server_ssl_context
 from fastmm.instrument import Instrument
 from fastmm.sim.truex import TruexSimSettings
 from fastmm.sim.truex_server import TruexSimServer

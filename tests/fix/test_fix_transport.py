@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from fastmm.backoff import Backoff
+from fastmm.event_loop import run
 from fastmm.fix.codec import Encoder, FrameParser, Message, format_timestamp
 from fastmm.fix.session import (
     AppMessage,
@@ -23,7 +25,7 @@ from fastmm.fix.session import (
     TestRequestSent,
 )
 from fastmm.fix.store import MemorySeqStore
-from fastmm.fix.transport import Backoff, FixConnection, FixInitiator, run, serve
+from fastmm.fix.transport import FixConnection, FixInitiator, serve
 from fastmm.venues.truex.auth import LogonCredentials, LogonVerifier
 
 KEY, SECRET = "k", "s"

@@ -12,7 +12,7 @@ from truex_venue import INSTRUMENT, KEY, SECRET, USER, Venue
 
 from fastmm.config import Config, load_config
 from fastmm.core.ids import RecentIds
-from fastmm.fix.transport import run
+from fastmm.event_loop import run
 from fastmm.journal import Journal, read_journal
 from fastmm.monitor.status import _add_files, _render_files
 from fastmm.procs.order_journal import journal_report

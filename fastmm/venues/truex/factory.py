@@ -15,10 +15,11 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from fastmm.backoff import Backoff
 from fastmm.config import Config, FixSessionConfig
 from fastmm.fix.session import Decoder, FixSession, SeqStore, SessionSettings, session_options
 from fastmm.fix.store import FileSeqStore, store_path
-from fastmm.fix.transport import Backoff, FixInitiator, Handler, client_ssl_context
+from fastmm.fix.transport import FixInitiator, Handler, client_ssl_context
 from fastmm.venues.truex.auth import LogonCredentials
 from fastmm.venues.truex.codec import MARKET_DATA_TYPES, ORDER_ENTRY_TYPES
 

@@ -6,11 +6,12 @@ import asyncio
 
 import pytest
 
+from fastmm.backoff import Backoff
 from fastmm.sim.coinbase import CoinbaseFaults, CoinbaseSettings
 from fastmm.sim.coinbase_server import CoinbaseSimServer
 from fastmm.venues.coinbase.codec import CoinbaseFeed, FeedEvent
 from fastmm.venues.events import TopChanged
-from fastmm.venues.ws_feed import Backoff, WsFeedClient
+from fastmm.venues.ws_feed import WsFeedClient
 
 
 async def follow(settings: CoinbaseSettings, max_lines: int, timeout: float = 30.0, stale_after_s: float = 2.0

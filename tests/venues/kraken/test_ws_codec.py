@@ -7,12 +7,13 @@ import asyncio
 import orjson
 import pytest
 
+from fastmm.backoff import Backoff
 from fastmm.sim.kraken_ws import KrakenWsSettings
 from fastmm.sim.kraken_ws import checksum as sim_checksum
 from fastmm.sim.kraken_ws_server import KrakenWsSimServer
 from fastmm.venues.events import Resubscribe, TopChanged
 from fastmm.venues.kraken.ws_codec import KrakenBookFeed, book_checksum
-from fastmm.venues.ws_feed import Backoff, WsFeedClient
+from fastmm.venues.ws_feed import WsFeedClient
 
 E8 = 100_000_000
 

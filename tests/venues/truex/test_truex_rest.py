@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from truex_venue import CLIENT_ID, INSTRUMENT, USER, Venue
 
-from fastmm.fix.transport import run
+from fastmm.event_loop import run
 from fastmm.venues.truex.codec import BUY, SELL
 from fastmm.venues.truex.rest import TruexRest
 from fastmm.venues.truex.rest_codec import Pacer, TruexRestError, parse_order, parse_trade

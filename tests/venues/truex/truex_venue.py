@@ -6,10 +6,11 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from fastmm.backoff import Backoff
 from fastmm.config import InstrumentConfig
 from fastmm.fix.session import AppMessage, Event, FixSession, SessionSettings
 from fastmm.fix.store import MemorySeqStore
-from fastmm.fix.transport import Backoff, FixInitiator
+from fastmm.fix.transport import FixInitiator
 from fastmm.instrument import Instrument
 from fastmm.sim.truex import TruexSimSettings
 from fastmm.sim.truex_rest import TruexRestSim
