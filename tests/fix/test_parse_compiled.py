@@ -140,15 +140,16 @@ def _reframe(text: bytes) -> bytes:
     return out + b"10=%03d\x01" % (sum(out) & 255)
 
 
-_GARBAGE_FIELDS = [b"abc=1\x01", b"0=1\x01", b"=x\x01", b"35\x01", b"5000\x01", b"0012=3\x01", b"\x01",
-                   b"1234567890=1\x01", b"44=\x01", b"34=12\x01", b"49=X\x01", b"9999=a=b\x01", b"-1=2\x01"]
+_GARBAGE_FIELDS = [b"abc=1\x01", b"0=1\x01", b"=x\x01", b"35\x01", b"58\x01", b"5000\x01", b"0012=3\x01",
+                   b"\x01", b"1234567890=1\x01", b"123456789=1\x01", b"44=\x01", b"34=12\x01", b"49=X\x01",
+                   b"43=Y\x01", b"9999=a=b\x01", b"-1=2\x01", b"2999=\x01", b"3000\x01", b"9=5\x01"]
 
 
 @st.composite
 def mutated(draw: st.DrawFn) -> bytes:
     f = draw(frame())
-    how = draw(st.sampled_from(["none", "checksum", "bodylength", "garbage", "truncate", "junk", "bytes",
-                                "flip", "no35", "header_edit"]))
+    how = draw(st.sampled_from(["none", "checksum", "bodylength", "garbage", "garbage", "garbage", "truncate",
+                                "junk", "bytes", "flip", "no35", "header_edit"]))
     if how == "checksum":
         cs = int(f[-4:-1])
         return f[:-4] + b"%03d\x01" % ((cs + draw(st.integers(1, 255))) % 256)
@@ -163,7 +164,8 @@ def mutated(draw: st.DrawFn) -> bytes:
         at = f.index(b"\x01", at) + 1
         if draw(st.booleans()):
             at = f.rindex(b"10=")
-        return _reframe(f[:at] + draw(st.sampled_from(_GARBAGE_FIELDS)) + f[at:])
+        junk = b"".join(draw(st.lists(st.sampled_from(_GARBAGE_FIELDS), min_size=1, max_size=3)))
+        return _reframe(f[:at] + junk + f[at:])
     if how == "truncate":
         return f[:draw(st.integers(0, len(f) - 1))]
     if how == "junk":
