@@ -5,6 +5,11 @@ ExecutionReport parses/s (a TrueX fill, from bytes to fields; for fastmm also in
 one message per call and 1,000 messages per buffer. Ratios are against plain simplefix usage
 (FixMessage + append_pair + encode / FixParser), so they hold across machines; absolute rates drift.
 
+A second table is the inbound hot path against QuickFIX: ExecutionReport and MarketDataIncrementalRefresh
+(35=X) parses/s by fastmm's pure parser, by its compiled twin (``fastmm.speedups``; absent when the build
+had no C compiler) and by QuickFIX's ``Message(str)``, with ratios to QuickFIX in the same run. "+record"
+is fastmm's typed record; QuickFIX's "+fields" reads the same top-level fields back as strings.
+
     .venv/bin/python bench/fix_codec.py [--seconds 0.5] [--json PATH]
 """
 
@@ -19,6 +24,7 @@ from collections.abc import Callable
 
 import simplefix
 
+from fastmm import speedups
 from fastmm.config import InstrumentConfig
 from fastmm.fix.codec import Encoder, FrameParser, format_timestamp
 from fastmm.instrument import Instrument
@@ -43,6 +49,11 @@ def _frame(text: bytes) -> bytes:
 
 
 ER_FRAME = _frame(ER)
+MDX = (b"8=FIXT.1.1|9=0|35=X|49=TRUEX_UAT_MD|56=FASTMM|34=99|52=20250910-14:39:14.463394|262=md1|268=3|"
+       b"279=0|269=0|270=60000|271=0.5|1023=1|273=20250910-14:39:14.463394123|"
+       b"279=1|269=1|270=60001|271=0.25|1023=1|273=20250910-14:39:14.463394123|"
+       b"279=2|269=2|270=60000.5|271=0.01|2446=1|273=20250910-14:39:14.463394123|10=000|")
+MDX_FRAME = _frame(MDX)
 
 
 def rate(fn: Callable[[], object], seconds: float, per_call: int = 1) -> float:
@@ -95,6 +106,31 @@ BATCH = ER_FRAME * 1000
 def fastmm_parse_batch() -> object:
     out = _fm_parser.feed(BATCH)
     assert len(out) == 1000
+    return out
+
+
+def inbound_funcs() -> dict[str, dict[str, Callable[[], object]]]:
+    """The inbound hot path by each fastmm twin: parse (frame, checksum, fields) and parse+record."""
+    parser = FrameParser()
+    feeds = {"fastmm-pure": lambda b: FrameParser.feed_py(parser, b)}
+    er_dec = {"fastmm-pure": CODEC.execution_report_py}
+    x_dec = {"fastmm-pure": CODEC.md_incremental_py}
+    if speedups.report("fix_parse", "truex_decode") == {"fix_parse": True, "truex_decode": True}:
+        feeds["fastmm-compiled"] = parser.feed
+        er_dec["fastmm-compiled"] = CODEC.execution_report
+        x_dec["fastmm-compiled"] = CODEC.md_incremental
+    out: dict[str, dict[str, Callable[[], object]]] = {}
+    for name, feed in feeds.items():
+        er, x = er_dec[name], x_dec[name]
+        out[name] = {
+            "ER parse": lambda feed=feed: feed(ER_FRAME)[0],
+            "ER parse+record": lambda feed=feed, er=er: er(feed(ER_FRAME)[0]),
+            "35=X parse": lambda feed=feed: feed(MDX_FRAME)[0],
+            "35=X parse+record": lambda feed=feed, x=x: x(feed(MDX_FRAME)[0]),
+        }
+    # both twins must give the same record (the twin-equality tests check this thoroughly)
+    recs = {name: (fns["ER parse+record"](), fns["35=X parse+record"]()) for name, fns in out.items()}
+    assert len(set(recs.values())) == 1, recs
     return out
 
 
@@ -170,6 +206,28 @@ def quickfix_funcs() -> dict[str, Callable[[], object]]:
     return {"encode": qf_encode, "parse": qf_parse}
 
 
+ER_FIELDS = (37, 11, 17, 150, 39, 54, 40, 44, 38, 31, 32, 151, 14, 6, 59, 60, 851, 880)
+X_FIELDS = (262, 268)
+
+
+def quickfix_inbound() -> dict[str, Callable[[], object]]:
+    """QuickFIX's Message(str) (no data dictionary: no validation, groups stay flat fields)."""
+    try:
+        import quickfix as fix
+    except ImportError:
+        return {}
+    er_text, x_text = ER_FRAME.decode(), MDX_FRAME.decode()
+
+    def fields(m: object, tags: tuple[int, ...]) -> tuple[str, ...]:
+        get = m.getField  # type: ignore[attr-defined]
+        return (m.getHeader().getField(34), *(get(t) for t in tags))  # type: ignore[attr-defined]
+
+    return {"ER parse": lambda: fix.Message(er_text, False),
+            "ER parse+record": lambda: fields(fix.Message(er_text, False), ER_FIELDS),
+            "35=X parse": lambda: fix.Message(x_text, False),
+            "35=X parse+record": lambda: fields(fix.Message(x_text, False), X_FIELDS)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=0.5, help="time per measurement (best of 3)")
@@ -213,10 +271,39 @@ def main(argv: list[str] | None = None) -> int:
     ratio = rows["fastmm"]["encode+parse"] / base["encode+parse"]
     print(f"fastmm encode+parse (parse into a typed ExecutionReport) vs plain simplefix: {ratio:.2f}x "
           f"(target >= 2x)")
+
+    # the inbound hot path: both fastmm twins and QuickFIX, in this run
+    inbound: dict[str, dict[str, float]] = {}
+    for name, fns in {**inbound_funcs(), "quickfix": quickfix_inbound()}.items():
+        inbound[name] = {k: rate(fn, s) for k, fn in fns.items()}
+    qf_row = inbound["quickfix"]
+    print()
+    print(f"Inbound ER / 35=X, msgs/s (best of 3 x {s:g} s); ratio = vs QuickFIX in this run "
+          f"({speedups.describe('fix_parse', 'truex_decode')})")
+    print(f"{'metric':<18}" + "".join(f"{n:>16}{'ratio':>8}" for n in inbound))
+    for m in ("ER parse", "ER parse+record", "35=X parse", "35=X parse+record"):
+        line = f"{m:<18}"
+        for name in inbound:
+            v = inbound[name].get(m)
+            b = qf_row.get(m)
+            if v:
+                line += f"{v:>16,.0f}{v / b:>7.2f}x" if b else f"{v:>16,.0f}{'':>8}"
+            else:
+                line += f"{'-':>16}{'':>8}"
+        print(line)
+    print("(quickfix +record = Message(str) then the same top-level fields read back as strings)")
+    vs_qf: dict[str, float] = {}
+    if qf_row:
+        for name in inbound:
+            if name != "quickfix":
+                vs_qf[name] = inbound[name]["ER parse"] / qf_row["ER parse"]
+                print(f"{name} ExecutionReport parse vs QuickFIX: {vs_qf[name]:.2f}x (target >= 1x)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"python": sys.version.split()[0], "machine": platform.machine(), "seconds": s,
-                       "msgs_per_s": rows, "fastmm_vs_simplefix_encode_parse": ratio}, f, indent=2)
+                       "msgs_per_s": rows, "fastmm_vs_simplefix_encode_parse": ratio,
+                       "inbound_msgs_per_s": inbound, "er_parse_vs_quickfix": vs_qf,
+                       "twins": speedups.report("fix_parse", "truex_decode")}, f, indent=2)
     return 0
 
 

@@ -7,12 +7,20 @@ import shutil
 
 from fastmm import speedups
 from fastmm.core import reconcile
+from fastmm.fix import codec as fix_codec
 from fastmm.venues.coinbase import codec
+from fastmm.venues.truex import codec as truex_codec
 
 
 def test_report_names_each_twin_with_the_flag_its_module_uses() -> None:
     r = speedups.report()
-    assert r == {"coinbase_l2_updates": codec.COMPILED, "reconcile_plan": reconcile.COMPILED}
+    assert r == {"coinbase_l2_updates": codec.COMPILED, "reconcile_plan": reconcile.COMPILED,
+                 "fix_parse": fix_codec.COMPILED, "truex_decode": truex_codec.COMPILED}
+    assert (fix_codec.FrameParser.feed is not fix_codec.FrameParser.feed_py) == r["fix_parse"]
+    assert (fix_codec.parse_message is not fix_codec.parse_message_py) == r["fix_parse"]
+    tc = truex_codec.TruexCodec
+    assert (tc.execution_report is not tc.execution_report_py) == r["truex_decode"]
+    assert (tc.md_incremental is not tc.md_incremental_py) == r["truex_decode"]
     assert (reconcile.plan is not reconcile.plan_py) == r["reconcile_plan"]
     assert (codec.apply_updates is not codec.apply_updates_py) == r["coinbase_l2_updates"]
     line = speedups.describe()
@@ -41,7 +49,8 @@ def test_fastmm_pure_runs_every_pure_twin() -> None:
     env = {**os.environ, "FASTMM_PURE": "1"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True,
                          env=env)
-    assert out.stdout.strip() == "compiled twins: coinbase_l2_updates=pure reconcile_plan=pure"
+    assert out.stdout.strip() == ("compiled twins: coinbase_l2_updates=pure reconcile_plan=pure fix_parse=pure "
+                                  "truex_decode=pure")
 
 
 def test_every_twin_is_compiled_where_a_compiler_exists() -> None:
@@ -50,4 +59,4 @@ def test_every_twin_is_compiled_where_a_compiler_exists() -> None:
     elif shutil.which("cc"):
         assert all(speedups.report().values()), speedups.report()
     else:
-        assert set(speedups.report()) == {"coinbase_l2_updates", "reconcile_plan"}
+        assert set(speedups.report()) == {"coinbase_l2_updates", "reconcile_plan", "fix_parse", "truex_decode"}

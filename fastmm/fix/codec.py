@@ -17,10 +17,12 @@ start a frame are dropped as they arrive.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from typing import NamedTuple
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, NamedTuple
 
 import simplefix
+
+from fastmm.speedups import compiled_twin
 
 SOH = b"\x01"
 DEFAULT_MAX_FRAME = 64 * 1024
@@ -50,6 +52,12 @@ _SYNC = b"8=FIX"
 _MAX_BEGIN = 32  # "8=" + BeginString + SOH
 _MAX_LEN_DIGITS = 12  # BodyLength digits read before it is judged too large
 _MAX_TAG_DIGITS = 9
+
+
+# The compiled twins of the inbound parse (fastmm/fix/_parse_fast.pyx); None: the pure ones run.
+_feed_compiled = compiled_twin("fastmm.fix._parse_fast", "feed")
+_parse_compiled = compiled_twin("fastmm.fix._parse_fast", "parse_message")
+COMPILED = _feed_compiled is not None and _parse_compiled is not None
 
 
 class FixError(ValueError):
@@ -110,8 +118,10 @@ def _tag_of(t: bytes) -> int:
     return -1
 
 
-def parse_message(raw: bytes, body_start: int, checksum_at: int) -> Message:
-    """Split a framed message (``raw[body_start:]`` starts at ``35=``) into pairs and read the header."""
+def parse_message_py(raw: bytes, body_start: int, checksum_at: int) -> Message:
+    """Split a framed message (``raw[body_start:]`` starts at ``35=``) into pairs and read the header.
+
+    The pure twin and the reference; ``_parse_fast.parse_message`` is the compiled one."""
     soh = raw.index(SOH)
     fields: list[tuple[int, bytes]] = [(8, raw[2:soh]), (9, raw[soh + 3:body_start - 1])]
     msg = Message(raw, fields)
@@ -155,6 +165,9 @@ def parse_message(raw: bytes, body_start: int, checksum_at: int) -> Message:
     return msg
 
 
+parse_message: Callable[[bytes, int, int], Message] = _parse_compiled or parse_message_py
+
+
 class FrameParser:
     """Streaming parser: feed bytes as they arrive, get whole messages and garbled-frame notices.
 
@@ -180,6 +193,10 @@ class FrameParser:
         self._in_junk = False
 
     def feed(self, data: bytes) -> list[Message | Garbled]:
+        """Every whole frame and garbled run in the buffer plus ``data``, in order.
+
+        This is the pure twin and the reference (also reachable as ``feed_py``); where the build had a
+        C compiler, ``feed`` is ``_parse_fast.feed``, with the same items and the same parser state."""
         buf = self._buf
         buf += data
         out: list[Message | Garbled] = []
@@ -242,11 +259,15 @@ class FrameParser:
                 out.append(Garbled("CheckSum", f"CheckSum {got:03d}, computed {want:03d}", end - pos))
                 pos = end
                 continue
-            out.append(parse_message(raw, body - pos, cs_at - pos))
+            out.append(parse_message_py(raw, body - pos, cs_at - pos))
             pos = end
         if pos:
             del buf[:pos]
         return out
+
+    feed_py = feed
+    if _feed_compiled is not None and not TYPE_CHECKING:
+        feed = _feed_compiled
 
     def _junk(self, out: list[Message | Garbled], nbytes: int) -> None:
         if nbytes <= 0:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from fastmm.fix.codec import (
     REJ_DATA_FORMAT,
@@ -33,6 +33,12 @@ from fastmm.fix.codec import (
 )
 from fastmm.fix.session import RejectMessage
 from fastmm.instrument import Instrument
+from fastmm.speedups import compiled_twin
+
+# The compiled twins of the hot parsers (_decode_fast.pyx); None: the pure ones run.
+_er_compiled = compiled_twin("fastmm.venues.truex._decode_fast", "execution_report")
+_mdi_compiled = compiled_twin("fastmm.venues.truex._decode_fast", "md_incremental")
+COMPILED = _er_compiled is not None and _mdi_compiled is not None
 
 BUY, SELL = "1", "2"
 MARKET, LIMIT = "1", "2"
@@ -326,6 +332,8 @@ class TruexCodec:
             raise RejectMessage(REJ_VALUE_INCORRECT, tag, f"35={mt} tag {tag}: {e}") from None
 
     def execution_report(self, msg: Message) -> ExecutionReport:
+        """The pure twin and the reference (also ``execution_report_py``); where the build had a C
+        compiler, ``execution_report`` is ``_decode_fast.execution_report``: equal records, same errors."""
         d = dict(msg.fields)
         for tag in (37, 17, 150, 39, 54, 151, 14):
             _need(d, tag, "8")
@@ -343,6 +351,10 @@ class TruexCodec:
             self._ticks(d, 31, "8"), self._lots(d, 32, "8"), self._lots(d, 151, "8"), self._lots(d, 14, "8"),
             _s(d.get(6)), _s(d.get(59)), t_ns, _s(d.get(58)), _int(d, 851, 0), fees, _s(d.get(880)),
             _s(d.get(448)))
+
+    execution_report_py = execution_report
+    if _er_compiled is not None and not TYPE_CHECKING:
+        execution_report = _er_compiled
 
     @staticmethod
     def _fees(msg: Message) -> tuple[MiscFee, ...]:
@@ -380,8 +392,13 @@ class TruexCodec:
         return MarketDataSnapshot(msg.seq, md_req_id, symbol, entries)
 
     def md_incremental(self, msg: Message) -> MarketDataIncremental:
+        """The pure twin and the reference (also ``md_incremental_py``); compiled twin as above."""
         md_req_id, _, entries = self._md_entries(msg, "X")
         return MarketDataIncremental(msg.seq, md_req_id, entries)
+
+    md_incremental_py = md_incremental
+    if _mdi_compiled is not None and not TYPE_CHECKING:
+        md_incremental = _mdi_compiled
 
     def _md_entries(self, msg: Message, mt: str) -> tuple[str, str, tuple[MDEntry, ...]]:
         """One pass over the fields: the NoMDEntries group starts a new entry at each delimiter."""
