@@ -12,7 +12,7 @@ except ImportError:  # pragma: no cover - Cython is a build requirement; this on
     ext_modules = []
 else:
     ext_modules = cythonize(
-        [Extension("fastmm.venues.coinbase._l2fast", ["fastmm/venues/coinbase/_l2fast.pyx"], optional=True),
+        [Extension("fastmm.data._l2fast", ["fastmm/data/_l2fast.pyx"], optional=True),
          Extension("fastmm.core._plan_fast", ["fastmm/core/_plan_fast.pyx"], optional=True),
          Extension("fastmm.fix._parse_fast", ["fastmm/fix/_parse_fast.pyx"], optional=True),
          Extension("fastmm.venues.truex._decode_fast", ["fastmm/venues/truex/_decode_fast.pyx"],

@@ -32,6 +32,7 @@ import numpy as np
 import orjson
 
 from fastmm.backoff import Backoff
+from fastmm.data import book as l2
 from fastmm.data.binance import read_capture
 from fastmm.procs.book_channel import BookPublisher
 from fastmm.procs.heap import freeze_startup_heap
@@ -39,7 +40,6 @@ from fastmm.shm import LatestValue, unlink_instance
 from fastmm.shm.records import TOP_OF_BOOK, VENUE_COINBASE
 from fastmm.sim.coinbase import CoinbaseSettings, CoinbaseSim, from_binance
 from fastmm.sim.coinbase_server import CoinbaseSimServer
-from fastmm.venues.coinbase import codec
 from fastmm.venues.coinbase.codec import CoinbaseFeed
 from fastmm.venues.events import TopChanged
 from fastmm.venues.ws_feed import WsFeedClient
@@ -71,14 +71,14 @@ def measure(frames: list[str], repeat: int = 3) -> dict[str, dict[str, float]]:
     """Each pass starts a fresh feed on the same frames; per row the pass with the lowest p99 is kept,
     since other processes on a small shared machine add pauses that are not the code's."""
     runs = [_measure(frames) for _ in range(repeat)]
-    if codec.COMPILED:
-        compiled = codec.apply_updates
-        codec.apply_updates = codec.apply_updates_py
+    if l2.COMPILED:
+        compiled = l2.apply_updates
+        l2.apply_updates = l2.apply_updates_py
         try:
             for r in runs:
                 r["pure<=50"] = _measure(frames)["feed<=50"]
         finally:
-            codec.apply_updates = compiled
+            l2.apply_updates = compiled
     return {name: min((r[name] for r in runs), key=lambda row: row["p99_us"]) for name in runs[0]}
 
 
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     base = rows["baseline"]["p50_us"]
     print(f"{len(frames)} Advanced Trade frames from the recorded capture, one at a time, best of "
           f"{args.repeat} passes; update loop "
-          f"{'compiled' if codec.COMPILED else 'pure Python (no compiled twin in this build)'}")
+          f"{'compiled' if l2.COMPILED else 'pure Python (no compiled twin in this build)'}")
     print(f"{'row':<10}{'n':>8}{'p50 us':>9}{'p99 us':>9}{'p99.9 us':>10}{'p50/base':>10}")
     for name, r in rows.items():
         print(f"{name:<10}{r['n']:>8}{r['p50_us']:>9.2f}{r['p99_us']:>9.2f}{r['p999_us']:>10.2f}"
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{replay['last_sequence_num']}, gaps {replay['gaps']}, bad {replay['bad']}")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "replay_100x": replay,
-                                               "compiled": codec.COMPILED, "target_met": target}, indent=2))
+                                               "compiled": l2.COMPILED, "target_met": target}, indent=2))
     return 0 if replay["gaps"] == 0 else 1
 
 

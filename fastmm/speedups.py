@@ -16,7 +16,7 @@ PURE_ENV = "FASTMM_PURE"    # "1": every process runs the pure twins (CI runs th
 
 # twin name -> the module whose COMPILED flag says which twin runs
 TWINS = {
-    "coinbase_l2_updates": "fastmm.venues.coinbase.codec",   # _l2fast.pyx: apply_updates
+    "coinbase_l2_updates": "fastmm.data.book",               # data/_l2fast.pyx: apply_updates (the feed's)
     "reconcile_plan": "fastmm.core.reconcile",               # _plan_fast.pyx: plan
     "fix_parse": "fastmm.fix.codec",                         # _parse_fast.pyx: feed, parse_message
     "truex_decode": "fastmm.venues.truex.codec",             # _decode_fast.pyx: ExecutionReport, 35=X

@@ -7,14 +7,14 @@ import shutil
 
 from fastmm import speedups
 from fastmm.core import reconcile
+from fastmm.data import book as l2
 from fastmm.fix import codec as fix_codec
-from fastmm.venues.coinbase import codec
 from fastmm.venues.truex import codec as truex_codec
 
 
 def test_report_names_each_twin_with_the_flag_its_module_uses() -> None:
     r = speedups.report()
-    assert r == {"coinbase_l2_updates": codec.COMPILED, "reconcile_plan": reconcile.COMPILED,
+    assert r == {"coinbase_l2_updates": l2.COMPILED, "reconcile_plan": reconcile.COMPILED,
                  "fix_parse": fix_codec.COMPILED, "truex_decode": truex_codec.COMPILED}
     assert (fix_codec.FrameParser.feed is not fix_codec.FrameParser.feed_py) == r["fix_parse"]
     assert (fix_codec.parse_message is not fix_codec.parse_message_py) == r["fix_parse"]
@@ -22,7 +22,7 @@ def test_report_names_each_twin_with_the_flag_its_module_uses() -> None:
     assert (tc.execution_report is not tc.execution_report_py) == r["truex_decode"]
     assert (tc.md_incremental is not tc.md_incremental_py) == r["truex_decode"]
     assert (reconcile.plan is not reconcile.plan_py) == r["reconcile_plan"]
-    assert (codec.apply_updates is not codec.apply_updates_py) == r["coinbase_l2_updates"]
+    assert (l2.apply_updates is not l2.apply_updates_py) == r["coinbase_l2_updates"]
     line = speedups.describe()
     for name, on in r.items():
         assert f"{name}={'compiled' if on else 'pure'}" in line

@@ -6,18 +6,30 @@ changes land far from the top: those touch only the dict. Changes near the top m
 a list of at most ``2 * TOP_KEPT`` keys. The list always holds exactly the levels at or better than its
 floor; when deletions thin it below what a caller asks for, it is rebuilt from the dict (rare), and a
 full-depth walk sorts on demand. Best price is O(1), top-N O(N), a change O(1) or O(TOP_KEPT).
+
+The batch update loop lives here too, beside the representation it writes: :func:`apply_updates_py`
+checks one event's level updates (dicts of ``side``, ``price_level``, ``new_quantity``: the shape of
+Coinbase's ``l2_data`` updates, which the feed's codec hands over unparsed) and applies them all or none.
+Its compiled twin, ``fastmm/data/_l2fast.pyx``, writes ``_Side``'s dict and key list directly, so a
+change to that representation is made in this folder, to both twins at once; :data:`apply_updates` is
+whichever runs (``COMPILED``; ``FASTMM_PURE=1`` forces the pure one).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from heapq import nlargest
 
 from fastmm.data.events import BookSnapshot, DepthDiff, Level
+from fastmm.speedups import compiled_twin
 
 TOP_KEPT = 32
 _NO_FLOOR = -(1 << 62)
+
+LevelChange = tuple[bool, int, int]     # (is bid, price e8, new size e8; 0 removes)
+# (cache, text, positive) -> e8 units: parses, checks and remembers one price (positive) or size text
+TextParser = Callable[[dict[str, int], str, bool], int]
 
 
 class _Side:
@@ -153,3 +165,47 @@ class L2Book:
     def crossed(self) -> bool:
         b, a = self.bids.best(), self.asks.best()
         return b is not None and a is not None and b[0] >= a[0]
+
+
+def apply_updates_py(updates: list, book: L2Book, prices: dict[str, int], sizes: dict[str, int],
+                     cached: TextParser) -> int:
+    """Check every update of one event, then apply them all to ``book`` in order: an error for any of
+    them applies none (no half-applied message). Texts seen before are one dict lookup each (``prices``,
+    ``sizes``; ``cached`` parses and remembers the others): this runs for every level change.
+    ``_l2fast.apply_updates`` is its compiled twin."""
+    bids, asks = book.bids.set, book.asks.set
+    for is_bid, price, size in parse_updates(updates, prices, sizes, cached):
+        (bids if is_bid else asks)(price, size)
+    return len(updates)
+
+
+def parse_updates(updates: list, prices: dict[str, int], sizes: dict[str, int],
+                  cached: TextParser) -> list[LevelChange]:
+    """The checked level changes of one event's updates, in order (nothing is applied)."""
+    out: list[LevelChange] = []
+    append = out.append
+    for u in updates:
+        side = u["side"]
+        if side == "bid":
+            is_bid = True
+        elif side == "offer" or side == "ask":
+            is_bid = False
+        else:
+            raise ValueError(f"side {side!r}")
+        pt = u["price_level"]
+        price = prices.get(pt) if pt.__class__ is str else None
+        if price is None:
+            price = cached(prices, pt, True)
+        qt = u["new_quantity"]
+        size = sizes.get(qt) if qt.__class__ is str else None
+        if size is None:
+            size = cached(sizes, qt, False)
+        append((is_bid, price, size))
+    return out
+
+
+_compiled = compiled_twin("fastmm.data._l2fast", "apply_updates")    # None: the pure twin
+
+apply_updates: Callable[[list, L2Book, dict[str, int], dict[str, int], TextParser], int] = (
+    _compiled or apply_updates_py)
+COMPILED = _compiled is not None

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import orjson
 
-from fastmm.data.book import L2Book
+from fastmm.data import book as l2
+from fastmm.data.book import L2Book, LevelChange
 from fastmm.logs import OnceLogger
-from fastmm.speedups import compiled_twin
 from fastmm.units import DataError, parse_e8
 from fastmm.venues.events import Heartbeat, Resubscribe, TopChanged
 from fastmm.venues.frames import decode_frame
@@ -43,7 +43,6 @@ UPDATE_BEFORE_SNAPSHOT = "update before snapshot"
 UNKNOWN_CHANNEL = "unknown channel"
 VENUE_ERROR = "venue error"
 
-LevelChange = tuple[bool, int, int]                     # (is bid, price e8, new size e8; 0 removes)
 LevelSink = Callable[[str, list[LevelChange]], None]    # ("snapshot" or "update", the event's changes)
 
 
@@ -202,9 +201,9 @@ class CoinbaseFeed:
     def _apply(self, updates: list, book: L2Book) -> list[LevelChange] | None:
         """Apply one event's updates to ``book`` (all or none); the changes when a sink wants them."""
         if self.level_sink is None:
-            apply_updates(updates, book, _PRICES, _SIZES, _cached)
+            l2.apply_updates(updates, book, _PRICES, _SIZES, _cached)   # the book's loop (compiled twin)
             return None
-        changes = _parse_updates(updates, _PRICES, _SIZES, _cached)
+        changes = l2.parse_updates(updates, _PRICES, _SIZES, _cached)
         bids, asks = book.bids.set, book.asks.set
         for is_bid, price, size in changes:
             (bids if is_bid else asks)(price, size)
@@ -250,44 +249,3 @@ def _cached(cache: dict[str, int], text: str, positive: bool) -> int:
         cache.clear()
     cache[text] = value
     return value
-
-
-def apply_updates_py(updates: list, book: L2Book, prices: dict[str, int], sizes: dict[str, int],
-                     cached: Callable[[dict[str, int], str, bool], int]) -> int:
-    """Check every update of one event, then apply them all to ``book`` in order: an error for any of
-    them applies none (no half-applied message). Texts seen before are one dict lookup each: this runs
-    for every level change. ``_l2fast.apply_updates`` is its compiled twin."""
-    bids, asks = book.bids.set, book.asks.set
-    for is_bid, price, size in _parse_updates(updates, prices, sizes, cached):
-        (bids if is_bid else asks)(price, size)
-    return len(updates)
-
-
-def _parse_updates(updates: list, prices: dict[str, int], sizes: dict[str, int],
-                   cached: Callable[[dict[str, int], str, bool], int]) -> list[LevelChange]:
-    out: list[LevelChange] = []
-    append = out.append
-    for u in updates:
-        side = u["side"]
-        if side == "bid":
-            is_bid = True
-        elif side == "offer" or side == "ask":
-            is_bid = False
-        else:
-            raise ValueError(f"side {side!r}")
-        pt = u["price_level"]
-        price = prices.get(pt) if pt.__class__ is str else None
-        if price is None:
-            price = cached(prices, pt, True)
-        qt = u["new_quantity"]
-        size = sizes.get(qt) if qt.__class__ is str else None
-        if size is None:
-            size = cached(sizes, qt, False)
-        append((is_bid, price, size))
-    return out
-
-
-_compiled = compiled_twin("fastmm.venues.coinbase._l2fast", "apply_updates")    # None: the pure twin
-
-apply_updates = _compiled or apply_updates_py
-COMPILED = _compiled is not None

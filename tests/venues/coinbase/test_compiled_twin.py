@@ -1,4 +1,5 @@
-"""The compiled ``apply_updates`` and its pure twin agree on every book and every error.
+"""The compiled ``apply_updates`` (fastmm/data/_l2fast.pyx) and its pure twin (fastmm.data.book) agree
+on every book and every error, on the Coinbase feed's updates.
 
 The feed uses the compiled one when the build had a C compiler (CI has one, so there it must exist);
 whichever runs, the published book must be the same and bad input must be refused the same way, with
@@ -14,18 +15,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fastmm.data import book as l2
 from fastmm.data.binance import read_capture
 from fastmm.data.book import L2Book
 from fastmm.sim.coinbase import CoinbaseSettings, CoinbaseSim, from_binance
 from fastmm.venues.coinbase import codec
 
-pytestmark = pytest.mark.skipif(not codec.COMPILED and not shutil.which("cc"),
+pytestmark = pytest.mark.skipif(not l2.COMPILED and not shutil.which("cc"),
                                 reason="no C compiler on this machine: only the pure twin exists")
 
 
 def test_the_compiled_twin_was_built_where_a_compiler_exists() -> None:
-    assert codec.COMPILED, "a C compiler is present but fastmm.venues.coinbase._l2fast was not built"
-    assert codec.apply_updates is not codec.apply_updates_py
+    assert l2.COMPILED, "a C compiler is present but fastmm.data._l2fast was not built"
+    assert l2.apply_updates is not l2.apply_updates_py
 
 
 def _caches() -> tuple[dict, dict]:
@@ -55,8 +57,8 @@ def test_both_build_the_same_book_from_the_recorded_capture() -> None:
     n = 0
     for msg in _frames(8000):
         for ev in msg["events"]:
-            codec.apply_updates(ev["updates"], fast, *_caches(), codec._cached)
-            codec.apply_updates_py(ev["updates"], slow, *_caches(), codec._cached)
+            l2.apply_updates(ev["updates"], fast, *_caches(), codec._cached)
+            l2.apply_updates_py(ev["updates"], slow, *_caches(), codec._cached)
             n += len(ev["updates"])
             assert fast.top(5) == slow.top(5)
     assert _state(fast) == _state(slow) and n > 10000
@@ -87,8 +89,8 @@ def test_both_accept_and_refuse_the_same_input_and_refusal_applies_nothing(messa
     fast, slow = L2Book(), L2Book()
     for updates in messages:
         before = _state(fast)
-        a = _outcome(codec.apply_updates, updates, fast)
-        b = _outcome(codec.apply_updates_py, updates, slow)
+        a = _outcome(l2.apply_updates, updates, fast)
+        b = _outcome(l2.apply_updates_py, updates, slow)
         assert a == b
         if a[0] != "ok":
             assert _state(fast) == before

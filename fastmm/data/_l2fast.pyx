@@ -1,5 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
-"""Compiled twin of :func:`fastmm.venues.coinbase.codec.apply_updates_py` (same contract, same errors).
+"""Compiled twin of :func:`fastmm.data.book.apply_updates_py` (same contract, same errors).
+
+It lives beside :mod:`fastmm.data.book` because it writes ``_Side``'s representation (the ``levels``
+dict, the sorted ``top_keys`` list, ``floor``, ``kept``) directly: ``_set`` is ``_Side.set``.
 
 An ``l2_data`` message carries up to a few hundred level changes and the interpreter spends ~0.5-1 us on
 each (three dict lookups, two decimal parses or cache lookups, a tuple, a method call, the book's dict and
