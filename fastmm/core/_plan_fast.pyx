@@ -18,6 +18,8 @@ from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 
+from fastmm.core._codes cimport INTENT_CANCEL, INTENT_MOVE, INTENT_NEW, SIDE_BUY, SIDE_SELL
+
 cdef enum:
     MAXN = 32  # levels or orders on one side
     MAXT = 32  # taken prices on one side
@@ -26,12 +28,13 @@ cdef long long LIM = 1LL << 44  # prices, sizes, leaves: |x| * 100 and tol * q s
 cdef long long TOL_LIM = 1LL << 16
 cdef long long INF = 1LL << 62
 
-# the intent kinds and sides (fastmm.core.reconcile.CANCEL/MOVE/NEW, Side.BUY/SELL as ints)
-cdef object K_CANCEL = 0
-cdef object K_MOVE = 1
-cdef object K_NEW = 2
-cdef object S_BUY = 1
-cdef object S_SELL = 2
+# the intent kinds and sides (fastmm.core.reconcile.CANCEL/MOVE/NEW, Side.BUY/SELL as ints), made Python
+# ints once from the shared codes (_codes.pxd)
+cdef object K_CANCEL = INTENT_CANCEL
+cdef object K_MOVE = INTENT_MOVE
+cdef object K_NEW = INTENT_NEW
+cdef object S_BUY = SIDE_BUY
+cdef object S_SELL = SIDE_SELL
 
 MAX_SIDE = MAXN
 

@@ -16,16 +16,10 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.list cimport PyList_Append, PyList_GET_ITEM
 from libc.string cimport memchr
 
-cdef Py_ssize_t MAX_BEGIN = 32      # codec._MAX_BEGIN
-cdef Py_ssize_t MAX_LEN_DIGITS = 12  # codec._MAX_LEN_DIGITS
-cdef Py_ssize_t MAX_TAG_DIGITS = 9   # codec._MAX_TAG_DIGITS
-cdef Py_ssize_t SYNC_LEN = 5         # len(b"8=FIX")
-cdef int TAG_CACHE = 3000            # tags below this come from one list of ints (codec._TAG_CACHE)
-
-# SessionRejectReason values (codec.REJ_*)
-cdef int REJ_INVALID_TAG = 0
-cdef int REJ_TAG_WITHOUT_VALUE = 4
-cdef int REJ_OUT_OF_ORDER = 14
+# the limits and SessionRejectReason values the pure parse uses (codec._MAX_BEGIN ..., codec.REJ_*);
+# tags below TAG_CACHE come from one list of ints (codec._TAG_CACHE)
+from fastmm.fix._codes cimport (MAX_BEGIN, MAX_LEN_DIGITS, MAX_TAG_DIGITS, REJ_INVALID_TAG, REJ_OUT_OF_ORDER,
+                                REJ_TAG_WITHOUT_VALUE, SYNC_LEN, TAG_CACHE)
 
 cdef list _TAGS = list(range(TAG_CACHE))
 cdef bint _HEADER[1130]

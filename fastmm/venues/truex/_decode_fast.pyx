@@ -24,10 +24,7 @@ cdef extern from "Python.h":
     long PyLong_AsLong(PyObject* o) except? -1
 
 # RejectMessage reasons (fastmm.fix.codec.REJ_*)
-cdef int REJ_REQUIRED_TAG_MISSING = 1
-cdef int REJ_VALUE_INCORRECT = 5
-cdef int REJ_DATA_FORMAT = 6
-cdef int REJ_GROUP_COUNT = 16
+from fastmm.fix._codes cimport REJ_DATA_FORMAT, REJ_GROUP_COUNT, REJ_REQUIRED_TAG_MISSING, REJ_VALUE_INCORRECT
 
 cdef object _Reject = None
 cdef object _ER = None
