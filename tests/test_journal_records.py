@@ -187,6 +187,9 @@ def test_fold_live_orders_terms_and_fills() -> None:
     assert fold.apply(dup) == Booking.DUPLICATE and fold.position_lots == 20
     fold.apply(CancelReject(t_ns=7, cl_ord_id="a4", orig_cl_ord_id="a2", reason=0, ord_status="0"))
     assert fold.working == {"a1": (Side.BUY, 1000), "a2": (Side.SELL, 1010)}   # refused: back where it was
+    # a cancel the venue refuses because it does not know the order (or the order is over): not live
+    fold.apply(CancelReject(t_ns=8, cl_ord_id="c9", orig_cl_ord_id="a1", reason=1, ord_status="8"))
+    assert "a1" not in fold.possibly_live and "a1" not in fold.working
 
 
 def test_fold_books_only_what_the_check_allows() -> None:
@@ -244,6 +247,7 @@ def test_fold_properties(recs: list[Record]) -> None:
         ended = any((isinstance(r, Canceled) and cl in (r.cl_ord_id, r.orig_cl_ord_id))
                     or (isinstance(r, Replaced) and r.orig_cl_ord_id == cl)
                     or (isinstance(r, Reject) and r.cl_ord_id == cl)
+                    or (isinstance(r, CancelReject) and r.orig_cl_ord_id == cl and r.reason == 1)
                     or isinstance(r, Fill) for r in later)
         if not ended:
             assert cl in fold.possibly_live

@@ -195,34 +195,9 @@ class LadderSpread:
         return half + skew_ticks, half - skew_ticks
 
 
-class AvellanedaStoikov:
-    """Avellaneda-Stoikov with a rolling horizon; the inventory skew comes from the model itself."""
-
-    __slots__ = ("adj_skew", "adj_spread", "base_lots", "gamma", "grid", "horizon_s", "intensity", "vol")
-
-    def __init__(self, cfg: QuotingConfig, base_lots: int, vol: VolatilityEstimator,
-                 intensity: IntensityEstimator) -> None:
-        self.gamma = cfg.risk_aversion
-        self.adj_spread = cfg.model_spread_adj
-        self.adj_skew = cfg.model_skew_adj
-        self.grid = cfg.model_grid
-        self.horizon_s = cfg.horizon_s
-        self.base_lots = max(1, base_lots)
-        self.vol = vol
-        self.intensity = intensity
-
-    def offsets(self, mid_ticks: float, position_lots: int, skew_ticks: float) -> tuple[float, float]:
-        g = self.gamma
-        gvt = g * self.vol.variance * self.horizon_s
-        half = (0.5 * gvt + math.log1p(g / self.intensity.k) / g) * self.adj_spread
-        shift = position_lots / self.base_lots * gvt * self.adj_skew  # r = s - q g s2 T
-        if not self.grid:
-            return half + shift, half - shift
-        return on_grid(mid_ticks, half + shift, half - shift, half)
-
-
-class GLFT:
-    """Gueant-Lehalle-Fernandez-Tapia closed form (xi = gamma, delta = one base size)."""
+class _ClosedForm:
+    """What A-S and GLFT share: gamma, the inventory unit, the estimators, and the tutorial's
+    adjustments and grid applied to the closed form's half-spread and inventory shift."""
 
     __slots__ = ("adj_skew", "adj_spread", "base_lots", "gamma", "grid", "intensity", "vol")
 
@@ -236,6 +211,37 @@ class GLFT:
         self.vol = vol
         self.intensity = intensity
 
+    def _quote(self, mid_ticks: float, half: float, shift_per_unit: float,
+               position_lots: int) -> tuple[float, float]:
+        """(bid, ask) offsets around the reservation price mid - shift x position (in base sizes)."""
+        half *= self.adj_spread
+        shift = shift_per_unit * self.adj_skew * position_lots / self.base_lots
+        if not self.grid:
+            return half + shift, half - shift
+        return on_grid(mid_ticks, half + shift, half - shift, half)
+
+
+class AvellanedaStoikov(_ClosedForm):
+    """Avellaneda-Stoikov with a rolling horizon; the inventory skew comes from the model itself."""
+
+    __slots__ = ("horizon_s",)
+
+    def __init__(self, cfg: QuotingConfig, base_lots: int, vol: VolatilityEstimator,
+                 intensity: IntensityEstimator) -> None:
+        super().__init__(cfg, base_lots, vol, intensity)
+        self.horizon_s = cfg.horizon_s
+
+    def offsets(self, mid_ticks: float, position_lots: int, skew_ticks: float) -> tuple[float, float]:
+        g = self.gamma
+        gvt = g * self.vol.variance * self.horizon_s          # r = s - q g s2 T
+        return self._quote(mid_ticks, 0.5 * gvt + math.log1p(g / self.intensity.k) / g, gvt, position_lots)
+
+
+class GLFT(_ClosedForm):
+    """Gueant-Lehalle-Fernandez-Tapia closed form (xi = gamma, delta = one base size)."""
+
+    __slots__ = ()
+
     def coefficients(self) -> tuple[float, float]:
         g, a, k = self.gamma, self.intensity.A, self.intensity.k
         c1 = math.log1p(g / k) / g
@@ -245,11 +251,7 @@ class GLFT:
     def offsets(self, mid_ticks: float, position_lots: int, skew_ticks: float) -> tuple[float, float]:
         c1, c2 = self.coefficients()
         sigma = self.vol.sigma
-        half = (c1 + 0.5 * sigma * c2) * self.adj_spread
-        skew = sigma * c2 * self.adj_skew * position_lots / self.base_lots
-        if not self.grid:
-            return half + skew, half - skew
-        return on_grid(mid_ticks, half + skew, half - skew, half)
+        return self._quote(mid_ticks, c1 + 0.5 * sigma * c2, sigma * c2, position_lots)
 
 
 def make_model(cfg: QuotingConfig, base_lots: int, vol: VolatilityEstimator,

@@ -133,13 +133,7 @@ class TradingCore:
         f = agg.last
         mid = f.mid if self.basis is None else self.basis.apply(f.mid)
         stale = f.mid_e8 <= 0
-        # on_price inlined: this is the hot path
-        self.pnl.on_mark(now_ns, mid)
-        if self._edge:
-            self.fair_value.on_mid(now_ns, mid)
-        risk = self.risk
-        risk.on_pnl(now_ns, self.pnl.total_units)
-        return self.engine.on_price(now_ns, mid, f.confidence, stale, self._bb, self._ba)
+        return self.on_price(now_ns, mid, f.confidence, stale, self._bb, self._ba)
 
     @property
     def fair(self) -> FairPrice:
@@ -154,8 +148,9 @@ class TradingCore:
 
     def on_price(self, now_ns: int, mid: float, confidence: float, stale: bool, best_bid: int = 0,
                  best_ask: int = 0) -> list[Action]:
-        """A fair price made outside the core (tests, a harness with its own price): bypasses the
-        aggregator."""
+        """A fair price into the mark, the edge model's signals, the risk limits and the quote engine:
+        :meth:`decide` calls it with the aggregator's; tests and harnesses with a price of their own call
+        it directly."""
         self.pnl.on_mark(now_ns, mid)
         if self._edge:
             self.fair_value.on_mid(now_ns, mid)

@@ -147,8 +147,9 @@ class OrderFold:
             orig = orig or before[0]
             if before[1] is not None and not ended:
                 self.working[before[0]] = before[1]
-        if ended:
+        if ended:      # the venue says the order is over (unknown to it, filled, canceled): not live
             self.working.pop(orig, None)
+            self.possibly_live.pop(orig, None)
 
     def _fill(self, rec: Fill) -> Booking:
         if rec.exec_id in self.exec_ids:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from pathlib import Path
 
+from fastmm.config import Config, load_config
+from fastmm.db import shipper
 from fastmm.journal import Journal
 
 T0 = 1_764_748_800_000_000_000   # 2025-12-03 08:00:00 UTC
@@ -68,3 +72,16 @@ def write_session(state: Path, n: int, *, start: int = 0, rotate_bytes: int = 1 
             q.close()
         h.close()
         s.close()
+
+
+def ship(state: Path, dsn: str, name: str) -> Config:
+    """Run the real shipper once over instance ``name``'s journals in ``state``: everything to ``dsn``."""
+    cfg = load_config(None, {"FASTMM_INSTANCE__NAME": name, "FASTMM_INSTANCE__STATE_DIR": str(state),
+                             "FASTMM_SHIP__DSN": dsn, "FASTMM_DB_PASSWORD": os.environ["FASTMM_DB_PASSWORD"]})
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        stop.set()
+        await shipper.run(cfg, stop)
+    asyncio.run(go())
+    return cfg

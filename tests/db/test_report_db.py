@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from db_journals import write_session
+from db_journals import ship, write_session
 
-from fastmm.config import Config, load_config
-from fastmm.db import shipper
+from fastmm.config import Config
 from fastmm.report_cli import make_report
-
-
-def ship(tmp: Path, dsn: str, name: str) -> Config:
-    cfg = load_config(None, {"FASTMM_INSTANCE__NAME": name, "FASTMM_INSTANCE__STATE_DIR": str(tmp),
-                             "FASTMM_SHIP__DSN": dsn, "FASTMM_DB_PASSWORD": os.environ["FASTMM_DB_PASSWORD"]})
-
-    async def go() -> None:
-        stop = asyncio.Event()
-        stop.set()
-        await shipper.run(cfg, stop)
-    asyncio.run(go())
-    return cfg
 
 
 def test_db_report_equals_the_journal_report_per_instance(tmp_path: Path, db: str) -> None:

@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from decimal import Decimal
 from pathlib import Path
 
 import psycopg
+from db_journals import ship
 
-from fastmm.config import load_config
-from fastmm.db import shipper
 from fastmm.journal import Journal
 
 T0 = 1_764_748_800_000_000_000      # 2025-12-03 08:00:00 UTC
 S = 1_000_000_000
 TICK_E8 = 50_000_000                # 0.50 PYUSD
-
-
-def ship(tmp: Path, dsn: str, name: str) -> None:
-    cfg = load_config(None, {"FASTMM_INSTANCE__NAME": name, "FASTMM_INSTANCE__STATE_DIR": str(tmp),
-                             "FASTMM_SHIP__DSN": dsn, "FASTMM_DB_PASSWORD": os.environ["FASTMM_DB_PASSWORD"]})
-
-    async def go() -> None:
-        stop = asyncio.Event()
-        stop.set()
-        await shipper.run(cfg, stop)
-    asyncio.run(go())
 
 
 def test_views_compute_pnl_capture_markouts_ratio_latency_and_candles(tmp_path: Path, db: str) -> None:

@@ -20,23 +20,15 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def test_connect_prints_messages_and_logs_out_on_sigterm(qf_peer: Callable[..., QfPeer], tmp_path: Path) -> None:
-    peer = qf_peer(["oe:TRUEX_SIM_OE:FASTMM_OE"])
-    env = _env(tmp_path, FASTMM_TRUEX_API_KEY_ID=KEY_ID, FASTMM_TRUEX_API_SECRET=SECRET)
-    cmd = [sys.executable, "-m", "fastmm.cli", "fix", "connect", "--host", "127.0.0.1", "--port", str(peer.port),
-           "--sender", "FASTMM_OE", "--target", "TRUEX_SIM_OE", "--heartbeat", "1", "--reset"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def run_until_then_term(proc: subprocess.Popen[str], marker: str, timeout_s: float = 15.0) -> list[str]:
+    """Read ``proc``'s stdout until a line has ``marker``, then SIGTERM it: it must exit 0 (a logout).
+    Killed if anything fails; returns the lines read."""
     lines: list[str] = []
-
-    def read() -> None:
-        assert proc.stdout is not None
-        lines.extend(proc.stdout)
-
-    reader = threading.Thread(target=read, daemon=True)
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
     reader.start()
     try:
-        end = time.monotonic() + 15
-        while not any("IN  Heartbeat(0)" in ln for ln in lines):  # logged on and kept up
+        end = time.monotonic() + timeout_s
+        while not any(marker in ln for ln in lines):
             assert time.monotonic() < end, lines
             assert proc.poll() is None, lines
             time.sleep(0.02)
@@ -47,11 +39,21 @@ def test_connect_prints_messages_and_logs_out_on_sigterm(qf_peer: Callable[..., 
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(5)
         reader.join(5)
-        assert proc.stderr is not None
-        err = proc.stderr.read()
-        for f in (proc.stdout, proc.stderr):
-            if f is not None:
-                f.close()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    return lines
+
+
+def test_connect_prints_messages_and_logs_out_on_sigterm(qf_peer: Callable[..., QfPeer], tmp_path: Path) -> None:
+    peer = qf_peer(["oe:TRUEX_SIM_OE:FASTMM_OE"])
+    env = _env(tmp_path, FASTMM_TRUEX_API_KEY_ID=KEY_ID, FASTMM_TRUEX_API_SECRET=SECRET)
+    cmd = [sys.executable, "-m", "fastmm.cli", "fix", "connect", "--host", "127.0.0.1", "--port", str(peer.port),
+           "--sender", "FASTMM_OE", "--target", "TRUEX_SIM_OE", "--heartbeat", "1", "--reset"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = run_until_then_term(proc, "IN  Heartbeat(0)")    # logged on and kept up
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    proc.stderr.close()
     out = "".join(lines)
     assert "OUT Logon(A)" in out and "Password(554)=***" in out and "HeartBtInt(108)=1" in out
     assert "IN  Logon(A)" in out and "logged on" in out
@@ -88,22 +90,5 @@ def test_connect_over_tls_from_config_and_a_certificate_that_does_not_verify(
     assert peer.find(lambda e: e["ev"] == "in") is None
     proc = subprocess.Popen(cmd, env=_env(tmp_path, **base, FASTMM_TRUEX__ORDER_ENTRY__TLS__CA_FILE=str(certs.ca)),
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
-    reader.start()
-    try:
-        end = time.monotonic() + 15
-        while not any("IN  Logon(A)" in ln for ln in lines):
-            assert time.monotonic() < end, lines
-            assert proc.poll() is None, lines
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGTERM)
-        assert proc.wait(10) == 0
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        reader.join(5)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    run_until_then_term(proc, "IN  Logon(A)")
     peer.wait_blocking(lambda e: e["ev"] == "auth_ok", 5)
