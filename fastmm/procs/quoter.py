@@ -167,7 +167,9 @@ class Quoter:
         # the durable "next expected" moves only once the journal holds what came before (a full disk)
         self.initiator = truex_sessions.order_entry(self.cfg, self.codec.decode, self.on_fix_event,
                                                     wrap_store=CommittedTargetStore)
-        self.seq_store = self.initiator.session.store    # type: ignore[assignment]
+        store = self.initiator.session.store
+        assert isinstance(store, CommittedTargetStore)     # wrap_store made it so
+        self.seq_store = store
         return self.initiator
 
     @property
@@ -235,7 +237,8 @@ class Quoter:
             return
         desk, journal = self.desk, self.journal
         write, wall = journal.write, time.time_ns()
-        send = self.initiator.send if self.logged_on else None  # type: ignore[union-attr]
+        ini = self.initiator
+        send = ini.send if ini is not None and ini.logged_on else None
         orders = unsent = 0
         for a in out:
             if isinstance(a, Record):
