@@ -17,6 +17,7 @@ orders go, until the view is back.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 Bounds = tuple[int, int]    # (largest long position, largest short position as a positive number), lots
 
@@ -46,9 +47,14 @@ def room(bounds: Bounds, position_lots: int) -> tuple[int, int]:
     return (max(0, bounds[0] - position_lots), max(0, bounds[1] + position_lots))
 
 
-def view_from_record(rx: object, now_ns: int, stale_ns: int) -> FirmView:
-    """A FIRM shared-memory record (fastmm.shm.records.FIRM) as a view; stale after ``stale_ns``."""
-    r = rx  # numpy record: fields by name
-    t_ok = int(r["t_ok"])  # type: ignore[index]
-    current = bool(int(r["redis_up"])) and t_ok > 0 and now_ns - t_ok <= stale_ns  # type: ignore[index]
-    return FirmView(int(r["others_position_e8"]), int(r["others_live"]), current)  # type: ignore[index]
+class _FirmFields(Protocol):
+    """What is read of a FIRM record (fastmm.shm.records.FIRM, a numpy record): fields by name."""
+
+    def __getitem__(self, name: str, /) -> Any: ...
+
+
+def view_from_record(r: _FirmFields, now_ns: int, stale_ns: int) -> FirmView:
+    """A FIRM shared-memory record as a view; stale after ``stale_ns``."""
+    t_ok = int(r["t_ok"])
+    current = bool(int(r["redis_up"])) and t_ok > 0 and now_ns - t_ok <= stale_ns
+    return FirmView(int(r["others_position_e8"]), int(r["others_live"]), current)

@@ -224,10 +224,10 @@ def plan_py(bids: Levels, asks: Levels, view: BookView, threshold: int = 1, size
     # mv_b is by old price high to low, mv_a low to high. Away from the spread first: bids moving down
     # lowest first, asks moving up highest first; then toward it: bids up highest first, asks down
     # lowest first.
-    away_b = [it for it in reversed(mv_b) if it[3] < it[1].price]  # type: ignore[union-attr]
-    near_b = [it for it in mv_b if it[3] > it[1].price]  # type: ignore[union-attr]
-    away_a = [it for it in reversed(mv_a) if it[3] > it[1].price]  # type: ignore[union-attr]
-    near_a = [it for it in mv_a if it[3] < it[1].price]  # type: ignore[union-attr]
+    away_b = [it for it in reversed(mv_b) if it[3] < _old_price(it)]
+    near_b = [it for it in mv_b if it[3] > _old_price(it)]
+    away_a = [it for it in reversed(mv_a) if it[3] > _old_price(it)]
+    near_a = [it for it in mv_a if it[3] < _old_price(it)]
     return cancels + away_b + away_a + still + near_b + near_a + _interleave(news_b, news_a)
 
 

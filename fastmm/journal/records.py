@@ -234,7 +234,8 @@ def from_dict(d: object) -> Record:
     """The record of one decoded JSON object of either format."""
     if not isinstance(d, dict):
         raise RecordError("not a JSON object")
-    cls = RECORDS.get(d.get("kind"))  # type: ignore[arg-type]
+    kind = d.get("kind")
+    cls = RECORDS.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise RecordError(f"unknown record kind {d.get('kind')!r}")
     return cls._from(d, v1="v" not in d)

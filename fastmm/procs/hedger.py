@@ -21,8 +21,6 @@ import contextlib
 import errno
 import logging
 import time
-from collections import deque
-from decimal import Decimal
 from typing import Any
 
 from fastmm.config import Config
@@ -34,15 +32,15 @@ from fastmm.core.hedge import (
     PlaceLimit,
     PlaceMarket,
 )
-from fastmm.core.hedge_fills import HedgeFills, HedgeSlice, Refused
-from fastmm.core.types import Side
+from fastmm.core.hedge_fills import Refused
 from fastmm.instrument import Instrument
 from fastmm.journal import Journal, JournalError
-from fastmm.journal.records import Hedge, HedgeAck, HedgeFill, HedgeReject, Risk, parse_side, to_e8
+from fastmm.journal.records import HedgeAck, HedgeReject, Risk
 from fastmm.journal.replay import HedgerFold
 from fastmm.procs.book_channel import read_top
 from fastmm.procs.child import SupervisorLink, serve_supervisor, stop_on_signals
 from fastmm.procs.firm_gate import FirmGate
+from fastmm.procs.hedge_orders import CLOSED, HedgeOrders, fill_ring_record, funds_shortfall
 from fastmm.procs.recovery import HEDGER_JOURNAL
 from fastmm.shm import EventRing, LatestValue, SegmentMissing
 from fastmm.shm.records import (
@@ -53,7 +51,6 @@ from fastmm.shm.records import (
     STATE_JOURNAL_FAILED,
     STATE_RISK_TRIPPED,
     TOP_OF_BOOK,
-    VENUE_KRAKEN,
 )
 from fastmm.units import fixed_e8, parse_e8
 from fastmm.venues.kraken.rest import KrakenRest, OutcomeUnknown
@@ -61,7 +58,6 @@ from fastmm.venues.kraken.rest_codec import InsufficientFunds, KrakenError, Nonc
 
 log = logging.getLogger("fastmm.hedger")
 
-CLOSED = ("closed", "canceled", "expired")
 POLL_S = 0.25
 WIND_DOWN_S = 4.0       # the stop's logout step allows 5 s: a market order ends well inside that
 FUNDS_BACKOFF_S = 60.0
@@ -82,12 +78,9 @@ class Hedger:
         h = cfg.hedge
         instrument = Instrument.from_config(cfg.instrument)
         lot = self.lot_e8 = instrument.lot_e8
-        self.open_orders: dict[str, Hedge] = dict(past.open_orders)   # until each one's end is journalled
-        self.done: set[str] = set(past.done)
-        executed = {cl: (e.vol_exec_e8, e.cost_e8, e.fee_e8) for cl, e in past.executed.items()}
-        self.fills = HedgeFills(lot, executed, past.carry_e8, past.published)
-        # fills decided and journalled that the ring had no room for yet, oldest first
-        self.outbox: deque[tuple[HedgeSlice, Side, str, int, int]] = deque()
+        self.orders = HedgeOrders(lot, past)     # every order's state, and the fills for the ring
+        self.fills = self.orders.fills
+        self.outbox = self.orders.outbox         # fills decided and journalled the ring had no room for
         self.planner = HedgePlanner(
             threshold_lots=instrument.qty_floor_lots(cfg.inventory.hedge_threshold_btc), lot_e8=lot,
             min_e8=max(parse_e8(str(h.min_hedge_btc)), pair.ordermin_e8),
@@ -97,10 +90,7 @@ class Hedger:
             risk=HedgeRisk.from_config(cfg))
         self.funds_blocked_until = 0.0
         self.alert = ""
-        self.txid_of: dict[str, str] = {}
-        self.side_of: dict[str, Side] = dict(past.side_of)
         self.wound_down = False
-        self.volume_of: dict[str, int] = {cl: rec.volume_e8 for cl, rec in self.open_orders.items()}
         self.halted = False      # an impossible report: no new hedge this run (the alert says why)
 
     @property
@@ -114,18 +104,7 @@ class Hedger:
         ring = self.ring
         tx = ring.tx[0]
         while self.outbox:
-            sl, side, order_id, t_venue, t_recv = self.outbox[0]
-            tx["t_venue"] = t_venue
-            tx["t_recv"] = t_recv
-            tx["t_pub"] = time.monotonic_ns()
-            tx["venue"] = VENUE_KRAKEN
-            tx["side"] = 1 if side == Side.BUY else -1
-            tx["px_e8"] = sl.price_e8
-            tx["qty_e8"] = sl.lots * self.lot_e8
-            tx["fee_e8"] = sl.fee_e8
-            tx["maker"] = 0
-            tx["order_id"] = order_id.encode()[:40]
-            tx["exec_id"] = sl.exec_id.encode()[:40]
+            fill_ring_record(tx, self.outbox[0], self.lot_e8, time.monotonic_ns())
             if not ring.push():
                 break
             self.outbox.popleft()
@@ -156,7 +135,7 @@ class Hedger:
         return True
 
     async def _settle(self, max_wait_s: float, *, let_market_finish: bool) -> None:
-        for cl, rec in list(self.open_orders.items()):
+        for cl, rec in list(self.orders.open_orders.items()):
             found = await self.rest.find_order(cl)
             if found is None:
                 log.warning("hedger: journal has hedge order %s that Kraken never took; nothing to follow",
@@ -166,8 +145,7 @@ class Hedger:
             txid, info = found
             log.warning("hedger: %s: hedge order %s (%s) is %s", "winding down" if let_market_finish
                         else "left by the previous run", cl, txid, info.get("status"))
-            self.txid_of[cl] = txid
-            self.side_of[cl] = rec.side
+            self.orders.found(cl, txid)
             await self._absorb(cl, info)
             deadline = time.monotonic() + max_wait_s
             market = rec.price_e8 == 0
@@ -212,19 +190,11 @@ class Hedger:
         if not await self._funds_ok(action.side, action.volume_e8, price):
             self.planner.hedge = None      # not placed: the planner may try again after the backoff
             return
-        params: dict[str, Any] = {"pair": self.pair.altname, "type": action.side,
-                                  "ordertype": "limit" if price else "market",
-                                  "volume": fixed_e8(action.volume_e8, self.pair.lot_decimals)}
-        if price:
-            params["price"] = fixed_e8(price, self.pair.price_decimals)
-        rec = Hedge(t_ns=time.time_ns(), cl_ord_id=action.cl_ord_id, hedge_id=h.hedge_id,
-                    side=parse_side(action.side), volume_e8=action.volume_e8, price_e8=price)
-        self.journal.write(rec)
-        self.open_orders[action.cl_ord_id] = rec   # until its end is journalled
-        self.side_of[action.cl_ord_id] = rec.side
-        self.volume_of[action.cl_ord_id] = action.volume_e8
+        params = self.pair.order_params(action.side, action.volume_e8, price)
+        self.journal.write(self.orders.sending(action.cl_ord_id, h.hedge_id, action.side, action.volume_e8,
+                                               price, time.time_ns()))
         try:
-            placed = await self.rest.add_order(params, action.cl_ord_id)
+            placed = await self.rest.add_order(dict(params), action.cl_ord_id)
         except OutcomeUnknown as e:
             log.error("hedger: %s; will look for it again before anything else", e)
             self._raise_alert(f"hedge order {action.cl_ord_id} outcome unknown")
@@ -240,13 +210,12 @@ class Hedger:
             else:
                 h.market_closed = True
             return
-        self.txid_of[action.cl_ord_id] = placed.txid
         if isinstance(action, PlaceLimit):
             h.limit_txid = placed.txid
         else:
             h.market_txid = placed.txid
-        self.journal.write(HedgeAck(t_ns=time.time_ns(), cl_ord_id=action.cl_ord_id, txid=placed.txid,
-                                    adopted=bool(placed.adopted)))
+        self.journal.write(self.orders.placed(action.cl_ord_id, placed.txid, bool(placed.adopted),
+                                              time.time_ns()))
         log.info("hedger: %s %s %s placed as %s", action.side, fixed_e8(action.volume_e8, 8),
                  "limit " + fixed_e8(price, 1) if price else "market", placed.txid)
 
@@ -256,18 +225,13 @@ class Hedger:
         except KrakenError as e:
             log.error("hedger: balance check failed: %s", e)
             return False
-        if side == "sell":
-            have, need = Decimal(bal.get("XXBT", "0")), Decimal(volume_e8) / 10**8
-        else:
-            px = Decimal(price_e8 or 0) / 10**8
-            have = Decimal(bal.get("ZUSD", "0"))
-            need = Decimal(volume_e8) / 10**8 * (px if px else Decimal(10**9)) * Decimal("1.003")
-            if not px:
-                return True   # market buy: Kraken itself checks funds; the answer is handled as a reject
-        if have >= need:
+        if side != "sell" and not price_e8:
+            return True   # market buy: Kraken itself checks funds; the answer is handled as a reject
+        why = funds_shortfall(side, volume_e8, price_e8, bal)
+        if why is None:
             self.alert = ""
             return True
-        self._funds_alert(f"insufficient funds for the hedge: {side} needs {need}, balance {have}")
+        self._funds_alert(why)
         return False
 
     def _funds_alert(self, text: str) -> None:
@@ -309,40 +273,26 @@ class Hedger:
         (:class:`HedgeFills` decides); an execution that cannot be true (vol_exec above the order's
         volume, absurd cost) is refused, never published: an alert, and the hedger stops hedging (its
         kill switch)."""
-        try:
-            vol = parse_e8(str(info.get("vol_exec", "0")))
-            cost_e8 = to_e8(info.get("cost", "0"))
-            fee_e8 = to_e8(info.get("fee", "0"))
-            ours = self.volume_of.get(cl, 0) or parse_e8(str(info.get("vol", "0")))
-        except (ValueError, ArithmeticError) as e:
-            out: HedgeSlice | Refused | None = Refused(f"unreadable execution: {e}")
-        else:
-            order_id = self.txid_of.get(cl, cl)
-            out = self.fills.observe(cl, order_id, ours, vol, cost_e8, fee_e8, info.get("status") in CLOSED)
+        out = self.orders.observe(cl, info, time.time_ns(), time.monotonic_ns())
         if isinstance(out, Refused):
             self.halted = True
             self._raise_alert(f"refused Kraken report for {cl}: {out.problem}")
             return
         if out is None:
             return
-        side = self.side_of.get(cl, Side.BUY)
-        t_venue, t_recv = time.time_ns(), time.monotonic_ns()
-        self.journal.write(HedgeFill(
-            t_ns=t_venue, cl_ord_id=cl, exec_id=out.exec_id, side=side, qty_lots=out.lots,
-            price_e8=out.price_e8, fee_e8=out.fee_e8, vol_exec_e8=out.vol_exec_e8, cost_e8=out.cost_e8,
-            fee_cum_e8=out.fee_cum_e8, carry_e8=out.carry_e8))
-        if info.get("status") in CLOSED and out.carry_e8:
+        rec, outgoing = out
+        self.journal.write(rec)
+        if info.get("status") in CLOSED and rec.carry_e8:
             log.warning("hedger: %s ended with %d e-8 BTC below one TrueX lot, not reported to the quoter",
-                        cl, out.carry_e8)
-        if out.publish:
-            self.outbox.append((out, side, self.txid_of.get(cl, cl), t_venue, t_recv))
+                        cl, rec.carry_e8)
+        if outgoing is not None:          # published only once its record is in the journal
+            self.outbox.append(outgoing)
             self.flush()
 
     def _final(self, cl: str, status: str) -> None:
-        if cl not in self.done:
-            self.done.add(cl)
-            self.open_orders.pop(cl, None)
-            self.journal.write(HedgeAck(t_ns=time.time_ns(), cl_ord_id=cl, final=True, status=status))
+        rec = self.orders.final(cl, status, time.time_ns())
+        if rec is not None:
+            self.journal.write(rec)
 
 
 async def run_supervised(cfg: Config, name: str = "hedger") -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Protocol
 
 from fastmm.core.ids import RecentIds
 from fastmm.core.types import (
@@ -34,7 +35,6 @@ from fastmm.core.types import (
     ReplaceOrder,
     Side,
 )
-from fastmm.journal import Journal
 from fastmm.journal.records import (
     Ack,
     BadReport,
@@ -74,11 +74,19 @@ def order_message(codec: TruexCodec, a: Action, t_ns: int = 0,
                                                      a.price_ticks))
 
 
-def journal_report(j: Journal, rec: object, fill_ids: RecentIds,
+class RecordWriter(Protocol):
+    """Where :func:`journal_report` writes: a :class:`fastmm.journal.Journal`, or the quoter's desk
+    (fastmm.procs.quoter_desk), whose shell writes them."""
+
+    def write(self, rec: Record, /) -> object: ...
+
+
+def journal_report(j: RecordWriter, rec: object, fill_ids: RecentIds,
                    vet: Callable[[OrderFilled], str | None] | None = None,
-                   source: str = "") -> OrderEvent | None:
-    """Journal ``rec`` (``source``: a writer other than the quoter) and return the core event it means."""
-    wall = time.time_ns()
+                   source: str = "", t_ns: int = 0) -> OrderEvent | None:
+    """Journal ``rec`` (``source``: a writer other than the quoter; ``t_ns`` the wall time, 0: now) and
+    return the core event it means."""
+    wall = t_ns or time.time_ns()
     if isinstance(rec, ExecutionReport):
         et = rec.exec_type
         if et == "0":

@@ -35,41 +35,26 @@ import dataclasses
 import json
 import logging
 import time
-from decimal import Decimal
 from typing import Protocol
 
 from fastmm import speedups
 from fastmm.config import Config
 from fastmm.core.ids import RecentIds, base36
-from fastmm.core.pnl import PnlSummary
-from fastmm.core.risk import RiskReset, RiskTrip, TripReason
 from fastmm.core.trading_core import TradingCore
-from fastmm.core.types import (
-    Action,
-    CancelOrder,
-    HedgeFilled,
-    Liquidity,
-    MessageRejected,
-    NewOrder,
-    OrderEvent,
-    OrderFilled,
-    OrderRejected,
-    Side,
-)
-from fastmm.fix.session import AppMessage, DisconnectWanted, LoggedOn, LoggedOut
+from fastmm.core.types import Action, CancelOrder, OrderEvent
+from fastmm.fix.session import AppMessage
 from fastmm.fix.store import CommittedTargetStore
 from fastmm.fix.transport import FixConnection, FixInitiator
-from fastmm.journal import Journal
-from fastmm.journal.records import HedgeFill, Mark, Phase, Pnl, Reject, Risk, to_e8
-from fastmm.journal.records import Session as JSession
+from fastmm.journal import Journal, Record
 from fastmm.latency import LatencyRecorder
 from fastmm.logs import reason
 from fastmm.procs.book_channel import read_top
 from fastmm.procs.child import SupervisorLink, serve_supervisor, stop_on_signals
 from fastmm.procs.firm_gate import FirmGate
 from fastmm.procs.latency_channel import LatencyPublisher, StageLatencyView
-from fastmm.procs.order_journal import journal_report, order_message
+from fastmm.procs.order_journal import order_message
 from fastmm.procs.plan import QUOTER_LATENCY
+from fastmm.procs.quoter_desk import Command, QuoterDesk, fill_position
 from fastmm.procs.recovery import recover
 from fastmm.procs.rehearsal import Rehearsal
 from fastmm.procs.venue_reconcile import reconcile_at_start
@@ -86,7 +71,6 @@ from fastmm.shm.records import (
     STATE_RISK_TRIPPED,
     TOP_OF_BOOK,
 )
-from fastmm.units import E8
 from fastmm.venues.truex import factory as truex_sessions
 from fastmm.venues.truex.codec import TruexCodec
 
@@ -94,14 +78,11 @@ log = logging.getLogger("fastmm.quoter")
 
 PHASE_FEEDS_UP = 1
 TIMER_S = 0.05
-MARK_EVERY_NS = 1_000_000_000   # the fair mid goes into the journal at most this often (for the report)
 EXIT_CANCEL_S = 5.0             # on the way out: time for every cancel to be confirmed (10 at 8/s take 1.3 s)
-_I64 = (1 << 63) - 1
 
 
-def _i64(v: int) -> int:
-    """A value for an int64 record field: clamped, so an absurd number never makes a publish raise."""
-    return v if -_I64 <= v <= _I64 else (_I64 if v > 0 else -_I64)
+def _desk_attr(name: str) -> property:
+    return property(lambda q: getattr(q.desk, name), lambda q, v: setattr(q.desk, name, v))
 
 
 class QuoterTrace(Protocol):
@@ -131,7 +112,8 @@ class QuoterTrace(Protocol):
 
 
 class Quoter:
-    """The shell's state; every decision is the core's."""
+    """The shell's state: channels, the order-entry session, the journal; the decisions are the core's
+    and the desk's (:class:`fastmm.procs.quoter_desk.QuoterDesk`)."""
 
     def __init__(self, cfg: Config, link: SupervisorLink | None, journal: Journal,
                  refs: dict[str, LatestValue], truex_book: LatestValue | None, hedge_ring: EventRing | None,
@@ -145,34 +127,36 @@ class Quoter:
         self.position = position
         prefix = base36(time.time_ns() // 10_000_000)[-7:]       # unique per run (10 ms resolution)
         self.core = TradingCore.from_config(cfg, cl_ord_prefix=prefix)
+        self.desk = QuoterDesk(self.core)
         client_id = cfg.truex.client_id.reveal() if cfg.truex.client_id else ""
         self.codec = TruexCodec(self.core.instrument, client_id)
         self.tick_e8 = self.core.instrument.tick_e8
         self.lot_e8 = self.core.instrument.lot_e8
         self.initiator: FixInitiator | None = None
         self.seq_store: CommittedTargetStore | None = None
-        self.journal_alerted = False      # the journal-cannot-write alert is raised (once per episode)
-        self.quoting = False
-        self.cancel_all_cmd = 0
         self.latency = LatencyRecorder()
-        self.sent = 0
-        self.fills = 0
-        self.hedge_fills = 0
         self._last_ref_seq: dict[str, int] = {}
         self._last_book_seq = 0
-        self._marked_e8 = 0
-        self._next_mark_ns = 0
         self._wake_ns = 0
         self._t_decide = 0
-        self._fill_ids = RecentIds()          # ExecIDs journalled and booked (a resent fill once)
-        self.reconciling = False              # REST reconciliation at start running (venue_reconcile)
-        self.deferred_start = 0               # a start_quoting that came meanwhile, run once it is done
-        self._pull_reason = ""                # why the engine last said its quotes are pulled ("" quoting)
         self.firm_gate: FirmGate | None = None
         self.core.stop(time.monotonic_ns())      # halted until the supervisor says start_quoting
         self.trace = trace
         if trace is not None:
             trace.attach(self)
+
+    # the desk's state, as the quoter's (the latency bench, reconcile_at_start and tests read these)
+    quoting = _desk_attr("quoting")
+    sent = _desk_attr("sent")
+    fills = _desk_attr("fills")
+    hedge_fills = _desk_attr("hedge_fills")
+    reconciling = _desk_attr("reconciling")
+    deferred_start = _desk_attr("deferred_start")
+    journal_alerted = _desk_attr("journal_alerted")
+
+    @property
+    def _fill_ids(self) -> RecentIds:
+        return self.desk.fill_ids
 
     def ref_seq(self, venue: str) -> int | None:
         """Sequence of the last record read from the ``venue`` reference channel (None: none yet)."""
@@ -183,7 +167,9 @@ class Quoter:
         # the durable "next expected" moves only once the journal holds what came before (a full disk)
         self.initiator = truex_sessions.order_entry(self.cfg, self.codec.decode, self.on_fix_event,
                                                     wrap_store=CommittedTargetStore)
-        self.seq_store = self.initiator.session.store    # type: ignore[assignment]
+        store = self.initiator.session.store
+        assert isinstance(store, CommittedTargetStore)     # wrap_store made it so
+        self.seq_store = store
         return self.initiator
 
     @property
@@ -192,17 +178,7 @@ class Quoter:
 
     def on_fix_event(self, conn: FixConnection, ev: object) -> None:
         now = time.monotonic_ns()
-        if isinstance(ev, LoggedOn):
-            log.info("order entry logged on")
-            self.core.engine.limiter.release_in_flight(now)   # the old connection's answers never come
-            self.journal.write(JSession(t_ns=time.time_ns(), session="oe", event="logged_on",
-                                        next_sender=ev.next_sender, next_target=ev.next_target))
-            self._set(STATE_LOGGED_ON | STATE_CONNECTED, True)
-        elif isinstance(ev, LoggedOut | DisconnectWanted):
-            self.journal.write(JSession(t_ns=time.time_ns(), session="oe", event=type(ev).__name__,
-                                        detail=str(getattr(ev, "text", getattr(ev, "reason", "")))))
-            self._set(STATE_LOGGED_ON | STATE_CONNECTED, False)
-        elif isinstance(ev, AppMessage):
+        if isinstance(ev, AppMessage):
             if ev.record is not None:
                 self.on_record(ev.record, now)
             store = self.seq_store
@@ -211,18 +187,23 @@ class Quoter:
                     store.hold(ev.msg.seq)    # not on disk: TrueX must resend it after a restart
                 else:
                     store.commit(ev.msg.seq)
+        else:
+            up = self.desk.session(ev, now, time.time_ns())
+            if up is not None:
+                if up:
+                    log.info("order entry logged on")
+                self.flush(now)
+                self._set(STATE_LOGGED_ON | STATE_CONNECTED, up)
         self.check_journal(now)
 
     def check_journal(self, now_ns: int) -> None:
         """A journal that cannot write: alert once, trip the kill switch, cancel every quote."""
-        if not self.journal.failing or self.journal_alerted:
+        if not self.desk.journal_failing(self.journal.failing, now_ns):
             return
-        self.journal_alerted = True
         log.error("ALERT: %s; %d record(s) held in memory. Quoting halted, every quote cancelled; free space "
                   "(ops/disk-full.md)", self.journal.failing, self.journal.held_records)
         self._set(STATE_JOURNAL_FAILED | STATE_RISK_TRIPPED, True)
-        self.core.risk.trip(now_ns, TripReason.JOURNAL, self.journal.failing)
-        self.send_actions(self.core.stop(now_ns), now_ns)
+        self.flush(now_ns)
         self._after_orders()
         self.publish_position(now_ns)
 
@@ -233,7 +214,7 @@ class Quoter:
         if self.journal.retry():
             log.warning("journal writing again: every held record is written; the kill switch stays tripped "
                         "until the engine is restarted (ops/disk-full.md)")
-            self.journal_alerted = False
+            self.desk.journal_alerted = False
             self._set(STATE_JOURNAL_FAILED, False)
             if self.seq_store is not None:
                 self.seq_store.release()
@@ -244,65 +225,68 @@ class Quoter:
             self.link.set_state(bits, on)
 
     def send_actions(self, actions: list[Action], now_ns: int) -> None:
-        if not actions:
+        if actions:
+            self.desk.out += actions
+            self.flush(now_ns)
+
+    def flush(self, now_ns: int) -> None:
+        """Write the desk's output in order: each record, and each order's record before its bytes (a
+        new order or replace not sent at all while the journal cannot write; a cancel always)."""
+        out = self.desk.take()
+        if not out:
             return
-        if not self.logged_on:
-            log.warning("order entry not logged on: %d action(s) not sent", len(actions))
-            return
-        codec, send, wall = self.codec, self.initiator.send, time.time_ns()  # type: ignore[union-attr]
-        journal = self.journal
-        write = journal.write
-        unsent: list[OrderEvent] = []
-        for a in actions:
-            rec, msg_type, body = order_message(codec, a, wall)
+        desk, journal = self.desk, self.journal
+        write, wall = journal.write, time.time_ns()
+        ini = self.initiator
+        send = ini.send if ini is not None and ini.logged_on else None
+        orders = unsent = 0
+        for a in out:
+            if isinstance(a, Record):
+                write(a)
+                continue
+            orders += 1
+            if send is None:
+                continue
+            rec, msg_type, body = order_message(self.codec, a, wall)
             write(rec)                       # write-ahead: journalled before its bytes are written
             if journal.failing and not isinstance(a, CancelOrder):
-                # not on disk: a crash would leave it live and unknown to the next start; a cancel goes
-                # whatever happens to its record (the venue's answer is kept by the sequence store)
-                why = "not sent: the journal cannot write"
-                write(Reject(t_ns=wall, cl_ord_id=a.cl_ord_id, text=why))
-                unsent.append(OrderRejected(a.cl_ord_id, why) if isinstance(a, NewOrder)
-                              else MessageRejected(a.cl_ord_id, 0, why))
+                write(desk.not_sent(a, wall))
+                unsent += 1
                 continue
             send(msg_type, body)
             if self.trace is not None:
                 self.trace.sent(a, time.monotonic_ns())
-            self.sent += 1
-        for ev in unsent:
-            self.core.on_order_event(ev, now_ns)
-        if journal.failing and not self.journal_alerted:
+            desk.sent += 1
+        if not orders:
+            return
+        if send is None:
+            log.warning("order entry not logged on: %d action(s) not sent", orders)
+            return
+        if unsent:
+            desk.book_unsent(now_ns)
+        if journal.failing and not desk.journal_alerted:
             self.check_journal(now_ns)
         if self._wake_ns == now_ns:
             self.latency["decide_to_sent"].record(time.monotonic_ns() - self._t_decide)
 
     # -- execution events -----------------------------------------------------------------------
     def on_record(self, rec: object, now_ns: int) -> None:
-        ev = self.to_event(rec)
-        if ev is None:
-            return
-        self.core_event(ev, now_ns)
-
-    def to_event(self, rec: object) -> OrderEvent | None:
-        return journal_report(self.journal, rec, self._fill_ids, self.core.fill_problem)
+        if self.desk.report(rec, now_ns, time.time_ns()):
+            self.publish_position(now_ns)
+        self.flush(now_ns)
+        self._after_orders()
 
     def core_event(self, ev: OrderEvent, now_ns: int) -> None:
-        if isinstance(ev, OrderFilled):
-            before = self.core.inventory.position_lots
-            actions = self.core.on_order_event(ev, now_ns)
-            if self.core.inventory.position_lots != before:
-                self.fills += 1      # booked (not a duplicate, not refused as impossible)
+        if self.desk.order_event(ev, now_ns):
             self.publish_position(now_ns)
-        else:
-            actions = self.core.on_order_event(ev, now_ns)
-        self.send_actions(actions, now_ns)
+        self.flush(now_ns)
         self._after_orders()
 
     def _after_orders(self) -> None:
-        live = self.core.live_orders
-        self._set(STATE_FLAT, live == 0)
-        if self.cancel_all_cmd and live == 0 and self.link is not None:
-            self.link.ack(self.cancel_all_cmd)
-            self.cancel_all_cmd = 0
+        self._set(STATE_FLAT, self.core.live_orders == 0)
+        cid = self.desk.after_orders()
+        if cid and self.link is not None:
+            self.link.ack(cid)
 
     # -- hedge fills ----------------------------------------------------------------------------
     def drain_hedge_fills(self, now_ns: int) -> None:
@@ -310,22 +294,9 @@ class Quoter:
         if ring is None:
             return
         any_fill = False
-        lot_e8 = self.lot_e8
         while ring.pop():
-            r = ring.rx[0]
-            lots = int(r["qty_e8"]) // lot_e8
-            side = Side.BUY if int(r["side"]) > 0 else Side.SELL
-            px_e8, fee_e8 = int(r["px_e8"]), int(r["fee_e8"])
-            price = Decimal(px_e8) / E8
-            fee = Decimal(fee_e8) / E8
-            exec_id = bytes(r["exec_id"]).decode("ascii", "replace")
-            self.journal.write(HedgeFill(t_ns=time.time_ns(), source="quoter", exec_id=exec_id, side=side,
-                                         qty_lots=lots, price_e8=px_e8, fee_e8=fee_e8))
-            before = self.core.inventory.position_lots
-            self.send_actions(self.core.on_hedge_fill(
-                HedgeFilled(exec_id, side, lots, price, Liquidity.TAKER, fee), now_ns), now_ns)
-            if self.core.inventory.position_lots != before:
-                self.hedge_fills += 1
+            self.desk.hedge_fill(ring.rx[0], self.lot_e8, now_ns, time.time_ns())
+            self.flush(now_ns)
             any_fill = True
         if any_fill:
             self.publish_position(now_ns)
@@ -377,49 +348,24 @@ class Quoter:
         self.send_actions(actions, now)
         if actions:
             self._after_orders()
-        if self.core.engine.pull_reason != self._pull_reason:
-            self._note_pull(now)
+        if self.desk.pull_changed:
+            self.desk.note_pull(now, time.time_ns())
+            self.flush(now)
         if trace is not None:
             trace.done(now)
-
-    def _note_pull(self, now_ns: int) -> None:
-        """Journal why the quotes are pulled whenever that changes (a reference went stale, quoting came
-        back): with the monotonic time, so an outage's detection lines up with its cancels."""
-        reason = self._pull_reason = self.core.engine.pull_reason
-        detail = f"quotes pulled: {reason}" if reason else "quoting"
-        self.journal.write(Phase(t_ns=time.time_ns(), detail=detail, t_mono_ns=now_ns))
 
     def on_timer(self) -> None:
         now = time.monotonic_ns()
         self.retry_journal()
-        actions = self.core.on_timer(now)       # ages the reference sources first (may decide)
-        fair_mid_e8 = self.core.fair.mid_e8
-        if now >= self._next_mark_ns and fair_mid_e8 and fair_mid_e8 != self._marked_e8:
-            # off the price path: a session report draws quotes against this and marks PnL to it
-            self._next_mark_ns = now + MARK_EVERY_NS
-            self._marked_e8 = fair_mid_e8
-            wall = time.time_ns()
-            self.journal.write(Mark(t_ns=wall, fair_mid_e8=fair_mid_e8))
-            pnl = self.core.pnl     # the PnL snapshot the database's per-hour and per-day views read
-            self.journal.write(Pnl(t_ns=wall, position_lots=self.core.inventory.position_lots,
-                                   realized_e8=pnl.realized_units, unrealized_e8=pnl.unrealized_units,
-                                   fees_e8=pnl.fees_units, fair_mid_e8=fair_mid_e8))
-        self.send_actions(actions, now)
-        if self.core.engine.pull_reason != self._pull_reason:
-            self._note_pull(now)
+        desk = self.desk
+        desk.on_timer(now, time.time_ns())
+        self.flush(now)
         if self.firm_gate is not None:      # the firm-wide cap, off the price path (fastmm.procs.firm_gate)
-            bounds = self.firm_gate.bounds(self.core.inventory.position_lots, now)
-            if bounds != self.core.engine.firm_bounds:
-                self.core.engine.firm_bounds = bounds
-                self.send_actions(self.core.requote(now), now)
-        for ev in self.core.events():
-            if isinstance(ev, RiskTrip | RiskReset):
-                log.error("risk: %s", ev)
-                self.journal.write(Risk(t_ns=time.time_ns(), detail=repr(ev)))
-            elif isinstance(ev, PnlSummary):
-                log.info("pnl: total %s realized %s unrealized %s fees %s position %d lots, %d trades",
-                         ev.total, ev.realized, ev.unrealized, ev.fees, ev.position_lots, ev.trades)
-        self._set(STATE_RISK_TRIPPED, bool(getattr(self.core.risk, "tripped", False)))
+            desk.firm_bounds(self.firm_gate.bounds(self.core.inventory.position_lots, now), now)
+            self.flush(now)
+        desk.core_events(time.time_ns())
+        self.flush(now)
+        self._set(STATE_RISK_TRIPPED, desk.risk_tripped)
         self.check_journal(now)
         if self.seq_store is not None and not self.journal.failing:
             self.seq_store.commit()      # everything delivered so far is journalled
@@ -428,69 +374,42 @@ class Quoter:
 
     def publish_position(self, now_ns: int) -> None:
         ch = self.position
-        if ch is None:
-            return
-        pnl = self.core.pnl
-        tx = ch.tx[0]
-        tx["t_pub"] = now_ns
-        tx["position_lots"] = _i64(self.core.inventory.position_lots)
-        avg = pnl.avg_entry()
-        tx["avg_entry_e8"] = _i64(int(avg * E8)) if avg is not None and avg.is_finite() else 0
-        tx["realized_e8"] = _i64(pnl.realized_units)
-        tx["unrealized_e8"] = _i64(pnl.unrealized_units)
-        tx["fees_e8"] = _i64(pnl.fees_units)
-        tx["fair_mid_e8"] = _i64(self.core.fair.mid_e8)
-        tx["truex_fills"] = self.fills
-        tx["hedge_fills"] = self.hedge_fills
-        tx["risk_tripped"] = int(bool(getattr(self.core.risk, "tripped", False)))
-        tx["live_orders"] = self.core.live_orders
-        bid, ask = self.core.best_quotes()
-        tx["quote_bid_ticks"], tx["quote_ask_ticks"] = _i64(bid), _i64(ask)
-        tx["orders_sent"] = self.sent
-        ch.publish()
+        if ch is not None:
+            fill_position(ch.tx[0], self.desk, now_ns)
+            ch.publish()
 
     # -- supervisor commands ----------------------------------------------------------------------
     def on_command(self, cid: int, name: str) -> bool:
         now = time.monotonic_ns()
-        if name == "start_quoting":
-            if self.reconciling:              # the venue's state first (reconcile_at_start)
-                self.deferred_start = cid
-                return False
-            self.quoting = True
-            self._set(STATE_QUOTING, True)
-            self.journal.write(Phase(t_ns=time.time_ns(), detail="quoting started"))
+        verdict = self.desk.command(cid, name, now, time.time_ns())
+        if verdict is Command.LOGOUT:
+            if self.initiator is None:
+                return True
+            asyncio.get_running_loop().create_task(self._logout(cid))
+            return False
+        self._set(STATE_QUOTING, self.desk.quoting)
+        if verdict is Command.START:
+            self.flush(now)
             self.price_event(self.core.resume(now), now)
             return True
-        if name in ("pull_quotes", "cancel_all"):
-            self.quoting = False
-            self._set(STATE_QUOTING, False)
-            self.send_actions(self.core.stop(now), now)
-            if name == "cancel_all":
-                self.cancel_all_cmd = cid
-                self._after_orders()
-                return False       # acknowledged when the venue has confirmed every cancel
-            return True
-        if name == "logout":
-            if self.initiator is not None:
-                asyncio.get_running_loop().create_task(self._logout(cid))
-                return False
-            return True
-        return True
+        self.flush(now)
+        if self.desk.cancel_all_cmd == cid:
+            self._after_orders()
+        return verdict is Command.ACK
 
     async def cancel_before_exit(self, timeout_s: float = EXIT_CANCEL_S) -> int:
         """Whatever ends the process (the supervisor's exit, SIGTERM, the supervisor's death through
         PR_SET_PDEATHSIG): cancel every working order and wait for the venue to confirm each, paced by the
         rate limiter, before the logout. A normal stop has done this already (``cancel_all``), so this
         costs nothing then. Returns how many orders are still not confirmed ended (logged, journalled)."""
-        tracker = self.core.engine.tracker
-        if not tracker.working:
-            return 0
         now = time.monotonic_ns()
-        self.quoting = False
+        working = self.desk.exit_stop(now)
+        if not working:
+            return 0
+        tracker = self.core.engine.tracker
         self._set(STATE_QUOTING, False)
-        log.warning("exiting with %d order(s) working: canceling them before the logout",
-                    len(tracker.working))
-        self.send_actions(self.core.stop(now), now)
+        log.warning("exiting with %d order(s) working: canceling them before the logout", working)
+        self.flush(now)
         deadline = now + int(timeout_s * 1e9)
         while tracker.working and self.logged_on and now < deadline:
             await asyncio.sleep(TIMER_S / 5)
@@ -503,8 +422,8 @@ class Quoter:
             why = f"not confirmed in {timeout_s:g} s" if self.logged_on else "order entry is not logged on"
             log.error("exiting with %d order(s) possibly live on TrueX: %s (the next start cancels them)",
                       left, why)
-            self.journal.write(Risk(t_ns=time.time_ns(),
-                                    detail=f"exit: {left} order(s) not confirmed canceled"))
+            self.desk.exit_left(left, time.time_ns())
+            self.flush(now)
         else:
             log.warning("every order confirmed canceled; logging out")
         return left
@@ -565,13 +484,8 @@ async def run_supervised(cfg: Config, name: str = "quoter", trace: QuoterTrace |
     q = Quoter(cfg, link, journal, refs, book, ring, position, trace=trace)
     q.firm_gate = FirmGate.attach(cfg)
     recovered = recover(cfg.state_path / cfg.journal.file, q.core, cfg)
-    q.fills, q.hedge_fills = recovered.truex_fills, recovered.hedge_fills
-    for hf in recovered.unbooked_hedge_fills:   # booked by the recovery: now in the quoter's journal too
-        journal.write(HedgeFill(t_ns=time.time_ns(), source="quoter", exec_id=hf.exec_id, side=hf.side,
-                                qty_lots=hf.qty_lots, price_e8=to_e8(hf.price), fee_e8=to_e8(hf.fee or 0),
-                                recovered=True))
-    for exec_id in recovered.fill_ids:
-        q._fill_ids.add(exec_id)
+    q.desk.recovered(recovered, time.time_ns())
+    q.flush(time.monotonic_ns())
     q.publish_position(time.monotonic_ns())
     # Live per-stage latency for `fastmm status` and `fastmm metrics`: from the timer, about once a second.
     latency_pub = (LatencyPublisher(StageLatencyView(q.latency, time.monotonic_ns()), latency_ch)

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from fastmm.units import E8_DIGITS, parse_e8
+from fastmm.units import E8_DIGITS, fixed_e8, parse_e8
 
 API_PREFIX = "/0"
 
@@ -264,3 +264,11 @@ class PairInfo:
                            parse_e8(str(info.get("ordermin", "0"))),
                            parse_e8(str(tick)) if tick else 10 ** (E8_DIGITS - decimals))
         raise KrakenError(f"AssetPairs has no pair {pair}")
+
+    def order_params(self, side: str, volume_e8: int, price_e8: int = 0) -> dict[str, str]:
+        """AddOrder's parameters for this pair, at its precisions (``price_e8`` 0: a market order)."""
+        params = {"pair": self.altname, "type": side, "ordertype": "limit" if price_e8 else "market",
+                  "volume": fixed_e8(volume_e8, self.lot_decimals)}
+        if price_e8:
+            params["price"] = fixed_e8(price_e8, self.price_decimals)
+        return params
