@@ -16,6 +16,9 @@ else:
          Extension("fastmm.core._plan_fast", ["fastmm/core/_plan_fast.pyx"], optional=True),
          Extension("fastmm.fix._parse_fast", ["fastmm/fix/_parse_fast.pyx"], optional=True),
          Extension("fastmm.venues.truex._decode_fast", ["fastmm/venues/truex/_decode_fast.pyx"],
+                   optional=True),
+         Extension("fastmm.fix._encode_fast", ["fastmm/fix/_encode_fast.pyx"], optional=True),
+         Extension("fastmm.venues.truex._encode_fast", ["fastmm/venues/truex/_encode_fast.pyx"],
                    optional=True)],
         compiler_directives={"language_level": "3"}, quiet=True)
 

@@ -10,6 +10,11 @@ A second table is the inbound hot path against QuickFIX: ExecutionReport and Mar
 had no C compiler) and by QuickFIX's ``Message(str)``, with ratios to QuickFIX in the same run. "+record"
 is fastmm's typed record; QuickFIX's "+fields" reads the same top-level fields back as strings.
 
+A third table is the outbound hot path, the core's order action to FIX bytes: the TrueX body alone
+(NewOrderSingle D), the frame alone (header, BodyLength, CheckSum) and the whole D, G (replace) and
+F (cancel) with SendingTime, by fastmm's pure twins and by their compiled twins, ratios to pure in the same
+run. The first table's fastmm column runs whichever twins are in use (the line above each table says).
+
     .venv/bin/python bench/fix_codec.py [--seconds 0.5] [--json PATH]
 """
 
@@ -131,6 +136,34 @@ def inbound_funcs() -> dict[str, dict[str, Callable[[], object]]]:
     # both twins must give the same record (the twin-equality tests check this thoroughly)
     recs = {name: (fns["ER parse+record"](), fns["35=X parse+record"]()) for name, fns in out.items()}
     assert len(set(recs.values())) == 1, recs
+    return out
+
+
+def outbound_funcs() -> dict[str, dict[str, Callable[[], object]]]:
+    """The outbound hot path by each fastmm twin: body, frame, and action -> whole frame for D, G, F."""
+    tc = TruexCodec
+    twins = {"fastmm-pure": (tc.new_order_single_py, tc.order_cancel_replace_request_py,
+                             tc.order_cancel_request_py, Encoder.encode_py)}
+    if all(speedups.report("fix_encode", "truex_encode").values()):
+        twins["fastmm-compiled"] = (tc.new_order_single, tc.order_cancel_replace_request,
+                                    tc.order_cancel_request, Encoder.encode)
+    body = CODEC.new_order_single_py("mmt67uk8001", BUY, 1000, 120001)
+    sending_time = format_timestamp(NOW_NS)
+    out: dict[str, dict[str, Callable[[], object]]] = {}
+    for name, (nos, ocrr, ocr, enc) in twins.items():
+        out[name] = {
+            "D body": lambda nos=nos: nos(CODEC, "mmt67uk8001", BUY, 1000, 120001),
+            "frame": lambda enc=enc: enc(ENC, b"D", 1234, sending_time, body),
+            "D encode": lambda nos=nos, enc=enc: enc(ENC, b"D", 1234, format_timestamp(NOW_NS),
+                                                     nos(CODEC, "mmt67uk8001", BUY, 1000, 120001)),
+            "G encode": lambda ocrr=ocrr, enc=enc: enc(ENC, b"G", 1235, format_timestamp(NOW_NS), ocrr(
+                CODEC, "mmt67uk8002", "mmt67uk8001", 1000, 120003)),
+            "F encode": lambda ocr=ocr, enc=enc: enc(ENC, b"F", 1236, format_timestamp(NOW_NS),
+                                                     ocr(CODEC, "mmt67uk8003", "mmt67uk8002")),
+        }
+    # both twins must give the same bytes (the twin-equality tests check this thoroughly)
+    frames = {name: tuple(fn() for fn in fns.values()) for name, fns in out.items()}
+    assert len(set(frames.values())) == 1, frames
     return out
 
 
@@ -259,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
 
     base = rows["simplefix"]
     metrics = ["encode", "parse", "parse+record", "parse_batch1000", "encode+parse"]
-    print(f"FIX codec, msgs/s (best of 3 x {s:g} s); ratio = vs plain simplefix in this run")
+    print(f"FIX codec, msgs/s (best of 3 x {s:g} s); ratio = vs plain simplefix in this run "
+          f"({speedups.describe('fix_encode', 'truex_encode', 'fix_parse', 'truex_decode')})")
     print(f"{'metric':<18}" + "".join(f"{n:>14}{'ratio':>8}" for n in rows))
     for m in metrics:
         line = f"{m:<18}"
@@ -298,12 +332,27 @@ def main(argv: list[str] | None = None) -> int:
             if name != "quickfix":
                 vs_qf[name] = inbound[name]["ER parse"] / qf_row["ER parse"]
                 print(f"{name} ExecutionReport parse vs QuickFIX: {vs_qf[name]:.2f}x (target >= 1x)")
+
+    # the outbound hot path: both fastmm twins, in this run
+    outbound = {name: {k: rate(fn, s) for k, fn in fns.items()} for name, fns in outbound_funcs().items()}
+    pure_row = outbound["fastmm-pure"]
+    print()
+    print(f"Outbound action -> FIX bytes, msgs/s (best of 3 x {s:g} s); ratio = vs fastmm-pure in this run "
+          f"({speedups.describe('fix_encode', 'truex_encode')})")
+    print(f"{'metric':<18}" + "".join(f"{n:>16}{'ratio':>8}" for n in outbound))
+    for m in pure_row:
+        print(f"{m:<18}" + "".join(f"{outbound[n][m]:>16,.0f}{outbound[n][m] / pure_row[m]:>7.2f}x"
+                                   for n in outbound))
+    print("(body: TrueX's D body from ints; frame: header + BodyLength + CheckSum around it; "
+          "D/G/F encode: both, with SendingTime)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"python": sys.version.split()[0], "machine": platform.machine(), "seconds": s,
                        "msgs_per_s": rows, "fastmm_vs_simplefix_encode_parse": ratio,
                        "inbound_msgs_per_s": inbound, "er_parse_vs_quickfix": vs_qf,
-                       "twins": speedups.report("fix_parse", "truex_decode")}, f, indent=2)
+                       "outbound_msgs_per_s": outbound,
+                       "twins": speedups.report("fix_parse", "truex_decode", "fix_encode", "truex_encode")},
+                      f, indent=2)
     return 0
 
 

@@ -14,12 +14,14 @@ from typing import Any
 
 PURE_ENV = "FASTMM_PURE"    # "1": every process runs the pure twins (CI runs the core and feed tests so too)
 
-# twin name -> the module whose COMPILED flag says which twin runs
+# twin name -> the module whose COMPILED flag says which twin runs ("module:FLAG": a module with two twins)
 TWINS = {
     "coinbase_l2_updates": "fastmm.data.book",               # data/_l2fast.pyx: apply_updates (the feed's)
     "reconcile_plan": "fastmm.core.reconcile",               # _plan_fast.pyx: plan
     "fix_parse": "fastmm.fix.codec",                         # _parse_fast.pyx: feed, parse_message
     "truex_decode": "fastmm.venues.truex.codec",             # _decode_fast.pyx: ExecutionReport, 35=X
+    "fix_encode": "fastmm.fix.codec:ENCODE_COMPILED",        # _encode_fast.pyx: Encoder.encode
+    "truex_encode": "fastmm.venues.truex.codec:ENCODE_COMPILED",  # _encode_fast.pyx: D, F, G bodies
 }
 
 
@@ -37,7 +39,12 @@ def compiled_twin(module: str, name: str) -> Callable[..., Any] | None:
 def report(*names: str) -> dict[str, bool]:
     """Twin name -> whether the compiled one is in use; all twins, or only ``names`` (a process asks only
     for its own: importing the others would cost it their modules' memory)."""
-    return {n: bool(importlib.import_module(TWINS[n]).COMPILED) for n in (names or TWINS)}
+    return {n: _flag(TWINS[n]) for n in (names or TWINS)}
+
+
+def _flag(where: str) -> bool:
+    module, _, flag = where.partition(":")
+    return bool(getattr(importlib.import_module(module), flag or "COMPILED"))
 
 
 def describe(*names: str) -> str:

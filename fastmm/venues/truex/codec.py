@@ -39,6 +39,11 @@ from fastmm.speedups import compiled_twin
 _er_compiled = compiled_twin("fastmm.venues.truex._decode_fast", "execution_report")
 _mdi_compiled = compiled_twin("fastmm.venues.truex._decode_fast", "md_incremental")
 COMPILED = _er_compiled is not None and _mdi_compiled is not None
+# ... and of the order builders (_encode_fast.pyx)
+_nos_compiled = compiled_twin("fastmm.venues.truex._encode_fast", "new_order_single")
+_ocr_compiled = compiled_twin("fastmm.venues.truex._encode_fast", "order_cancel_request")
+_ocrr_compiled = compiled_twin("fastmm.venues.truex._encode_fast", "order_cancel_replace_request")
+ENCODE_COMPILED = _nos_compiled is not None and _ocr_compiled is not None and _ocrr_compiled is not None
 
 BUY, SELL = "1", "2"
 MARKET, LIMIT = "1", "2"
@@ -252,6 +257,8 @@ class TruexCodec:
     # -- builders (bodies) --------------------------------------------------------------------------
     def new_order_single(self, cl_ord_id: str, side: str, qty_lots: int, price_ticks: int | None,
                          ord_type: str = LIMIT, tif: str = GTC, smp: int | None = None) -> bytes:
+        """The pure twin and the reference (also ``new_order_single_py``), as the two builders below;
+        where the build had a C compiler each is ``_encode_fast``'s: the same bytes, the same errors."""
         if not valid_cl_ord_id(cl_ord_id):
             raise ValueError(f"ClOrdID {cl_ord_id!r} is not a lowercase UUIDv4 or <= 18 ASCII characters")
         if side not in (BUY, SELL) or ord_type not in (LIMIT, MARKET) or tif not in (GTC, IOC):
@@ -270,11 +277,19 @@ class TruexCodec:
             body += b"2964=%d\x01" % smp
         return body
 
+    new_order_single_py = new_order_single
+    if _nos_compiled is not None and not TYPE_CHECKING:
+        new_order_single = _nos_compiled
+
     def order_cancel_request(self, cl_ord_id: str, orig_cl_ord_id: str) -> bytes:
         if not (valid_cl_ord_id(cl_ord_id) and valid_cl_ord_id(orig_cl_ord_id)):
             raise ValueError("ClOrdID/OrigClOrdID must be a lowercase UUIDv4 or <= 18 ASCII characters")
         return b"41=%b\x0111=%b\x01%b" % (orig_cl_ord_id.encode(), cl_ord_id.encode(),
                                           self._parties_or_fail())
+
+    order_cancel_request_py = order_cancel_request
+    if _ocr_compiled is not None and not TYPE_CHECKING:
+        order_cancel_request = _ocr_compiled
 
     def order_cancel_replace_request(self, cl_ord_id: str, orig_cl_ord_id: str, qty_lots: int,
                                      price_ticks: int, ord_type: str = LIMIT) -> bytes:
@@ -285,6 +300,10 @@ class TruexCodec:
         return b"%b41=%b\x0111=%b\x0140=%b\x0138=%b\x0144=%b\x01" % (
             self._parties_or_fail(), orig_cl_ord_id.encode(), cl_ord_id.encode(), ord_type.encode(),
             self.qty.text(qty_lots), self.px.text(price_ticks))
+
+    order_cancel_replace_request_py = order_cancel_replace_request
+    if _ocrr_compiled is not None and not TYPE_CHECKING:
+        order_cancel_replace_request = _ocrr_compiled
 
     def market_data_request(self, md_req_id: str, subscription: str = SUBSCRIBE) -> bytes:
         if subscription not in ("0", SUBSCRIBE, UNSUBSCRIBE):
