@@ -9,8 +9,8 @@ Sans-I/O: every input carries its time; nothing here reads a clock. Inputs:
 
 * :meth:`FairValue.on_book`: one reference venue's best bid/ask and their sizes (1e-8 units), as the
   quoter reads them from shared memory (``Top.bid_sz_e8``) and the backtest from the recording;
-* :meth:`FairValue.on_trade`: a market trade's taker side and size (the backtest has them; the live
-  records carry no trades yet, so live the flow term is 0 and the microprice carries the signal);
+* :meth:`FairValue.on_trade`: a market trade's taker side and size (the backtest from the recording,
+  the quoter from the feeds' ``trades.<venue>`` rings, :mod:`fastmm.procs.trade_channel`);
 * :meth:`FairValue.on_mid`: the fused fair mid (what the aggregator gives the core), for the volatility
   and the momentum.
 

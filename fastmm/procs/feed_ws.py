@@ -1,5 +1,9 @@
 """feed-coinbase and feed-kraken: a WebSocket reference book, published to ``ref.<venue>``.
 
+feed-coinbase also publishes each live market trade to the ``trades.coinbase`` event ring for the
+quoter's edge model and intensity fit (:mod:`fastmm.procs.trade_channel`; a full ring drops the trade,
+never blocks the loop). Kraken's codec has no trade subscription, so feed-kraken publishes books only.
+
 Under the supervisor a feed attaches to its channel and heartbeats; ``fastmm feed coinbase --print``
 (or ``kraken``) runs the same client alone, printing each new top of book, for debugging against the
 simulator or the real endpoint.
@@ -19,10 +23,11 @@ from fastmm.backoff import Backoff
 from fastmm.config import Config
 from fastmm.procs.book_channel import BookPublisher
 from fastmm.procs.child import SupervisorLink, serve_supervisor, stop_on_signals
-from fastmm.shm import LatestValue
-from fastmm.shm.records import STATE_CONNECTED, STATE_FRESH, TOP_OF_BOOK, VENUE_COINBASE, VENUE_KRAKEN
+from fastmm.procs.trade_channel import TradePublisher, trades_channel
+from fastmm.shm import EventRing, LatestValue, SegmentMissing
+from fastmm.shm.records import STATE_CONNECTED, STATE_FRESH, TOP_OF_BOOK, TRADE, VENUE_COINBASE, VENUE_KRAKEN
 from fastmm.units import format_e8
-from fastmm.venues.coinbase.codec import CoinbaseFeed
+from fastmm.venues.coinbase.codec import CoinbaseFeed, MarketTrade
 from fastmm.venues.events import TopChanged
 from fastmm.venues.kraken.ws_codec import KrakenBookFeed
 from fastmm.venues.ws_feed import BookCodec, FrameStamper, WsFeedClient
@@ -56,6 +61,11 @@ async def run_supervised(cfg: Config, name: str, stamper: FrameStamper | None = 
     channel = LatestValue.attach(cfg.instance.name, f"ref.{venue}", TOP_OF_BOOK)
     channel.claim_writer()
     publisher = BookPublisher(channel, venue_code)
+    trades: TradePublisher | None = None
+    with contextlib.suppress(SegmentMissing):    # only the venues with a trade channel have one
+        ring = EventRing.attach(cfg.instance.name, trades_channel(venue), TRADE)
+        ring.claim_producer()
+        trades = TradePublisher(ring, venue_code)
     last = [0, 0, 0]     # t_venue, t_recv, venue seq of the top last published
 
     def publish_top(t_venue_ns: int, t_recv_ns: int, seq: int) -> None:
@@ -69,6 +79,10 @@ async def run_supervised(cfg: Config, name: str, stamper: FrameStamper | None = 
                 publish_top(ev.t_venue_ns, ev.t_recv_ns, ev.sequence_num)
                 link.messages += 1
                 link.set_state(STATE_FRESH)
+            elif isinstance(ev, MarketTrade) and trades is not None:
+                dropped = trades.dropped
+                trades.publish(ev)
+                link.errors += trades.dropped - dropped    # ring full: in `fastmm status` and the metrics
         link.set_state(STATE_CONNECTED, client.connected)
 
     async def keep_fresh() -> None:
@@ -100,6 +114,10 @@ async def run_supervised(cfg: Config, name: str, stamper: FrameStamper | None = 
         await fresh_task
         publisher.publish_stale(time.monotonic_ns())
         channel.close()
+        if trades is not None:
+            log.info("%s: %d trades published, %d dropped (ring full), %d history skipped",
+                     trades.ring.name, trades.published, trades.dropped, trades.history)
+            trades.ring.close()
         link.close()
     return 0
 

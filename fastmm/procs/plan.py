@@ -17,8 +17,9 @@ from typing import Literal
 import numpy as np
 
 from fastmm.config import SECRET_ENV, Config
+from fastmm.procs.trade_channel import trades_channel
 from fastmm.shm import EventRing, LatestValue
-from fastmm.shm.records import CONTROL, FILL, HEALTH, POSITION, STAGE_LATENCY, TOP_OF_BOOK
+from fastmm.shm.records import CONTROL, FILL, HEALTH, POSITION, STAGE_LATENCY, TOP_OF_BOOK, TRADE
 from fastmm.shm.records import FIRM as FIRM_RECORD
 
 SUPERVISOR = "supervisor"
@@ -38,6 +39,9 @@ QUOTER_LATENCY = "latency.quoter"
 
 # Reference feeds by the source name the lifecycle and the aggregator use.
 REFERENCE_FEEDS = {FEED_COINBASE: "coinbase", FEED_KRAKEN: "kraken"}
+# The reference feeds that publish market trades (``trades.<venue>``, fastmm.procs.trade_channel); the
+# Kraken codec subscribes to no trade channel.
+TRADE_FEEDS = {FEED_COINBASE: "coinbase"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,11 @@ def channel_specs(cfg: Config, processes: tuple[str, ...] = PROCESSES) -> list[C
     specs = [ChannelSpec("control", "latest", CONTROL, SUPERVISOR, QUOTER if QUOTER in processes else None)]
     if FEED_COINBASE in processes:
         specs.append(ChannelSpec("ref.coinbase", "latest", TOP_OF_BOOK, FEED_COINBASE, QUOTER))
+    for feed, venue in TRADE_FEEDS.items():
+        if feed in processes:
+            # The quoter drains it on every wake and never blocks on it (consumer None: no eventfd, so a
+            # trade costs the feed no system call); it claims the ring's one consumer role all the same.
+            specs.append(ChannelSpec(trades_channel(venue), "ring", TRADE, feed, None, cfg.shm.ring_slots))
     if FEED_KRAKEN in processes:
         specs.append(ChannelSpec("ref.kraken", "latest", TOP_OF_BOOK, FEED_KRAKEN, QUOTER))
     if FEED_TRUEX_MD in processes:

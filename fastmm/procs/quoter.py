@@ -3,8 +3,10 @@
 It owns the TrueX order-entry FIX session, so a decision reaches the socket without another hop. Every
 reference update (woken by the channel's eventfd, or by polling in ``spin`` mode) goes through the
 PriceAggregator into the TradingCore, and the core's actions go straight out as FIX messages; every
-ExecutionReport comes back into the core; every hedge fill from the hedger's ring too. The position
-and PnL it publishes are what the hedger and ``fastmm status`` read.
+ExecutionReport comes back into the core; every hedge fill from the hedger's ring too. Market trades of
+the reference feeds (``trades.<venue>``) are drained before each decision into the core's
+``on_trade``, as the backtest feeds them. The position and PnL it publishes are what the hedger and
+``fastmm status`` read.
 
 Write-ahead: each order, cancel and replace is journalled before its bytes are written, and each ack and
 fill when it arrives, so after a crash :mod:`fastmm.procs.recovery` knows every order that may be live.
@@ -57,6 +59,7 @@ from fastmm.procs.plan import QUOTER_LATENCY
 from fastmm.procs.quoter_desk import Command, QuoterDesk, fill_position
 from fastmm.procs.recovery import recover
 from fastmm.procs.rehearsal import Rehearsal
+from fastmm.procs.trade_channel import pop_trade, trades_channel
 from fastmm.procs.venue_reconcile import reconcile_at_start
 from fastmm.shm import EventRing, LatestValue, SegmentMissing
 from fastmm.shm.records import (
@@ -70,6 +73,7 @@ from fastmm.shm.records import (
     STATE_QUOTING,
     STATE_RISK_TRIPPED,
     TOP_OF_BOOK,
+    TRADE,
 )
 from fastmm.venues.truex import factory as truex_sessions
 from fastmm.venues.truex.codec import TruexCodec
@@ -124,6 +128,7 @@ class Quoter:
         self.refs = refs
         self.truex_book = truex_book
         self.hedge_ring = hedge_ring
+        self.trade_rings: dict[str, EventRing] = {}     # venue -> its market trades (drain_trades)
         self.position = position
         prefix = base36(time.time_ns() // 10_000_000)[-7:]       # unique per run (10 ms resolution)
         self.core = TradingCore.from_config(cfg, cl_ord_prefix=prefix)
@@ -302,6 +307,22 @@ class Quoter:
             self.publish_position(now_ns)
             self.check_journal(now_ns)
 
+    # -- market trades ------------------------------------------------------------------------------
+    def drain_trades(self, now_ns: int) -> int:
+        """Every trade the reference feeds published since the last call, into the core as the backtest
+        gives them (price in ticks of the quoted instrument, rounded; the taker's side; the size): the
+        edge model's signed flow and the intensity fit. No decision here: the next price event or timer
+        decides on them, as in the backtest. Returns how many."""
+        n = 0
+        tick = self.tick_e8
+        half = tick // 2
+        on_trade = self.core.on_trade
+        for ring in self.trade_rings.values():
+            while (tr := pop_trade(ring)) is not None:
+                on_trade(now_ns, (tr.price_e8 + half) // tick, tr.taker_side, tr.size_e8)
+                n += 1
+        return n
+
     # -- prices -----------------------------------------------------------------------------------
     def on_wake(self) -> None:
         """Something may have changed in the reference or TrueX book channels: run the price path."""
@@ -310,6 +331,8 @@ class Quoter:
         if self.trace is not None:
             self.trace.received(now)
         core = self.core
+        if self.trade_rings:
+            self.drain_trades(now)
         changed = False
         for name, ch in self.refs.items():
             seq = ch.version()
@@ -321,7 +344,7 @@ class Quoter:
             self._last_ref_seq[name] = top.seq
             self.latency["recv_to_pub"].record(top.t_pub_ns - top.t_recv_ns)
             self.latency["pub_to_wake"].record(now - top.t_pub_ns)
-            # sizes too: the edge model's microprice (trades do not reach the quoter yet)
+            # sizes too: the edge model's microprice (its trade flow comes from drain_trades)
             changed = core.on_reference(now, name, top.bid_e8, top.ask_e8, top.t_recv_ns, not top.usable,
                                         top.bid_sz_e8, top.ask_sz_e8) or changed
         book = self.truex_book
@@ -357,6 +380,8 @@ class Quoter:
     def on_timer(self) -> None:
         now = time.monotonic_ns()
         self.retry_journal()
+        if self.trade_rings:
+            self.drain_trades(now)      # a quiet book: the ring still empties, and the timer may decide
         desk = self.desk
         desk.on_timer(now, time.time_ns())
         self.flush(now)
@@ -482,6 +507,13 @@ async def run_supervised(cfg: Config, name: str = "quoter", trace: QuoterTrace |
     journal = Journal(cfg.state_path / cfg.journal.file, cfg.journal.durability, cfg.journal.rotate_bytes,
                       hold=True)
     q = Quoter(cfg, link, journal, refs, book, ring, position, trace=trace)
+    for venue in refs:
+        with contextlib.suppress(SegmentMissing):
+            trades = EventRing.attach(inst, trades_channel(venue), TRADE)
+            trades.claim_consumer()
+            while trades.pop():     # published while no quoter ran: old news, not flow
+                pass
+            q.trade_rings[venue] = trades
     q.firm_gate = FirmGate.attach(cfg)
     recovered = recover(cfg.state_path / cfg.journal.file, q.core, cfg)
     q.desk.recovered(recovered, time.time_ns())
@@ -623,6 +655,8 @@ async def run_supervised(cfg: Config, name: str = "quoter", trace: QuoterTrace |
             ch.close()
         if ring is not None:
             ring.close()
+        for trades in q.trade_rings.values():
+            trades.close()
         position.close()
         if latency_ch is not None:
             latency_ch.close()

@@ -97,6 +97,24 @@ FILL = _dtype([
     ("checksum", "<u8"),
 ])
 
+# A reference venue's market trade (an event ring per feed, ``trades.<venue>``): the edge model's signed
+# taker flow and the intensity fit's trade prices, the same inputs the backtest gives the core. A signal,
+# not money: a feed drops a trade rather than wait for room (fastmm.procs.trade_channel).
+TAKER_BUY = 1      # the buyer took liquidity (fastmm.backtest.market's TRADE rows, TradingCore.on_trade)
+TAKER_SELL = 2
+
+TRADE = _dtype([
+    ("seq", "<u8"),
+    ("t_venue", "<i8"),        # the venue's trade time, ns since epoch
+    ("t_recv", "<i8"),
+    ("t_pub", "<i8"),
+    ("venue", "<u4"),
+    ("taker_side", "<u4"),     # TAKER_BUY or TAKER_SELL
+    ("price_e8", "<i8"),
+    ("size_e8", "<i8"),
+    ("checksum", "<u8"),
+])
+
 # The quoter's per-stage latency (fastmm.latency), published about once a second from its housekeeping
 # timer, never per tick. Stage i of every array is LATENCY_STAGES[i]. ``run_*``: since the quoter started
 # (a restart starts over, see ``t_start``); ``win_*``: the recent window of ``window_ns`` ending at
@@ -178,6 +196,7 @@ ALL_RECORDS: dict[str, RecordDtype] = {
     "top_of_book": TOP_OF_BOOK,
     "position": POSITION,
     "fill": FILL,
+    "trade": TRADE,
     "health": HEALTH,
     "control": CONTROL,
     "stage_latency": STAGE_LATENCY,

@@ -1,4 +1,5 @@
-"""The real feed processes under the supervisor, against the Coinbase and Kraken WebSocket simulators."""
+"""The real feed processes under the supervisor, against the Coinbase and Kraken WebSocket simulators:
+books on ``ref.<venue>``, Coinbase's market trades on ``trades.coinbase``."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from fastmm.procs.book_channel import read_top
 from fastmm.procs.plan import default_children
 from fastmm.procs.restart import RestartPolicy
 from fastmm.procs.supervisor import Supervisor
-from fastmm.shm import LatestValue, list_segments
-from fastmm.shm.records import TOP_OF_BOOK
+from fastmm.procs.trade_channel import TradeRecord, pop_trade
+from fastmm.shm import EventRing, LatestValue, list_segments
+from fastmm.shm.records import TAKER_BUY, TAKER_SELL, TOP_OF_BOOK, TRADE
 from fastmm.sim.background import SimThread
-from fastmm.sim.coinbase import CbBook, CoinbaseSettings, from_binance
+from fastmm.sim.coinbase import CbBook, CbTrade, CbTrades, CoinbaseSettings, from_binance
 from fastmm.sim.coinbase_server import CoinbaseSimServer
 from fastmm.sim.kraken_ws import KrakenWsSettings
 from fastmm.sim.kraken_ws_server import KrakenWsSimServer
@@ -130,3 +132,61 @@ def test_a_quiet_book_with_a_live_connection_stays_fresh(tmp_path: Path, monkeyp
         assert list_segments(cfg.instance.name) == []
     finally:
         st.close()
+
+
+def test_feed_coinbase_publishes_live_trades_with_the_takers_side(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real feed process against the Coinbase simulator: a trade every 50 ms, the maker's side
+    alternating (size i+1 names trade i). The ring gets each trade once, in order, with the taker's side
+    (a BUY maker was hit by a selling taker); the ones from before the subscription came as the
+    ``market_trades`` snapshot (history) and are not in it."""
+    book = next(ev for ev in from_binance(read_capture(None, max_lines=50)) if isinstance(ev, CbBook))
+    px = book.bids[0][0]
+    n = 200
+    source: list[CbBook | CbTrades] = [book]
+    for i in range(n):
+        t = book.recv_ns + (i + 1) * 50_000_000
+        maker = "BUY" if i % 2 == 0 else "SELL"
+        source.append(CbTrades(t, t, (CbTrade(str(i), px, i + 1, maker, t),)))
+    st = SimThread()
+    try:
+        _, cb_port = st.start(lambda: CoinbaseSimServer(source, settings=CoinbaseSettings()))
+        env = {
+            "FASTMM_INSTANCE__NAME": f"trades{os.getpid()}",
+            "FASTMM_INSTANCE__STATE_DIR": str(tmp_path),
+            "FASTMM_COINBASE__WS_URL": f"ws://127.0.0.1:{cb_port}",
+            "FASTMM_KRAKEN__ENABLED": "false",
+        }
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        cfg = load_config(None, os.environ)
+        sup = Supervisor(cfg, default_children(cfg, None, ("feed-coinbase",)),
+                         restart=RestartPolicy(first_delay_ns=100_000_000))
+        got: list[TradeRecord] = []
+        try:
+            sup.start()
+            ring = EventRing.attach(cfg.instance.name, "trades.coinbase", TRADE)
+            try:
+                ring.claim_consumer()
+
+                def drained() -> bool:
+                    while (tr := pop_trade(ring)) is not None:
+                        got.append(tr)
+                    return bool(got) and got[-1].size_e8 == n
+
+                run_until(sup, drained, timeout=30.0)
+            finally:
+                ring.close()
+        finally:
+            sup.close()
+        assert list_segments(cfg.instance.name) == []
+    finally:
+        st.close()
+    sizes = [tr.size_e8 for tr in got]
+    assert len(sizes) >= 20, "most trades came after the subscription"
+    assert sizes == list(range(sizes[0], n + 1)), "each live trade once, in order; no history replayed"
+    for tr in got:
+        i = tr.size_e8 - 1
+        assert tr.taker_side == (TAKER_SELL if i % 2 == 0 else TAKER_BUY), i
+        assert tr.price_e8 == px
+        assert tr.t_recv_ns <= tr.t_pub_ns
