@@ -70,8 +70,10 @@ def join(trace: dict[str, Any], stamps: FrameStamps,
     Kernel stamps: ``rx_pairs`` is the feed's flat ``(t_recv, t_kernel_rx)`` list; a row whose frame has a
     receive stamp and whose order has a transmit stamp (``t_tx``) gets ``kernel_rx_to_tx`` (what the engine
     owns: packet in the kernel -> order bytes handed to the kernel), ``rx_to_recv`` and ``decide_to_tx``.
-    A kernel stamp missing or out of order (``t_rx <= t_recv``, ``t_decide <= t_tx <= t_sent``) is
-    counted in ``unmatched_kernel``; the row keeps its other stages."""
+    A kernel stamp missing or out of order (``t_written <= t_rx <= t_recv``, ``t_decide <= t_tx <= t_sent``)
+    is counted in ``unmatched_kernel``; the row keeps its other stages. A receive stamp from before the
+    simulator wrote the frame belongs to an earlier packet (a read that ended several frames carries one
+    stamp), so it is not this frame's."""
     rx = {rx_pairs[i]: rx_pairs[i + 1] for i in range(0, len(rx_pairs) - 1, 2) if rx_pairs[i + 1]}
     kernel_unmatched = {"no_rx": 0, "no_tx": 0, "out_of_order": 0}
     t_read: dict[str, int] = {}
@@ -98,7 +100,7 @@ def join(trace: dict[str, Any], stamps: FrameStamps,
         t_rx, t_tx = rx.get(rec["t_recv"], 0), rec["t_tx"]
         if not t_rx or not t_tx:
             kernel_unmatched["no_rx" if not t_rx else "no_tx"] += 1
-        elif not (t_rx <= rec["t_recv"] + KERNEL_SLACK_NS
+        elif not (tw - KERNEL_SLACK_NS <= t_rx <= rec["t_recv"] + KERNEL_SLACK_NS
                   and rec["t_decide"] - KERNEL_SLACK_NS <= t_tx <= rec["t_sent"] + KERNEL_SLACK_NS):
             kernel_unmatched["out_of_order"] += 1
         else:
