@@ -13,30 +13,14 @@ beyond 18 decimal places go to the pure twin, which builds the body or raises th
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memcpy
 
+from fastmm.fix._digits cimport _ndigits, _put_digits
+
 cdef extern from "Python.h":
     long long PyLong_AsLongLongAndOverflow(object o, int* overflow) except? -1
     const char* PyUnicode_AsUTF8AndSize(object o, Py_ssize_t* size) except NULL
 
 cdef long long LL_MAX = 9223372036854775807
 cdef Py_ssize_t NUM_MAX = 48    # room for a scaled number: sign, 19 whole digits, ".", 18 fraction digits
-
-
-cdef inline int _ndigits(unsigned long long v) noexcept:
-    cdef int n = 1
-    while v >= 10:
-        v //= 10
-        n += 1
-    return n
-
-
-cdef inline char* _put_digits(char* p, unsigned long long v, int n) noexcept:
-    """Write ``v`` as exactly ``n`` decimal digits at ``p``; the end."""
-    cdef int i = n - 1
-    while i >= 0:
-        p[i] = <char>(48 + v % 10)
-        v //= 10
-        i -= 1
-    return p + n
 
 
 cdef inline char* _put(char* p, const char* s, Py_ssize_t n) noexcept:
