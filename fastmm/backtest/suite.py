@@ -6,7 +6,8 @@ case runs the configured strategy and each baseline (naive ladder, Avellaneda-St
 hftbacktest's GLFT on single recordings: it has no separate reference), optionally with the TrueX maker
 fee raised (``fee_bps``), optionally walk-forward (calibrate on the first half, trade the second).
 
-Per row: net PnL, PnL per traded notional (bps), Sharpe of 1 s PnL increments, fills, spread capture,
+Per row: net PnL, the TrueX fees, hedges and hedge cost in it (Kraken fees and what the hedges paid beyond
+the fair mid), PnL per traded notional (bps), Sharpe of 1 s PnL increments, fills, spread capture,
 markouts at 1/5/30 s, maximum |inventory|, kill-switch trips and a 95 % bootstrap interval of the PnL
 (moving blocks of ``BLOCK_S`` seconds of 1 s increments, so a minute of trending inventory is resampled
 as a whole). A pooled row per strategy sums PnL over the cases (its interval resamples every case
@@ -33,7 +34,7 @@ from fastmm.backtest.baselines import baselines
 from fastmm.backtest.engine import BacktestOptions, BacktestResult, run_backtest
 from fastmm.backtest.instruments import asset_of, for_recording
 from fastmm.backtest.market import MarketData, after
-from fastmm.backtest.report import grid_values, sharpe
+from fastmm.backtest.report import grid_values, pnl_split, sharpe
 from fastmm.config import Config
 from fastmm.core.models import IntensityEstimator, VolatilityEstimator
 from fastmm.units import E8, DataError
@@ -190,8 +191,10 @@ def fastmm_row(case: str, label: str, r: BacktestResult) -> dict[str, Any]:
     total = float(s.total)
     mk = {f"{m.horizon_s:g}s": m.avg_bps for m in s.markouts}
     pos = r.series["position"]
+    split = pnl_split(r)
     return {
         "case": case, "strategy": label, "engine": "fastmm", "total": total,
+        "truex_fees": split["truex_fees"], "hedge_cost": split["hedge_cost"], "hedges": len(r.hedges),
         "notional": notional, "pnl_bps": total / notional * 1e4 if notional else None,
         "sharpe": sharpe(grid, step / 1e9)[0], "fills": r.venue.fills,
         "taker_fills": r.venue.taker_fills, "capture_bps": s.avg_spread_capture_bps,
@@ -213,6 +216,7 @@ def hbt_row(case: str, label: str, h: Any, start_ns: int, end_ns: int, sample_ns
     pos = h.series["position"]
     return {
         "case": case, "strategy": label, "engine": "hftbacktest", "total": total, "notional": value,
+        "truex_fees": float(f["fee"]), "hedge_cost": None, "hedges": None,
         "pnl_bps": total / value * 1e4 if value else None, "sharpe": sharpe(grid, sample_ns / 1e9)[0],
         "fills": f["trades"], "taker_fills": None, "capture_bps": None, "mk1": None, "mk5": None,
         "mk30": None, "max_inv": float(np.abs(pos).max()) if len(pos) else 0.0, "trips": None,
@@ -243,6 +247,9 @@ def add_intervals(rows: list[dict[str, Any]], seed: int = 0) -> list[dict[str, A
         trips = [r["trips"] for r in rs if r["trips"] is not None]
         pooled.append({
             "case": "POOLED", "strategy": strat, "engine": rs[0]["engine"], "total": total,
+            "truex_fees": sum(r["truex_fees"] or 0.0 for r in rs),
+            "hedge_cost": None if rs[0]["hedge_cost"] is None else sum(r["hedge_cost"] for r in rs),
+            "hedges": None if rs[0]["hedges"] is None else sum(r["hedges"] for r in rs),
             "notional": notional, "pnl_bps": total / notional * 1e4 if notional else None,
             "sharpe": sharpe(np.cumsum(inc), 1.0)[0], "fills": fills,
             "taker_fills": sum(r["taker_fills"] or 0 for r in rs), "capture_bps": wavg("capture_bps"),
@@ -363,13 +370,14 @@ def _f(x: Any, fmt: str) -> str:
 
 def table(rows: Sequence[dict[str, Any]]) -> str:
     """Markdown table, one row per case and strategy, pooled rows last."""
-    head = ("| case | strategy | net PnL | bps/notional | Sharpe 1s | fills | capture bps | mk1s | mk5s "
-            "| mk30s | max inv | trips | PnL 95% CI |")
-    out = [head, "| " + " | ".join(["---"] * 2 + ["---:"] * 11) + " |"]
+    head = ("| case | strategy | net PnL | TrueX fees | hedges | hedge cost | bps/notional | Sharpe 1s "
+            "| fills | capture bps | mk1s | mk5s | mk30s | max inv | trips | PnL 95% CI |")
+    out = [head, "| " + " | ".join(["---"] * 2 + ["---:"] * 14) + " |"]
     for r in rows:
         lo, hi = r.get("ci", (None, None))
         out.append(
-            f"| {r['case']} | {r['strategy']} | {_f(r['total'], '.2f')} | {_f(r['pnl_bps'], '.2f')} "
+            f"| {r['case']} | {r['strategy']} | {_f(r['total'], '.2f')} | {_f(r['truex_fees'], '.2f')} "
+            f"| {_f(r['hedges'], 'd')} | {_f(r['hedge_cost'], '.2f')} | {_f(r['pnl_bps'], '.2f')} "
             f"| {_f(r['sharpe'], '.3f')} | {r['fills']} | {_f(r['capture_bps'], '.2f')} "
             f"| {_f(r['mk1'], '.2f')} | {_f(r['mk5'], '.2f')} | {_f(r['mk30'], '.2f')} "
             f"| {_f(r['max_inv'], '.4f')} "

@@ -47,6 +47,10 @@ def test_suite_cli_rows_pairs_pooled_and_fee_stress(tmp_path: Path) -> None:
         per_case = [r for r in rows if r["strategy"] == name and r["case"] != "POOLED"]
         assert p["total"] == pytest.approx(sum(r["total"] for r in per_case))
         assert p["fills"] == sum(r["fills"] for r in per_case) and p["cases"] == 4
+        assert p["truex_fees"] == pytest.approx(sum(r["truex_fees"] for r in per_case))
+        assert p["hedges"] == sum(r["hedges"] for r in per_case)
+        if "maker+" in name and p["fills"]:
+            assert p["truex_fees"] > 0, name             # the stressed fee is charged on every fill
         lo, hi = p["ci"]
         assert lo <= hi
     # the ranking: one entry per strategy (stress rows rank with it), ordered by the robust rule
