@@ -32,7 +32,7 @@ import numpy as np
 
 from fastmm.backtest.baselines import baselines
 from fastmm.backtest.engine import BacktestOptions, BacktestResult, run_backtest
-from fastmm.backtest.instruments import asset_of, for_recording
+from fastmm.backtest.instruments import asset_of, for_recording, scale_from_data
 from fastmm.backtest.market import MarketData, after
 from fastmm.backtest.report import grid_values, pnl_split, sharpe
 from fastmm.config import Config
@@ -291,7 +291,7 @@ def run_suite(cfg: Config, all_cases: list[Case], opts: BacktestOptions, *, fee_
     err = progress or sys.stderr
     jobs: list[tuple[str, Case, str, Config]] = []
     for case in all_cases:
-        c_cfg = for_recording(cfg, case.venue.symbol)
+        c_cfg = for_recording(cfg, case.venue.symbol, data=case.venue)
         run_case = case
         if walk_forward:
             first, run_case = split(case)
@@ -400,7 +400,9 @@ def load_cases(root: str | Path, *, max_lines: int | None = None, seconds: float
         if seconds is not None:
             md = md.head(seconds)
         if not asset_of(md.symbol):
-            print(f"suite: {p.name}: unknown asset {md.symbol!r}, quoted with the configuration's tick "
-                  f"and lot", file=progress or sys.stderr)
+            a = scale_from_data(md)
+            print(f"suite: {p.name}: {md.symbol!r} is not in the asset table: quoted with the tick {a.tick} "
+                  f"and lot {a.lot} its recording prints, sizes x {a.per_btc:.4g} (one BTC's notional)",
+                  file=progress or sys.stderr)
         mds.append((short_name(p), md))
     return cases(mds)

@@ -134,14 +134,14 @@ def _run(args: argparse.Namespace) -> int:
     except DataError as e:
         print(f"fastmm: data error: {e}", file=err)
         return EXIT_DATA
-    from fastmm.backtest.instruments import asset_of, for_recording
+    from fastmm.backtest.instruments import asset_of, base_of, for_recording
 
     for r in refs:
-        if asset_of(r.symbol) != asset_of(md.symbol):
+        if (asset_of(r.symbol) or base_of(r.symbol)) != (asset_of(md.symbol) or base_of(md.symbol)):
             print(f"fastmm: data error: reference {r.symbol} is not the venue's instrument {md.symbol}",
                   file=err)
             return EXIT_DATA
-    cfg = for_recording(cfg, md.symbol, tick=args.tick, lot=args.lot)
+    cfg = for_recording(cfg, md.symbol, tick=args.tick, lot=args.lot, data=md)
     load_s = time.perf_counter() - t0
     info = md.describe()
     if refs:

@@ -112,3 +112,56 @@ def test_eth_is_quoted_with_its_own_tick_lot_and_sizes() -> None:
     assert fills, "the ETH run trades"
     px = fills[0][2] * 0.01
     assert math.isclose(px, float(np.median(md.a[md.kind == TOP])) / 1e8, rel_tol=0.01)
+
+
+def _renamed_recording(tmp_path: Path, src: Path, old: str, new: str, lines: int) -> Path:
+    """The first ``lines`` of a real recording with its symbol renamed: an asset the table does not know."""
+    import gzip
+
+    out = tmp_path / f"binance-spot-{new}-20240808"
+    out.mkdir()
+    got = []
+    for f in sorted(src.glob("*.gz")):
+        with gzip.open(f, "rb") as fh:
+            for line in fh:
+                got.append(line.replace(old.encode(), new.encode()).replace(old.upper().encode(),
+                                                                            new.upper().encode()))
+                if len(got) >= lines:
+                    break
+        if len(got) >= lines:
+            break
+    with gzip.open(out / f"{new}_20240808.gz", "wb") as fh:
+        fh.writelines(got)
+    return out
+
+
+def test_an_unknown_asset_is_quoted_with_the_tick_lot_and_notional_of_its_own_recording(
+        tmp_path: Path) -> None:
+    from fastmm.backtest.instruments import BTC_NOTIONAL, base_of, scale_from_data
+
+    path = _renamed_recording(tmp_path, ETH, "ethusdt", "solusdt", 20_000)
+    md = load_market_data(path)
+    assert md.symbol == "solusdt" and asset_of(md.symbol) == "" and base_of(md.symbol) == "sol"
+    scale = scale_from_data(md)
+    top = md.kind == TOP
+    prices = np.concatenate([md.a[top], md.b[top], md.b[md.kind != TOP]])
+    assert scale.tick == Decimal("0.01")                    # ETHUSDT's tick, read from its prices
+    assert all(p % int(scale.tick * 100_000_000) == 0 for p in prices.tolist())
+    assert all(s % int(scale.lot * 100_000_000) == 0 for s in md.c[md.c > 0].tolist())
+    mid = float(np.median((md.a[top] + md.b[top]) / 2e8))
+    assert math.isclose(float(scale.per_btc), float(BTC_NOTIONAL) / mid, rel_tol=1e-3)
+    cfg = for_recording(Config(), md.symbol, data=md)
+    assert cfg.instrument.symbol == "SOL-PYUSD" and cfg.instrument.tick_size == scale.tick
+    notional = float(cfg.quoting.base_size_btc) * mid       # about 0.1 BTC of notional, as configured
+    assert math.isclose(notional, 0.1 * float(BTC_NOTIONAL), rel_tol=0.01)
+    assert for_recording(Config(), md.symbol) == Config()   # no data: quoted as configured, as before
+    out = tmp_path / "x.json"
+    assert main(["backtest", "--data", str(path), "--no-baselines", "--json", str(out)]) == 0
+    run = json.loads(out.read_text())["runs"][0]
+    assert run["fills"] > 0, "the unknown asset trades at its own tick"
+    import io
+
+    from fastmm.backtest.suite import load_cases
+    said = io.StringIO()
+    assert [c.name for c in load_cases(tmp_path, progress=said)] == ["spot-solusdt"]
+    assert "not in the asset table: quoted with the tick 0.01" in said.getvalue()
