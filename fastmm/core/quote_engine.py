@@ -127,7 +127,8 @@ class QuoteEngine:
             self._mid_ticks = x
             self.vol.update(now_ns, x)
         else:
-            self._bad("quote engine: fair mid is not a positive finite number; quotes pulled", repr(mid))
+            if mid != 0.0 or not stale:     # mid 0 with stale: no fair price yet, pulled without a word
+                self._bad("quote engine: fair mid is not a positive finite number; quotes pulled", repr(mid))
             self._mid_ticks = 0.0
         self._conf = confidence if confidence == confidence else 0.0  # NaN -> 0
         self._stale = stale

@@ -150,10 +150,12 @@ class TradingCore:
                  best_ask: int = 0) -> list[Action]:
         """A fair price into the mark, the edge model's signals, the risk limits and the quote engine:
         :meth:`decide` calls it with the aggregator's; tests and harnesses with a price of their own call
-        it directly."""
-        self.pnl.on_mark(now_ns, mid)
-        if self._edge:
-            self.fair_value.on_mid(now_ns, mid)
+        it directly. No fair price yet (mid 0, stale) marks nothing and pulls the quotes: a normal state
+        at the start and after every reference went away, not a bad number."""
+        if mid != 0.0 or not stale:
+            self.pnl.on_mark(now_ns, mid)
+            if self._edge:
+                self.fair_value.on_mid(now_ns, mid)
         self.risk.on_pnl(now_ns, self.pnl.total_units)
         return self.engine.on_price(now_ns, mid, confidence, stale, best_bid, best_ask)
 

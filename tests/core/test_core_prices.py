@@ -118,3 +118,20 @@ def test_the_facade_answers_what_shells_asked_the_engine() -> None:
     core.preload_sent([T0 - i * MS for i in range(8)])   # the per-second budget (8) used by a previous run
     assert not core.try_acquire_message(T0 + MS)
     assert core.try_acquire_message(T0 + 2 * S)
+
+
+def test_no_fair_price_yet_pulls_quietly_and_a_bad_mid_is_logged_once(caplog) -> None:
+    import logging
+    import math
+
+    core = TradingCore.from_config(Config(), cl_ord_prefix="n")
+    with caplog.at_level(logging.WARNING):
+        assert core.decide(T0) == []                   # a TrueX top before any reference: nothing to quote
+        assert core.pnl.mark is None or core.pnl.mark == 0
+    assert not [r for r in caplog.records if "not a positive finite" in r.getMessage()]
+    with caplog.at_level(logging.WARNING):
+        core.on_price(T0 + S, math.nan, 1.0, False)   # a fresh price that is not a number: said, once
+        core.on_price(T0 + 2 * S, math.nan, 1.0, False)
+    said = [r for r in caplog.records if "not a positive finite" in r.getMessage()]
+    assert len([r for r in said if "quote engine" in r.getMessage()]) == 1
+    assert len([r for r in said if r.getMessage().startswith("pnl")]) == 1
