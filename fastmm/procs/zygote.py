@@ -42,6 +42,7 @@ import subprocess
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -243,6 +244,9 @@ class Job:
         import runpy
 
         if self.argv[1] == "-m":
+            # The zygote preloaded the module; running it again as __main__ is what exec does too.
+            warnings.filterwarnings("ignore", r"'.*' found in sys.modules after import of package",
+                                    RuntimeWarning)
             sys.argv = [self.argv[2], *self.argv[3:]]
             runpy.run_module(self.argv[2], run_name="__main__", alter_sys=True)
         else:
@@ -253,18 +257,21 @@ class Job:
         return 0
 
 
-def _become_child(sock: socket.socket, req: dict[str, object], fds: list[int]) -> Job:
-    """In the forked child: the environment, descriptors, signals and identity of an exec'd child."""
+def _become_child(sock: socket.socket, req: dict[str, object], fds: list[int], ready: int) -> Job:
+    """In the forked child: the environment, descriptors, signals and identity of an exec'd child. Closing
+    ``ready`` tells the zygote (and so the supervisor) it is done: from then on /proc shows the child's
+    own command line and environment, as it would from an exec'd child's first instruction."""
     argv = [str(a) for a in req["argv"]]                          # type: ignore[attr-defined]
     env = {str(k): str(v) for k, v in req["env"].items()}         # type: ignore[attr-defined]
     targets = [int(t) for t in req["fds"]]                        # type: ignore[attr-defined]
     sock.close()
     # Descriptors: the passed ones at the supervisor's numbers, 0-2, and nothing else.
-    high = max([*targets, *fds, 2]) + 1
+    high = max([*targets, *fds, ready, 2]) + 1
     moved = [os.dup2(fd, high + i) for i, fd in enumerate(fds)]
+    ready = os.dup2(ready, high + len(fds), inheritable=False)
     for fd, target in zip(moved, targets, strict=True):
         os.dup2(fd, target)
-    keep = {0, 1, 2, *targets}
+    keep = {0, 1, 2, *targets, ready}
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd not in keep:
@@ -279,6 +286,7 @@ def _become_child(sock: socket.socket, req: dict[str, object], fds: list[int]) -
     os.environ.clear()
     _set_identity(env.get("FASTMM_PROCESS") or os.path.basename(argv[-1]), argv, env)
     os.environ.update(env)
+    os.close(ready)
     with contextlib.suppress(OSError):
         os.chdir(str(req["cwd"]))
     # Signals as a freshly exec'd interpreter has them; SIGINT stays blocked (fastmm.procs.run unblocks it).
@@ -318,10 +326,9 @@ def _serve(sock: socket.socket) -> Job | None:
                 pid = os.fork()
             except OSError:
                 os._exit(1)
-            if pid == 0:
-                os.close(w)
+            if pid == 0:                 # the child closes its end of the pipe once it is set up
                 try:
-                    return _become_child(sock, req, fds)
+                    return _become_child(sock, req, fds, w)
                 except BaseException:
                     traceback.print_exc()
                     os._exit(127)
