@@ -197,5 +197,5 @@ def test_misspelt_environment_overrides_are_named_not_silently_ignored(tmp_path:
 def test_processes_start_is_fork_by_default_and_exec_on_request() -> None:
     assert load_config(None, environ={}).processes.start == "fork"
     assert load_config(None, environ={"FASTMM_PROCESSES__START": "exec"}).processes.start == "exec"
-    with pytest.raises(ConfigError, match="processes.start: expected one of 'fork', 'exec'"):
+    with pytest.raises(ConfigError, match=r"processes\.start: expected one of 'fork', 'exec'"):
         load_config(None, environ={"FASTMM_PROCESSES__START": "vfork"})
