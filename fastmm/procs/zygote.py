@@ -309,9 +309,10 @@ def _serve(sock: socket.socket) -> Job | None:
             return None
         try:
             req = json.loads(msg)
-            argv = req["argv"]
-            assert forkable(argv)
-        except (ValueError, KeyError, TypeError, AssertionError):
+            ok = forkable(req["argv"])
+        except (ValueError, KeyError, TypeError):
+            ok = False
+        if not ok:
             for fd in fds:
                 os.close(fd)
             sock.send(json.dumps({"error": "bad request"}).encode())
