@@ -330,6 +330,9 @@ class ProcessesConfig:
     shipper: list[int] = _f([])
     firm: list[int] = _f([])
     heartbeat_timeout_ms: int = _f(3000, 50, 600000)
+    start: Literal["fork", "exec"] = _f(
+        "fork", doc="fork: children forked from a preloaded zygote (shared pages, fastmm.procs.zygote); "
+        "exec: each child a fresh interpreter")
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,25 @@ def memory_kb(pid: int) -> tuple[int, int] | None:
     return rss, pss
 
 
+def memory_detail_kb(pid: int) -> dict[str, int] | None:
+    """VmRSS, Pss and Uss (the pages only this process maps: Private_Clean + Private_Dirty) in kB from
+    /proc/<pid>/status and smaps_rollup, or None when the process is gone. Without a readable
+    smaps_rollup, Pss and Uss are VmRSS (the upper bound)."""
+    m = memory_kb(pid)
+    if m is None:
+        return None
+    rss, pss = m
+    uss = rss
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = {}
+        for line in (PROC / str(pid) / "smaps_rollup").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if rest.strip().endswith("kB"):
+                fields[key] = int(rest.split()[0])
+        uss = fields["Private_Clean"] + fields["Private_Dirty"]
+    return {"rss": rss, "pss": pss, "uss": uss}
+
+
 def cmdline(pid: int) -> list[bytes] | None:
     """The process's argv as the kernel keeps it (NUL-separated), or None when it is gone."""
     try:

@@ -82,6 +82,7 @@ quoter = [1]
         ("[shm]\nring_slots = 1000\n", "shm.ring_slots: 1000 is not a power of two"),
         ("[inventory]\nhedge_threshold_btc = 9\n", "inventory.hedge_threshold_btc: must not exceed"),
         ("[processes]\nquoter = ['a']\n", "processes.quoter[0]: expected an integer"),
+        ("[processes]\nstart = 'spawn'\n", "processes.start: expected one of 'fork', 'exec', got str 'spawn'"),
         ("[quoting\n", "not valid TOML"),
     ],
 )
@@ -191,3 +192,10 @@ def test_misspelt_environment_overrides_are_named_not_silently_ignored(tmp_path:
     assert any(ln.startswith("FASTMM_NOT_A_THING: ignored") for ln in err)
     assert not any(ln.startswith(("FASTMM_QUOTING__LEVELS", "FASTMM_DATA_DIR")) for ln in err)
     assert len(err) == 3, err
+
+
+def test_processes_start_is_fork_by_default_and_exec_on_request() -> None:
+    assert load_config(None, environ={}).processes.start == "fork"
+    assert load_config(None, environ={"FASTMM_PROCESSES__START": "exec"}).processes.start == "exec"
+    with pytest.raises(ConfigError, match=r"processes\.start: expected one of 'fork', 'exec'"):
+        load_config(None, environ={"FASTMM_PROCESSES__START": "vfork"})

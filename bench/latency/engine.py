@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 from fastmm.config import Config, load_config
-from fastmm.procs.quoter import Quoter
 
 from .common import (
     MAIN,
@@ -147,6 +146,8 @@ async def _run_single(cfg: Config) -> int:
         refs = {v: channels[f"ref.{v}"] for v in venues}
         trace = _trace(cfg)
         rx_stamps = RxStampLog() if _kernel_stamps() else None
+        from fastmm.procs.quoter import Quoter  # here: the multiprocess run's supervisor never needs it
+
         q = Quoter(cfg, None, journal, refs, channels["truex.book"], None, None, trace=trace)
         feeds = []
         for venue in venues:

@@ -113,6 +113,17 @@ def kernel_targets(by: dict[tuple[str, str], dict[str, Any]], ratios: dict[str, 
     return out
 
 
+def memory_table(mem: dict[str, Any]) -> list[str]:
+    """Each engine process's RSS, PSS and USS (MB) at the peak of the summed PSS, and the sum: PSS counts
+    a page shared by n processes 1/n in each, USS only the pages a process has alone."""
+    table = mem.get("at_peak_pss")
+    if not table:
+        return []
+    out = [f"{'  process':<17} {'RSS':>7} {'PSS':>7} {'USS':>7}  (MB, at the peak of the summed PSS)"]
+    out += [f"  {name:<15} {m['rss_mb']:>7} {m['pss_mb']:>7} {m['uss_mb']:>7}" for name, m in table.items()]
+    return out
+
+
 def render(runs: list[dict[str, Any]], ratios: dict[str, Any], goals: list[dict[str, Any]],
            floors: dict[str, dict[str, Any]]) -> str:
     lines = []
@@ -128,6 +139,7 @@ def render(runs: list[dict[str, Any]], ratios: dict[str, Any], goals: list[dict[
                              f"{c['price_events']} Coinbase price events, {c['decisions_with_orders']} "
                              f"decisions -> {c['orders']} orders joined ({c['order_messages_at_venue']} at "
                              f"the venue), peak RSS {mem['peak_rss_mb']} MB (PSS {mem['peak_pss_mb']} MB)")
+                lines += memory_table(mem)
         head = (f"{'stage':<26} {'mp p50':>8} {'p99':>8} {'p99.9':>8} {'max':>8} | {'single p50':>10} "
                 f"{'p99':>8} {'p99.9':>8} {'max':>8} | {'p50 mp/s':>8} {'p99 mp/s':>8} {'+p50 us':>8}")
         for group, title in (("orders", "decisions that sent orders: tick to first order (us)"),

@@ -171,7 +171,8 @@ async def run_once(spec: RunSpec) -> dict[str, Any]:
                             "peak_pss_mb": round(watch.peak_pss_kb / 1024, 1),
                             "trace_mb": round(trace.get("trace_bytes", 0) / 2**20, 2),
                             "per_process_rss_mb": {k: round(v / 1024, 1)
-                                                   for k, v in sorted(watch.per_process_rss_kb.items())}}
+                                                   for k, v in sorted(watch.per_process_rss_kb.items())},
+                            "at_peak_pss": watch.memory_table_mb()}
         result["quoter_hdr"] = trace.get("quoter_hdr", {})
         if spec.mode == "multiprocess":
             result["lossless"] = lossless_check(state, cfg.journal.file)

@@ -24,12 +24,14 @@ import json
 import socket
 from array import array
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastmm.core.types import Action, CancelOrder, NewOrder, ReplaceOrder
 from fastmm.fix.transport import FixConnection
 from fastmm.net.timestamps import ClockOffset, duplicate, enable_tx, read_tx_stamps
-from fastmm.procs.quoter import Quoter
+
+if TYPE_CHECKING:     # the supervisor of the multiprocess run loads this module too: no quoter in it
+    from fastmm.procs.quoter import Quoter
 
 from .common import EVENT_FIELDS, ORDER_FIELDS
 

@@ -23,23 +23,39 @@ class ProcessWatch:
         self.peak_rss_kb = 0
         self.peak_pss_kb = 0
         self.per_process_rss_kb: dict[str, int] = {}
+        # Each process's VmRSS, Pss and Uss (kB) in the sample whose summed Pss was the highest.
+        self.at_peak_pss: dict[str, dict[str, int]] = {}
 
     def sample(self) -> None:
         rss_sum = pss_sum = 0
+        now: dict[str, dict[str, int]] = {}
         for pid in process_tree(self.root.pid):
             if pid not in self.known:
                 argv = procinfo.cmdline(pid)
                 if argv is not None:
                     self.known[pid] = (procinfo.start_time(pid), _label(argv))
-            m = procinfo.memory_kb(pid)
+            m = procinfo.memory_detail_kb(pid)
             if m is None:
                 continue
-            rss_sum += m[0]
-            pss_sum += m[1]
+            rss_sum += m["rss"]
+            pss_sum += m["pss"]
             label = self.known.get(pid, (None, "?"))[1]
-            self.per_process_rss_kb[label] = max(self.per_process_rss_kb.get(label, 0), m[0])
+            self.per_process_rss_kb[label] = max(self.per_process_rss_kb.get(label, 0), m["rss"])
+            mine = now.setdefault(label, {"rss": 0, "pss": 0, "uss": 0})
+            for k in mine:
+                mine[k] += m[k]
         self.peak_rss_kb = max(self.peak_rss_kb, rss_sum)
+        if pss_sum > self.peak_pss_kb:
+            self.at_peak_pss = now
         self.peak_pss_kb = max(self.peak_pss_kb, pss_sum)
+
+    def memory_table_mb(self) -> dict[str, dict[str, float]]:
+        """Per process (by label) RSS, PSS and USS in MB at the peak of the summed PSS, and their sum."""
+        table = {k: {f"{f}_mb": round(v[f] / 1024, 1) for f in ("rss", "pss", "uss")}
+                 for k, v in sorted(self.at_peak_pss.items())}
+        table["sum"] = {f"{f}_mb": round(sum(v[f] for v in self.at_peak_pss.values()) / 1024, 1)
+                        for f in ("rss", "pss", "uss")}
+        return table
 
     def kill_leftovers(self) -> list[int]:
         killed = []
@@ -56,6 +72,8 @@ class ProcessWatch:
 
 def _label(argv: list[bytes]) -> str:
     args = [a.decode("utf-8", "replace") for a in argv if a]
+    if "fastmm.procs.zygote" in args:
+        return "zygote"
     if "fastmm.procs.run" in args:
         i = args.index("fastmm.procs.run")
         return args[i + 1] if i + 1 < len(args) else "?"

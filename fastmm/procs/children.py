@@ -15,8 +15,12 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 from fastmm.procs.plan import ChildSpec
+
+if TYPE_CHECKING:
+    from fastmm.procs.zygote import Zygote
 
 log = logging.getLogger("fastmm.supervisor")
 
@@ -33,21 +37,40 @@ def spawn_without_sigint(argv: list[str], **kw: object) -> subprocess.Popen[byte
         signal.pthread_sigmask(signal.SIG_SETMASK, main_thread)
 
 
+class Process(Protocol):
+    """A started child as the supervisor handles it: a :class:`subprocess.Popen` (exec start) or a
+    :class:`fastmm.procs.zygote.ForkedProcess` (fork start)."""
+
+    pid: int
+
+    @property
+    def returncode(self) -> int | None: ...
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def send_signal(self, sig: int) -> None: ...
+    def kill(self) -> None: ...
+
+
 @dataclass
 class Child:
     """One process of the instance, its exits, and its clean-up command while that runs."""
 
     spec: ChildSpec
-    proc: subprocess.Popen[bytes] | None = None
+    proc: Process | None = None
     started_ns: int = 0
     exits: list[int] = field(default_factory=list)
     killed_for_silence: int = 0
     after_death: subprocess.Popen[bytes] | None = None   # its ``on_death`` command, while it runs
     after_death_deadline: float = 0.0
 
-    def start(self, env: Mapping[str, str], pass_fds: tuple[int, ...], now_ns: int) -> int:
-        """Start the process (pinned to its CPUs when it has any); its pid."""
-        self.proc = spawn_without_sigint(self.spec.argv, pass_fds=pass_fds, env=dict(env))
+    def start(self, env: Mapping[str, str], pass_fds: tuple[int, ...], now_ns: int,
+              zygote: Zygote | None = None) -> int:
+        """Start the process (pinned to its CPUs when it has any); its pid. Forked by ``zygote`` when
+        given (it raises ZygoteError when it cannot), exec'd otherwise."""
+        if zygote is not None:
+            self.proc = zygote.spawn(self.spec.argv, env, pass_fds)
+        else:
+            self.proc = spawn_without_sigint(self.spec.argv, pass_fds=pass_fds, env=dict(env))
         self.started_ns = now_ns
         if self.spec.cpus:
             try:
@@ -123,7 +146,6 @@ def end_all(children: Iterable[Child], grace_s: float, on_ended: Callable[[Child
             time.sleep(0.01)
     for c in children:
         if c.proc is not None:
-            c.proc.wait(timeout=10)
-            c.exits.append(c.proc.returncode)
+            c.exits.append(c.proc.wait(timeout=10))
             c.proc = None
             on_ended(c)

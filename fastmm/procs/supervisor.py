@@ -22,7 +22,7 @@ import signal
 import time
 from collections.abc import Callable
 
-from fastmm.config import Config
+from fastmm.config import SECRET_ENV, Config
 from fastmm.journal import Journal
 from fastmm.journal.records import make
 from fastmm.procs import lifecycle as lc
@@ -44,6 +44,7 @@ from fastmm.procs.plan import (
 )
 from fastmm.procs.restart import RestartPolicy
 from fastmm.procs.stop_acks import StopAcks
+from fastmm.procs.zygote import Zygote, ZygoteError, forkable, preload_modules
 from fastmm.shm import EventRing, LatestValue, remove_stale_segments, unlink_instance
 from fastmm.shm.instance_lock import InstanceLock
 from fastmm.shm.records import COMMAND_CODES
@@ -82,6 +83,7 @@ class Supervisor:
         self.report_path = cfg.state_path / "report.json"
         self.exit_code = 0
         self.instance_lock: InstanceLock | None = None
+        self.zygote: Zygote | None = None
 
     # -- start ----------------------------------------------------------------------------------
     def acquire_instance(self) -> None:
@@ -105,8 +107,26 @@ class Supervisor:
         self.control = self.channels["control"]  # type: ignore[assignment]
         self._publish_control()
         self._record("phase", phase=self.lifecycle.phase.name, detail="start")
+        self._start_zygote()
         for child in self.children.values():
             self._spawn(child)
+
+    def _start_zygote(self) -> None:
+        """With ``processes.start = "fork"``, the fork server the children start from (preloaded with
+        every child's entry module); exec start when it cannot run, with the reason logged."""
+        argvs = [c.spec.argv for c in self.children.values()]
+        if self.cfg.processes.start != "fork" or not any(forkable(a) for a in argvs):
+            return
+        from fastmm.procs.run import ENTRY_POINTS
+
+        modules = preload_modules(ENTRY_POINTS[n][0] for n in self.children if n in ENTRY_POINTS)
+        try:
+            self.zygote = Zygote.start(modules, os.environ, SECRET_ENV)
+        except ZygoteError as e:
+            log.error("fork start unavailable (%s): starting children with exec", e)
+            return
+        log.info("zygote started (pid %d, %d thread(s)): children fork from it", self.zygote.proc.pid,
+                 self.zygote.threads)
 
     def _inheritable_fds(self) -> tuple[int, ...]:
         fds: list[int] = []
@@ -121,7 +141,14 @@ class Supervisor:
 
     def _spawn(self, child: Child) -> None:
         now = self.clock()
-        pid = child.start(self._env(child.spec.name), self._inheritable_fds(), now)
+        env, fds = self._env(child.spec.name), self._inheritable_fds()
+        zygote = self.zygote if self.zygote is not None and forkable(child.spec.argv) else None
+        try:
+            pid = child.start(env, fds, now, zygote)
+        except ZygoteError as e:     # the zygote died: every later start (and this one) is an exec
+            log.error("zygote failed (%s): starting %s and every later child with exec", e, child.spec.name)
+            self._close_zygote()
+            pid = child.start(env, fds, now)
         self.restart.started(child.spec.name, now)
         log.info("started %s (pid %d)%s", child.spec.name, pid,
                  f" on CPUs {child.spec.cpus}" if child.spec.cpus else "")
@@ -351,10 +378,16 @@ class Supervisor:
         end_all(self.children.values(), grace_s, ended)
         self._reap_after_death(wait_s=CANCEL_LEFT_TIMEOUT_S + 5.0)
 
+    def _close_zygote(self) -> None:
+        if self.zygote is not None:
+            self.zygote.close()
+            self.zygote = None
+
     def close(self) -> None:
         """Release everything, whatever state the run ended in (also after an exception). A supervisor
         that never took the instance (another engine holds it) touches nothing of it."""
         self._end_children()
+        self._close_zygote()
         for ch in self.channels.values():
             ch.close()
         self.channels.clear()

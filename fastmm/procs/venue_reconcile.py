@@ -29,11 +29,11 @@ from fastmm.venues.truex.reconcile import (
     MissedFill,
     plan_start,
 )
-from fastmm.venues.truex.rest import TruexRest
 from fastmm.venues.truex.rest_codec import RestOrder, TruexRestError
 
 if TYPE_CHECKING:
     from fastmm.procs.quoter import Quoter
+    from fastmm.venues.truex.rest import TruexRest
 
 log = logging.getLogger("fastmm.reconcile")
 
@@ -78,6 +78,8 @@ async def reconcile_at_start(q: Quoter, rest: TruexRest | None = None) -> dict[s
     counts: dict[str, Any] = {"at_ns": time.time_ns()}
     own = rest is None
     if rest is None:
+        from fastmm.venues.truex.rest import TruexRest  # aiohttp: only a quoter that reconciles needs it
+
         rest = TruexRest(tx.rest_url, tx.user_id, tx.api_key_id, tx.api_secret, q.core.instrument,
                          min_interval_s=tx.rest_min_interval_ms / 1000, timeout_s=tx.rest_timeout_s)
     try:

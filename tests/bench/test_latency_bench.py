@@ -138,6 +138,10 @@ def test_short_run_structure_ratios_and_cleanup(tmp_path: Path, capsys: pytest.C
     assert {"supervisor", "feed-coinbase", "feed-kraken", "feed-truex-md", "quoter", "hedger"} <= set(
         mp["memory"]["per_process_rss_mb"])
     assert set(runs[("10x", "single")]["memory"]["per_process_rss_mb"]) == {"single"}
+    table = mp["memory"]["at_peak_pss"]    # each process at the peak of the summed PSS, and the sum
+    assert {"supervisor", "zygote", "quoter", "sum"} <= set(table)
+    assert table["sum"]["pss_mb"] == pytest.approx(mp["memory"]["peak_pss_mb"], abs=0.2)
+    assert all(0 < m["uss_mb"] <= m["pss_mb"] <= m["rss_mb"] for m in table.values())
     assert runs[("max", "multiprocess")]["lossless"]["lossless"] is True
     # Ratios are the multiprocess figure over the single-loop one of the same speed, and the one hop the
     # single loop does not make (an eventfd wake-up in another process) costs more than a direct call.
