@@ -6,6 +6,7 @@ import os
 import pickle
 import subprocess
 import sys
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -136,6 +137,12 @@ def test_example_config_in_ops_is_current_and_equals_defaults() -> None:
     path = REPO / "ops" / "fastmm.example.toml"
     assert load_config(path, environ={}) == Config()
     assert run_cli("config", "example").stdout == path.read_text(), "regenerate: fastmm config example"
+
+
+def test_the_latency_harness_fine_tick_config_is_the_defaults_at_a_cent_tick() -> None:
+    cfg = load_config(REPO / "bench" / "latency" / "fine_tick.toml", environ={})
+    assert cfg.instrument.tick_size == Decimal("0.01")
+    assert replace(cfg, instrument=Config().instrument) == Config()
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
