@@ -54,7 +54,7 @@ from fastmm.procs.book_channel import read_top
 from fastmm.procs.child import SupervisorLink, serve_supervisor, stop_on_signals
 from fastmm.procs.firm_gate import FirmGate
 from fastmm.procs.latency_channel import LatencyPublisher, StageLatencyView
-from fastmm.procs.order_journal import order_message
+from fastmm.procs.order_journal import order_entry
 from fastmm.procs.plan import QUOTER_LATENCY
 from fastmm.procs.quoter_desk import Command, QuoterDesk, fill_position
 from fastmm.procs.recovery import recover
@@ -250,7 +250,7 @@ class Quoter:
         if not out:
             return
         desk, journal = self.desk, self.journal
-        write, wall = journal.write, time.time_ns()
+        write, write_tail, wall = journal.write, journal.write_tail, time.time_ns()
         ini = self.initiator
         send = ini.send if ini is not None and ini.logged_on else None
         orders = unsent = 0
@@ -261,8 +261,8 @@ class Quoter:
             orders += 1
             if send is None:
                 continue
-            rec, msg_type, body = order_message(self.codec, a, wall)
-            write(rec)                       # write-ahead: journalled before its bytes are written
+            tail, msg_type, body = order_entry(self.codec, a, wall)
+            write_tail(tail)                 # write-ahead: journalled before its bytes are written
             if journal.failing and not isinstance(a, CancelOrder):
                 write(desk.not_sent(a, wall))
                 unsent += 1
