@@ -111,6 +111,7 @@ def join(trace: dict[str, Any], stamps: FrameStamps,
     simulator wrote the frame belongs to an earlier packet (a read that ended several frames carries one
     stamp), so it is not this frame's."""
     rx = {rx_pairs[i]: rx_pairs[i + 1] for i in range(0, len(rx_pairs) - 1, 2) if rx_pairs[i + 1]}
+    recvs = np.sort(np.asarray(rx_pairs[0::2], dtype=np.int64))   # the feed's t_recv of every frame read
     kernel_unmatched = {"no_rx": 0, "no_tx": 0, "out_of_order": 0}
     t_read: dict[str, int] = {}
     for _mt, cl, t in reads:
@@ -152,12 +153,16 @@ def join(trace: dict[str, Any], stamps: FrameStamps,
     events: dict[str, list[int]] = {s: [] for s in (*EVENT_STAGES, *KERNEL_EVENT_STAGES)}
     ev_unmatched = 0
     ev_busy: list[str] = []
+    ev_queue: list[int] = []
     for venue_seq, t_recv, t_pub, t_wake, t_decide, _n in ev.tolist():
         tw = stamps.lookup(venue_seq, t_recv)
         if tw is None or not _causal(tw, t_recv, t_pub, t_wake, t_decide, t_decide, t_decide):
             ev_unmatched += 1
             continue
         ev_busy.append(busy.during(t_pub, t_decide))
+        # frames the feed read after this one was written, before reading it: it was behind (a queue)
+        ev_queue.append(int(np.searchsorted(recvs, t_recv) - np.searchsorted(recvs, tw, side="right"))
+                        if recvs.size else -1)
         for name, v in zip(EVENT_STAGES, (t_recv - tw, t_pub - t_recv, t_wake - t_pub, t_decide - t_wake,
                                           t_decide - tw), strict=True):
             events[name].append(v)
@@ -165,18 +170,21 @@ def join(trace: dict[str, Any], stamps: FrameStamps,
         if t_rx and t_rx <= t_recv + KERNEL_SLACK_NS:
             events["rx_to_decide"].append(t_decide - t_rx)
     return {"orders": rows, "unmatched_orders": unmatched, "events": events, "unmatched_events": ev_unmatched,
-            "unmatched_kernel": kernel_unmatched, "events_busy": ev_busy}
+            "unmatched_kernel": kernel_unmatched, "events_busy": ev_busy, "events_feed_queue": ev_queue}
 
 
 TAIL_PCT = 99.0
 
 
-def _tail(stages: dict[str, list[int]], total: str, busy: list[str], pct: float = TAIL_PCT
-          ) -> dict[str, Any]:
+def _tail(stages: dict[str, list[int]], total: str, busy: list[str], pct: float = TAIL_PCT,
+          feed_queue: list[int] | None = None) -> dict[str, Any]:
     """The samples of ``total`` at or above its ``pct`` percentile: which stage was the largest in each
     (``dominant``), each stage's share of their excess over the stages' medians (``excess_share``, %),
     and what the quoter's loop was doing during its part of each (``quoter_busy``: a busy interval that
-    overlapped published -> decided (-> sent); ``idle`` when none did: the quoter was waiting to run)."""
+    overlapped published -> decided (-> sent); ``idle`` when none did: the quoter was waiting to run);
+    with the feed's receive times of every frame (``feed_queue``, kernel stamps on), how many of them found
+    the feed still reading frames written before them (``feed_behind``: a queue in the feed, not a late
+    wake)."""
     tot = np.asarray(stages[total], dtype=np.int64)
     if tot.size == 0:
         return {"n": 0}
@@ -196,7 +204,10 @@ def _tail(stages: dict[str, list[int]], total: str, busy: list[str], pct: float 
     for i in sel.tolist():
         k = busy[i] or "idle"
         kinds[k] = kinds.get(k, 0) + 1
-    return {"pct": pct, "threshold_us": round(cut / 1000, 1), "n": int(sel.size),
+    out: dict[str, Any] = {}
+    if feed_queue and feed_queue[0] >= 0:
+        out["feed_behind"] = sum(1 for i in sel.tolist() if feed_queue[i] > 0)
+    return out | {"pct": pct, "threshold_us": round(cut / 1000, 1), "n": int(sel.size),
             "dominant": dict(sorted(dominant.items(), key=lambda kv: -kv[1])), "excess_share": share,
             "quoter_busy": dict(sorted(kinds.items(), key=lambda kv: -kv[1]))}
 
@@ -208,7 +219,8 @@ def tail_attribution(joined: dict[str, Any], pct: float = TAIL_PCT) -> dict[str,
     ev_stages = {n: ev[n] for n in EVENT_STAGES}
     first = [r for r in joined["orders"] if r["index"] == 0]
     or_stages = {n: [r[n] for r in first] for n in (*CHAIN, "wire_to_wire")}
-    return {"events": _tail(ev_stages, "wire_to_decide", joined.get("events_busy", []), pct),
+    return {"events": _tail(ev_stages, "wire_to_decide", joined.get("events_busy", []), pct,
+                            joined.get("events_feed_queue")),
             "orders": _tail(or_stages, "wire_to_wire", [r.get("quoter_busy", "") for r in first], pct)}
 
 

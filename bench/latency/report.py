@@ -219,8 +219,10 @@ def tail_lines(r: dict[str, Any]) -> list[str]:
         share = ", ".join(f"{k} {v:g}%" for k, v in sorted(t["excess_share"].items(), key=lambda kv: -kv[1])
                           if v >= 1)
         busy = ", ".join(f"{k} {v}" for k, v in t["quoter_busy"].items())
+        behind = f"; the feed still reading earlier frames: {t['feed_behind']}" if "feed_behind" in t else ""
         out.append(f"{r['mode']:>12} tail {block} {total} >= p{t['pct']:g} ({t['threshold_us']} us, n "
-                   f"{t['n']}): largest stage: {dom}; excess over medians: {share}; quoter busy: {busy}")
+                   f"{t['n']}): largest stage: {dom}; excess over medians: {share}; quoter busy: {busy}"
+                   f"{behind}")
     qb = r.get("quoter_busy")
     if qb:
         out.append(f"{r['mode']:>12} quoter loop busy off the price path: " + "; ".join(
