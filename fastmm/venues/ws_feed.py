@@ -21,7 +21,7 @@ import websockets
 
 from fastmm.backoff import Backoff
 from fastmm.logs import OnceLogger, reason
-from fastmm.venues.events import Resubscribe, TopChanged
+from fastmm.venues.events import Resubscribe
 from fastmm.venues.frames import MAX_FRAME_BYTES
 
 log = logging.getLogger("fastmm.feed")
@@ -55,53 +55,12 @@ class FrameStamper(Protocol):
     def frame(self, ws: websockets.ClientConnection, t_recv_ns: int) -> None: ...
 
 
-def conflate_tops(events: list, held: TopChanged | None, queued: int) -> tuple[list, TopChanged | None]:
-    """Publish the top once per burst: while ``queued`` frames already read wait behind this one, the
-    newest :class:`TopChanged` is held back (every frame still goes through the book, and every other
-    event passes at once); the frame that leaves none waiting carries it. A resubscription drops it (the
-    book it announced is gone). Returns the events to hand on and what stays held.
-
-    Why: at 10x replay the simulator writes frames in bursts, and at the p99 the newest price found the
-    feed still reading the ones before it in 13 of 18 samples (bench/latency's tail attribution); each
-    publish in a burst also woke the quoter to price a top already stale, on the CPUs the feed needed.
-    A latest-value channel may skip intermediate values (the design's rule), so nothing is lost."""
-    top: TopChanged | None = None
-    out = events
-    for ev in events:
-        if isinstance(ev, TopChanged):
-            top = ev
-        elif isinstance(ev, Resubscribe):
-            held = None
-    if top is not None:
-        out = [ev for ev in events if not isinstance(ev, TopChanged)]
-        held = top
-    if queued <= 0 and held is not None:
-        if out is events:
-            out = list(events)
-        out.append(held)
-        held = None
-    return out, held
-
-
-def queued_frames(ws: object) -> Callable[[], int]:
-    """How many frames websockets has read and parsed that ``recv()`` has not returned yet (its
-    assembler's queue; websockets >= 14's asyncio client); a function answering 0 when this websockets
-    keeps no such queue, which turns the conflation off."""
-    q = getattr(getattr(ws, "recv_messages", None), "frames", None)
-    if q is None or not hasattr(q, "__len__"):
-        return lambda: 0
-    return q.__len__
-
-
 class WsFeedClient:
     def __init__(self, url: str, feed: BookCodec, on_events: Callable[[list], None],
                  on_stale: Callable[[str], None], *, stale_after_s: float = 2.0,
                  open_timeout_s: float = 5.0, backoff: Backoff | None = None,
-                 clock: Callable[[], int] = time.monotonic_ns, stamper: FrameStamper | None = None,
-                 conflate: bool = True) -> None:
+                 clock: Callable[[], int] = time.monotonic_ns, stamper: FrameStamper | None = None) -> None:
         self.url = url
-        self.conflate = conflate     # one top per burst of frames already read (conflate_tops)
-        self.held_tops = 0           # tops replaced by a newer one in the same burst (never published)
         self.stamper = stamper
         self.feed = feed
         self.on_events = on_events
@@ -147,8 +106,6 @@ class WsFeedClient:
                 await ws.send(msg.decode())
             log.info("%s: connected to %s and subscribed", self.feed.venue, self.url)
             watchdog = asyncio.create_task(self._watch(ws, stop))
-            queued = queued_frames(ws) if self.conflate else (lambda: 0)
-            held: TopChanged | None = None
             try:
                 while True:
                     # bytes, not str: orjson parses (and checks the UTF-8 of) the raw payload itself, so
@@ -161,11 +118,6 @@ class WsFeedClient:
                     if stamper is not None:
                         stamper.frame(ws, t)
                     events = self.feed.on_frame(frame, t)
-                    if self.conflate:
-                        was = held
-                        events, held = conflate_tops(events, held, queued())
-                        if was is not None and held is not was and not (events and events[-1] is was):
-                            self.held_tops += 1     # a newer top replaced it: never published
                     if events:
                         if any(isinstance(e, Resubscribe) for e in events):
                             self._mark_stale(next(e.reason for e in events if isinstance(e, Resubscribe)))
