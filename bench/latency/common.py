@@ -32,6 +32,10 @@ ORDER_FIELDS = ("cl_ord_id", "msg_type", "index", "venue_seq", "t_recv", "t_pub"
 # stamp of the order (t_tx), both on CLOCK_MONOTONIC. ``kernel_rx_to_tx`` is what the engine owns.
 KERNEL_STAGES = ("kernel_rx_to_tx", "rx_to_recv", "decide_to_tx")
 KERNEL_EVENT_STAGES = ("rx_to_decide",)
+# What the quoter's loop was doing besides price events, as (kind, t0, t1) intervals in the trace (tail
+# attribution: a frame published while the quoter was busy waits for it): its index is the kind's code,
+# the cyclic collector's passes by generation first.
+BUSY_KINDS = ("gc0", "gc1", "gc2", "rehearsal", "timer", "order_entry")
 RX_FILE = "bench.rx.json"
 PROGRESS_FILE = "bench.progress"
 # At max speed the run also checks that the lossless ring loses nothing, so it needs hedge fills on it: a

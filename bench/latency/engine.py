@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from fastmm.config import Config, load_config
+from fastmm.procs.heap import freeze_startup_heap
 
 from .common import (
     MAIN,
@@ -45,6 +46,7 @@ def _quoter_main() -> int:
     setup_logging(cfg.instance.log_level)
     die_with_parent()
     trace = _trace(cfg)
+    freeze_startup_heap()       # as fastmm.procs.run does for every hot process
     code = run(quoter_module.run_supervised(cfg, "quoter", trace=trace))
     if trace.quoter is not None:
         trace.dump(cfg.state_path / TRACE_FILE)
@@ -65,6 +67,7 @@ def _feed_main() -> int:
     setup_logging(cfg.instance.log_level)
     die_with_parent()
     stamps = RxStampLog() if _kernel_stamps() else None
+    freeze_startup_heap()
     code = run(feed_ws.run_supervised(cfg, STAMPED_FEED, stamper=stamps))
     if stamps is not None:
         stamps.dump(cfg.state_path / RX_FILE)
@@ -104,6 +107,7 @@ def _single_main() -> int:
     setup_logging(cfg.instance.log_level)
     die_with_parent()
     _engine_affinity()
+    freeze_startup_heap()
     return run(_run_single(cfg))
 
 

@@ -184,6 +184,9 @@ def render(runs: list[dict[str, Any]], ratios: dict[str, Any], goals: list[dict[
                 lines.append(f"{r['mode']:>12} kernel stamps: {c['kernel_rx_frames']} frames rx-stamped, "
                              f"{c['kernel_tx_stamps']} tx stamps, {c['decisions_with_kernel_stamps']} "
                              f"decisions with both; unmatched {c['unmatched_kernel']}")
+        for r in (mp, sp):
+            if r is not None:
+                lines += tail_lines(r)
         if mp is not None and "lossless" in mp:
             ll = mp["lossless"]
             lines.append(f"hedge.fills ring: {ll['published']} published, {ll['booked']} booked, "
@@ -213,6 +216,31 @@ def render(runs: list[dict[str, Any]], ratios: dict[str, Any], goals: list[dict[
                          else ""))
         lines.append(f"{'PASS' if g['met'] else 'FAIL'} {g['target']}: {shown}{extra}")
     return "\n".join(lines)
+
+
+def tail_lines(r: dict[str, Any]) -> list[str]:
+    """Who makes the p99: per block, the stage that dominated each tail sample, the stages' shares of the
+    tail's excess over their medians, and what the quoter's loop was busy with (measure.tail_attribution);
+    then the quoter's busy intervals by kind."""
+    out = []
+    for block, total in (("events", "wire_to_decide"), ("orders", "wire_to_wire")):
+        t = r.get("tails", {}).get(block)
+        if not t or not t.get("n"):
+            continue
+        dom = ", ".join(f"{k} {v}" for k, v in t["dominant"].items())
+        share = ", ".join(f"{k} {v:g}%" for k, v in sorted(t["excess_share"].items(), key=lambda kv: -kv[1])
+                          if v >= 1)
+        busy = ", ".join(f"{k} {v}" for k, v in t["quoter_busy"].items())
+        behind = f"; the feed still reading earlier frames: {t['feed_behind']}" if "feed_behind" in t else ""
+        out.append(f"{r['mode']:>12} tail {block} {total} >= p{t['pct']:g} ({t['threshold_us']} us, n "
+                   f"{t['n']}): largest stage: {dom}; excess over medians: {share}; quoter busy: {busy}"
+                   f"{behind}")
+    qb = r.get("quoter_busy")
+    if qb:
+        out.append(f"{r['mode']:>12} quoter loop busy off the price path: " + "; ".join(
+            f"{k} n {v['n']} total {v['total_ms']} ms p50 {v['p50_us']} p99 {v['p99_us']} "
+            f"max {v['max_us']} us" for k, v in qb.items()))
+    return out
 
 
 def _fmt(x: float | None) -> str:

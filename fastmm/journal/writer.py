@@ -37,7 +37,7 @@ from typing import Any, Literal
 import orjson
 
 from fastmm.journal.reader import JournalError, segments
-from fastmm.journal.records import KINDS, Record, json_default
+from fastmm.journal.records import KINDS, Record, json_default, line_of
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,12 @@ class Journal:
         """Record one event; returns its sequence number. Durable per the policy when it returns."""
         self.seq += 1
         return self._append_line(rec.to_line(self.seq))
+
+    def write_tail(self, tail: bytes) -> int:
+        """Record one event encoded but for its seq (:func:`fastmm.journal.records.line_of`): the quoter's
+        orders, without a Record object built on the price path; returns its sequence number."""
+        self.seq += 1
+        return self._append_line(line_of(self.seq, tail))
 
     def append(self, kind: str, t_ns: int, **fields: Any) -> int:
         """Write a line of ``kind`` with ``fields`` as given, in whatever layout they have (tools and tests

@@ -54,7 +54,7 @@ from fastmm.procs.book_channel import read_top
 from fastmm.procs.child import SupervisorLink, serve_supervisor, stop_on_signals
 from fastmm.procs.firm_gate import FirmGate
 from fastmm.procs.latency_channel import LatencyPublisher, StageLatencyView
-from fastmm.procs.order_journal import order_message
+from fastmm.procs.order_journal import order_entry
 from fastmm.procs.plan import QUOTER_LATENCY
 from fastmm.procs.quoter_desk import Command, QuoterDesk, fill_position
 from fastmm.procs.recovery import recover
@@ -113,6 +113,10 @@ class QuoterTrace(Protocol):
 
     def done(self, now_ns: int) -> None:
         """The price event of ``now_ns`` is finished."""
+
+    def busy(self, what: str, t0_ns: int, t1_ns: int) -> None:
+        """The loop ran ``what`` (``rehearsal``, ``timer``, ``order_entry``: not a price event) from
+        ``t0_ns`` to ``t1_ns``: a price published meanwhile waited for it (tail attribution)."""
 
 
 class Quoter:
@@ -183,6 +187,11 @@ class Quoter:
 
     def on_fix_event(self, conn: FixConnection, ev: object) -> None:
         now = time.monotonic_ns()
+        self._on_fix_event(ev, now)
+        if self.trace is not None:
+            self.trace.busy("order_entry", now, time.monotonic_ns())
+
+    def _on_fix_event(self, ev: object, now: int) -> None:
         if isinstance(ev, AppMessage):
             if ev.record is not None:
                 self.on_record(ev.record, now)
@@ -241,7 +250,7 @@ class Quoter:
         if not out:
             return
         desk, journal = self.desk, self.journal
-        write, wall = journal.write, time.time_ns()
+        write, write_tail, wall = journal.write, journal.write_tail, time.time_ns()
         ini = self.initiator
         send = ini.send if ini is not None and ini.logged_on else None
         orders = unsent = 0
@@ -252,8 +261,8 @@ class Quoter:
             orders += 1
             if send is None:
                 continue
-            rec, msg_type, body = order_message(self.codec, a, wall)
-            write(rec)                       # write-ahead: journalled before its bytes are written
+            tail, msg_type, body = order_entry(self.codec, a, wall)
+            write_tail(tail)                 # write-ahead: journalled before its bytes are written
             if journal.failing and not isinstance(a, CancelOrder):
                 write(desk.not_sent(a, wall))
                 unsent += 1
@@ -472,6 +481,8 @@ async def keep_warm(q: Quoter, rehearsal: Rehearsal, every_ms: int, stop: asynci
             now = time.monotonic_ns()
             if q.quoting and now - q._wake_ns >= period_ns:
                 rehearsal.run(now, time.time_ns())
+                if q.trace is not None:
+                    q.trace.busy("rehearsal", now, time.monotonic_ns())
     except Exception:   # a rehearsal must never take the quoter down: it stops, quoting goes on
         log.exception("rehearsal failed; it is off for the rest of this run")
     finally:
@@ -554,11 +565,14 @@ async def run_supervised(cfg: Config, name: str = "quoter", trace: QuoterTrace |
 
     async def timer() -> None:
         while not stop.is_set():
+            t0 = time.monotonic_ns()
             q.on_timer()
             if ring is not None:
                 q.drain_hedge_fills(time.monotonic_ns())
             if latency_pub is not None:
                 latency_pub.on_timer(time.monotonic_ns())
+            if trace is not None:
+                trace.busy("timer", t0, time.monotonic_ns())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), TIMER_S)
 

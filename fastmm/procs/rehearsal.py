@@ -35,8 +35,9 @@ from fastmm.core.types import (
     ReplaceOrder,
 )
 from fastmm.fix.codec import Encoder, format_timestamp
+from fastmm.journal.records import line_of
 from fastmm.procs.book_channel import read_top
-from fastmm.procs.order_journal import order_message
+from fastmm.procs.order_journal import order_entry
 from fastmm.shm import LatestValue
 from fastmm.units import E8
 from fastmm.venues.truex.codec import TruexCodec
@@ -113,8 +114,8 @@ class Rehearsal:
                 continue
             seen.add(type(a))
             self._seq += 1
-            rec, msg_type, body = order_message(codec, a, wall_ns)
-            rec.to_line(self._seq)
+            tail, msg_type, body = order_entry(codec, a, wall_ns)
+            line_of(self._seq, tail)
             enc.encode(msg_type, self._seq, ts, body)
 
     def _answer(self, actions: list[Action], now_ns: int) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import string
+from collections.abc import Callable
+
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastmm.config import Config
-from fastmm.core.types import CancelOrder, NewOrder, ReplaceOrder, Side
+from fastmm.core.types import Action, CancelOrder, NewOrder, ReplaceOrder, Side
 from fastmm.instrument import Instrument
-from fastmm.journal.records import Cancel, Order, Record, Replace
-from fastmm.procs.order_journal import order_message
+from fastmm.journal.records import Cancel, Order, Record, Replace, line_of
+from fastmm.procs.order_journal import order_entry, order_message
 from fastmm.venues.truex.codec import TruexCodec
 
 CODEC = TruexCodec(Instrument.from_config(Config().instrument), "C1")
@@ -36,3 +41,46 @@ def test_each_action_gives_its_journal_record_and_its_fix_message() -> None:
 def test_anything_else_is_refused() -> None:
     with pytest.raises(TypeError, match="not an order action"):
         order_message(CODEC, ("D", "a1"))  # type: ignore[arg-type]
+
+
+# -- order_entry: the quoter's price path, order_message's record without the Record object ------------
+_IDS = st.one_of(st.text(string.ascii_lowercase + string.digits, min_size=1, max_size=18),
+                 st.text(max_size=20))       # anything: quotes, backslashes, controls, non-ASCII, too long
+_SIDES = st.one_of(st.sampled_from([Side.BUY, Side.SELL]), st.sampled_from([1, 2, None]))
+_NUMS = st.one_of(st.integers(-3, 10**7), st.integers(2**62, 2**65), st.sampled_from([True, 1.5]))
+
+
+def _actions() -> st.SearchStrategy[object]:
+    return st.one_of(st.builds(NewOrder, _IDS, _SIDES, _NUMS, _NUMS),
+                     st.builds(CancelOrder, _IDS, _IDS, _SIDES),
+                     st.builds(ReplaceOrder, _IDS, _IDS, _SIDES, _NUMS, _NUMS))
+
+
+def _outcome(f: Callable[[], tuple[bytes, bytes, bytes]]) -> object:
+    try:
+        return f()
+    except Exception as e:       # the same error from both, by type and text
+        return (type(e), str(e))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(a=_actions(), t_ns=st.one_of(st.integers(0, 2**63 - 1), st.integers(2**63, 2**64)),
+       seq=st.integers(1, 2**40))
+def test_order_entry_gives_order_messages_line_and_bytes(a: Action, t_ns: int, seq: int) -> None:
+    def reference() -> tuple[bytes, bytes, bytes]:
+        rec, mt, body = order_message(CODEC, a, t_ns)
+        return rec.to_line(seq), mt, body
+
+    def fast() -> tuple[bytes, bytes, bytes]:
+        tail, mt, body = order_entry(CODEC, a, t_ns)
+        return line_of(seq, tail), mt, body
+
+    assert _outcome(fast) == _outcome(reference)
+
+
+def test_order_entry_takes_the_plain_path_for_the_engines_orders() -> None:
+    a = ReplaceOrder("r1", "a1", Side.BUY, 200_001, 900)
+    tail, mt, body = order_entry(CODEC, a, 11)
+    rec, mt_ref, body_ref = order_message(CODEC, a, 11)
+    assert (line_of(7, tail), mt, body) == (rec.to_line(7), mt_ref, body_ref)
+    assert tail.startswith(b',"t_ns":11,"kind":"replace"')

@@ -28,8 +28,10 @@ from fastmm.journal.records import (
     Note,
     Order,
     Phase,
+    Record,
     Reject,
     Session,
+    line_of,
 )
 from fastmm.procs.book_channel import BookPublisher
 from fastmm.procs.quoter import Quoter
@@ -61,6 +63,10 @@ class FakeJournal:
         if self.failing:
             self.held_records += 1
         return 0
+
+    def write_tail(self, tail: bytes) -> int:
+        """The quoter's orders come encoded (order_entry): logged as the record the line holds."""
+        return self.write(Record.from_line(line_of(0, tail)))
 
     def retry(self) -> bool:
         self.failing = ""

@@ -74,11 +74,12 @@ def test_memory_stays_bounded_over_a_long_rehearsal() -> None:
 
 
 class _Quoter:
-    """What keep_warm reads of the quoter: whether it quotes and when it last woke for a price."""
+    """What keep_warm reads of the quoter: whether it quotes, when it last woke for a price, its trace."""
 
     def __init__(self, quoting: bool) -> None:
         self.quoting = quoting
         self._wake_ns = 0
+        self.trace = None
 
 
 def _keep_warm_for(q: _Quoter, seconds: float, *, ticking: bool = False) -> Rehearsal:
