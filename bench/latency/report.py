@@ -72,16 +72,18 @@ def targets(runs: list[dict[str, Any]], ratios: dict[str, Any],
     if mx is not None and "lossless" in mx:
         ll = mx["lossless"]
         out.append({"target": "no loss on a lossless ring at max speed", "value": ll, "met": ll["lossless"]})
-    mems = [r["memory"]["peak_rss_mb"] for r in runs if r["mode"] == "multiprocess" and "memory" in r]
+    mems = [r["memory"] for r in runs if r["mode"] == "multiprocess" and "memory" in r]
     if mems:
-        out.append({"target": "resident memory of all engine processes <= 250 MB", "value_mb": max(mems),
-                    "pss_mb": max(r["memory"]["peak_pss_mb"] for r in runs
-                                  if r["mode"] == "multiprocess" and "memory" in r),
-                    "met": max(mems) <= 250.0})
+        # PSS: each shared page divided among the processes that map it, so the sum is what the engine
+        # holds (summed RSS counts the zygote's shared pages once per child)
+        pss = max(m["peak_pss_mb"] for m in mems)
+        out.append({"target": f"memory of all engine processes <= {PSS_MB:g} MB (summed PSS)",
+                    "value_mb": pss, "rss_mb": max(m["peak_rss_mb"] for m in mems), "met": pss <= PSS_MB})
     return out
 
 
 FLOOR_P50_RATIO = 1.5
+PSS_MB = 150.0
 FLOOR_P99_RATIO = 2.0
 ADDED_P50_US = 20.0
 
@@ -206,7 +208,7 @@ def render(runs: list[dict[str, Any]], ratios: dict[str, Any], goals: list[dict[
         elif "value_us" in g:
             shown = f"{g['value_us']} us"
         elif "value_mb" in g:
-            shown = f"{g['value_mb']} MB (PSS {g['pss_mb']} MB)"
+            shown = f"{g['value_mb']} MB (summed RSS {g['rss_mb']} MB)"
         else:
             shown = f"{g['value']['published']} published, {len(g['value']['missing'])} missing"
         extra = f", {g['samples']} samples" if "samples" in g else ""

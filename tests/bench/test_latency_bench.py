@@ -157,6 +157,9 @@ def test_short_run_structure_ratios_and_cleanup(tmp_path: Path, capsys: pytest.C
     targets = {t["target"] for t in doc["targets"]}
     assert "no loss on a lossless ring at max speed" in targets
     assert any(t.startswith("wire-to-wire p99 <= 250 us at 10x") for t in targets)
+    mem = next(t for t in doc["targets"] if t["target"].startswith("memory of all engine processes <= 150"))
+    assert mem["value_mb"] == max(r["memory"]["peak_pss_mb"] for (_, m), r in runs.items()
+                                  if m == "multiprocess" and "memory" in r) and mem["met"] == (mem["value_mb"] <= 150)
     assert "== targets ==" in text and "wire_to_wire" in text
     # the floor: the same topology doing no work, paced by the 10x run's frames; none at max speed
     assert set(doc["floor"]) == {"10x"}
