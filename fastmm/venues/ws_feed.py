@@ -25,7 +25,7 @@ import logging
 import ssl as ssl_module
 import time
 from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import websockets
 from websockets.client import ClientProtocol
@@ -189,10 +189,9 @@ class _FeedConnection(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        if self.stamper is not None and transport.get_extra_info("sslcontext") is None:
-            self.rx = self.stamper.reader(transport, self)
+        self.transport = cast(asyncio.Transport, transport)    # uvloop's is no asyncio.Transport subclass
+        if self.stamper is not None and not self.client.uri.secure:    # recvmsg under TLS: ciphertext
+            self.rx = self.stamper.reader(self.transport, self)
         request = self.ws.connect()
         request.headers["User-Agent"] = USER_AGENT
         self.ws.send_request(request)
