@@ -12,10 +12,18 @@ shapes), rendered once up front. Rows, measured in this run:
 The collector runs as in the feed process (:func:`fastmm.procs.heap.freeze_startup_heap`, after the
 frames are rendered); ``--default-gc`` keeps CPython's defaults.
 
+Then the WebSocket shell's own cost per frame, both clients in the same run (``ws_client``: ``sansio``,
+the default, websockets' sans-I/O core driven from ``data_received``; ``websockets``, its asyncio client
+with a ``recv()`` per frame): the same frames, already framed, written at once by a raw loopback server
+into a client whose codec only counts them, on uvloop; the time from the first byte written to the last
+frame handed to the codec, per frame (reads, frame parsing, handing over). Passes alternate between the
+clients; the median pass is kept.
+
 Then a 100x real-time replay over a real WebSocket into the feed's client: every sequence number must
 arrive (no gap).
 
-    python bench/feeds.py [--lines N] [--repeat 3] [--replay-s S] [--default-gc] [--json PATH]
+    python bench/feeds.py [--lines N] [--repeat 3] [--shell-passes 5] [--replay-s S] [--default-gc]
+                          [--json PATH]
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -34,6 +43,7 @@ import orjson
 from fastmm.backoff import Backoff
 from fastmm.data import book as l2
 from fastmm.data.binance import read_capture
+from fastmm.logs import OnceLogger
 from fastmm.procs.book_channel import BookPublisher
 from fastmm.procs.heap import freeze_startup_heap
 from fastmm.shm import LatestValue, unlink_instance
@@ -42,7 +52,7 @@ from fastmm.sim.coinbase import CoinbaseSettings, CoinbaseSim, from_binance
 from fastmm.sim.coinbase_server import CoinbaseSimServer
 from fastmm.venues.coinbase.codec import CoinbaseFeed
 from fastmm.venues.events import TopChanged
-from fastmm.venues.ws_feed import WsFeedClient
+from fastmm.venues.ws_feed import WS_CLIENTS, WsClientKind, WsFeedClient, make_feed_client
 
 
 def render_frames(max_lines: int) -> list[str]:
@@ -112,6 +122,97 @@ def _measure(frames: list[str]) -> dict[str, dict[str, float]]:
         unlink_instance(instance)
 
 
+class _Counter:
+    """A codec that only counts: what is left of a frame's cost is the shell's."""
+
+    venue = "bench"
+    synced = True
+    gaps = 0
+
+    def __init__(self, n: int, done: asyncio.Event) -> None:
+        self.n, self.done = n, done
+        self.messages = 0
+        self.last_recv_ns = 0
+        self.t_last = 0
+        self.bad = OnceLogger(logging.getLogger("bench.feeds"))
+
+    def connection_reset(self) -> None: ...
+    def subscriptions(self) -> list[bytes]: return [b'{"type":"subscribe"}']
+    def resubscription(self) -> list[bytes]: return []
+    def top(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]: return [], []
+
+    def on_frame(self, frame: bytes | bytearray | str, t_recv_ns: int) -> list:
+        self.messages += 1
+        self.last_recv_ns = t_recv_ns
+        if self.messages == self.n:
+            self.t_last = time.perf_counter_ns()
+            self.done.set()
+        return []
+
+
+async def _shell_pass(blob: bytes, n: int, kind: WsClientKind) -> float:
+    """One pass: ns per frame from the first byte written to the last frame handed to the codec."""
+    from websockets.http11 import Request
+    from websockets.server import ServerProtocol
+
+    t0 = [0]
+    subscribed = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        proto = ServerProtocol(max_size=None)
+        while not subscribed.is_set():
+            data = await reader.read(65536)
+            if not data:
+                return
+            proto.receive_data(data)
+            for ev in proto.events_received():
+                if isinstance(ev, Request):
+                    proto.send_response(proto.accept(ev))
+                else:
+                    subscribed.set()
+            writer.write(b"".join(proto.data_to_send()))
+        t0[0] = time.perf_counter_ns()
+        writer.write(blob)
+        await writer.drain()
+        while proto.close_rcvd is None and (data := await reader.read(65536)):
+            proto.receive_data(data)        # until the client's close frame
+        writer.write(b"".join(proto.data_to_send()))     # its echo
+        writer.close()                      # then TCP, as a server ends a WebSocket
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    done = asyncio.Event()
+    codec = _Counter(n, done)
+    client = make_feed_client(kind, f"ws://127.0.0.1:{port}", codec, lambda evs: None, lambda why: None,
+                              stale_after_s=30.0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(client.run(stop))
+    try:
+        await asyncio.wait_for(done.wait(), 60)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        server.close()
+        await server.wait_closed()
+    return (codec.t_last - t0[0]) / n
+
+
+def shell_cost(frames: list[str], passes: int = 5) -> dict[str, dict[str, float]]:
+    """Per frame (us), each client's median pass; the passes alternate between the clients."""
+    from websockets.frames import Frame, Opcode
+
+    from fastmm.event_loop import run
+
+    blob = b"".join(Frame(Opcode.TEXT, f.encode()).serialize(mask=False) for f in frames)
+    got: dict[str, list[float]] = {k: [] for k in WS_CLIENTS}
+    for _ in range(passes):
+        for kind in WS_CLIENTS:
+            got[kind].append(run(_shell_pass(blob, len(frames), kind)))
+    return {k: {"n": len(frames), "passes": passes, "per_frame_us": round(float(np.median(v)) / 1000, 3),
+                "min_us": round(min(v) / 1000, 3), "max_us": round(max(v) / 1000, 3)}
+            for k, v in got.items()}
+
+
 async def replay_100x(seconds: float) -> dict[str, int]:
     server = CoinbaseSimServer.from_capture(settings=CoinbaseSettings(speed=100.0), autostart=False)
     port = await server.start("127.0.0.1", 0)
@@ -139,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lines", type=int, default=40000, help="capture lines rendered into frames")
     ap.add_argument("--replay-s", type=float, default=3.0, help="wall seconds of the 100x replay")
     ap.add_argument("--repeat", type=int, default=3, help="passes over the frames; the lowest p99 is kept")
+    ap.add_argument("--shell-passes", type=int, default=5, help="passes per client of the shell row")
     ap.add_argument("--json", metavar="PATH")
     ap.add_argument("--default-gc", action="store_true", help="CPython's collector thresholds, no freeze")
     args = ap.parse_args(argv)
@@ -156,11 +258,19 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['p50_us'] / base:>10.2f}")
     target = rows["feed<=50"]["p99_us"] <= 50.0
     print(f"target feed p99 <= 50 us for l2_data of <= 50 updates: {'met' if target else 'MISSED'}")
+    shell = shell_cost(frames, args.shell_passes)
+    print(f"WebSocket shell per frame ({len(frames)} frames written at once, counting codec, uvloop, "
+          f"median of {args.shell_passes} alternating passes):")
+    for kind, r in shell.items():
+        print(f"  shell[{kind}]{'':<{12 - len(kind)}}{r['per_frame_us']:>8.3f} us  (passes "
+              f"{r['min_us']:.3f} .. {r['max_us']:.3f})")
+    ratio = shell["websockets"]["per_frame_us"] / shell["sansio"]["per_frame_us"]
+    print(f"  websockets / sansio: {ratio:.2f}x")
     replay = asyncio.run(replay_100x(args.replay_s))
     print(f"100x replay for {args.replay_s:g} s: {replay['messages']} messages, last sequence_num "
           f"{replay['last_sequence_num']}, gaps {replay['gaps']}, bad {replay['bad']}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "replay_100x": replay,
+        Path(args.json).write_text(json.dumps({"rows": rows, "shell": shell, "replay_100x": replay,
                                                "compiled": l2.COMPILED, "target_met": target}, indent=2))
     return 0 if replay["gaps"] == 0 else 1
 

@@ -279,6 +279,11 @@ class TruexConfig:
                                     "reconcile_at_start)")
 
 
+_WS_CLIENT_DOC = ("the feed's WebSocket client: sansio (websockets' sans-I/O core on an asyncio protocol, "
+                  "each frame to the codec in the read's callback) or websockets (its asyncio client, the "
+                  "fallback)")
+
+
 @dataclass(frozen=True, slots=True)
 class CoinbaseConfig:
     enabled: bool = _f(True)
@@ -287,6 +292,7 @@ class CoinbaseConfig:
     stale_after_ms: int = _f(500, 10, 3600000, doc="silence for this long marks the source stale: its "
                              "price is dropped, and with no source left the quotes are pulled")
     depth_levels: int = _f(5, 1, 20)
+    ws_client: Literal["sansio", "websockets"] = _f("sansio", doc=_WS_CLIENT_DOC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +301,7 @@ class KrakenConfig:
     rest_url: str = _f("http://127.0.0.1:18766")
     ws_url: str = _f("ws://127.0.0.1:18767")
     ws_symbol: str = _f("BTC/USD")
+    ws_client: Literal["sansio", "websockets"] = _f("sansio", doc=_WS_CLIENT_DOC)
     stale_after_ms: int = _f(500, 10, 3600000, doc="silence for this long marks the source stale: its "
                              "price is dropped, and with no source left the quotes are pulled")
     api_key: Secret = _secret()

@@ -117,7 +117,7 @@ async def _run_single(cfg: Config) -> int:
     from fastmm.fix.transport import FixConnection
     from fastmm.journal import Journal
     from fastmm.procs.book_channel import BookPublisher
-    from fastmm.procs.feed_ws import make_codec
+    from fastmm.procs.feed_ws import make_codec, ws_client_kind
     from fastmm.procs.quoter import TIMER_S
     from fastmm.shm import LatestValue, unlink_instance
     from fastmm.shm.records import TOP_OF_BOOK, VENUE_TRUEX
@@ -129,7 +129,7 @@ async def _run_single(cfg: Config) -> int:
         MarketDataSnapshot,
         TruexCodec,
     )
-    from fastmm.venues.ws_feed import WsFeedClient
+    from fastmm.venues.ws_feed import make_feed_client
     from fastmm.venues.ws_rx_stamps import RxStampLog
 
     loop = asyncio.get_running_loop()
@@ -170,8 +170,9 @@ async def _run_single(cfg: Config) -> int:
                 pub.publish_stale(time.monotonic_ns())
                 q.on_wake()
 
-            client = WsFeedClient(url, feed, on_events, on_stale, stale_after_s=stale_after_s,
-                                  stamper=rx_stamps if venue == "coinbase" else None)
+            client = make_feed_client(ws_client_kind(cfg, venue), url, feed, on_events, on_stale,
+                                      stale_after_s=stale_after_s,
+                                      stamper=rx_stamps if venue == "coinbase" else None)
             feeds.append(feed)
             feed_tasks.append(loop.create_task(client.run(halt)))
 

@@ -30,7 +30,7 @@ from fastmm.units import format_e8
 from fastmm.venues.coinbase.codec import CoinbaseFeed, MarketTrade
 from fastmm.venues.events import TopChanged
 from fastmm.venues.kraken.ws_codec import KrakenBookFeed
-from fastmm.venues.ws_feed import BookCodec, FrameStamper, WsFeedClient
+from fastmm.venues.ws_feed import BookCodec, FrameStamper, WsClientKind, make_feed_client
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,12 @@ def make_codec(cfg: Config, venue: str) -> tuple[BookCodec, str, float, int]:
         k = cfg.kraken
         return KrakenBookFeed(k.ws_symbol, depth=10), k.ws_url, k.stale_after_ms / 1000, VENUE_KRAKEN
     raise ValueError(f"unknown reference venue {venue!r}; venues are {', '.join(VENUES)}")
+
+
+def ws_client_kind(cfg: Config, venue: str) -> WsClientKind:
+    """The venue's ``ws_client`` setting: which WebSocket client its feed runs."""
+    kind: WsClientKind = cfg.kraken.ws_client if venue == "kraken" else cfg.coinbase.ws_client
+    return kind
 
 
 async def run_supervised(cfg: Config, name: str, stamper: FrameStamper | None = None) -> int:
@@ -103,7 +109,8 @@ async def run_supervised(cfg: Config, name: str, stamper: FrameStamper | None = 
         link.set_state(STATE_CONNECTED, client.connected)
         link.errors += 1
 
-    client = WsFeedClient(url, feed, on_events, on_stale, stale_after_s=stale_after_s, stamper=stamper)
+    client = make_feed_client(ws_client_kind(cfg, venue), url, feed, on_events, on_stale,
+                              stale_after_s=stale_after_s, stamper=stamper)
     task = asyncio.create_task(client.run(stop))
     fresh_task = asyncio.create_task(keep_fresh())
     try:
@@ -144,8 +151,8 @@ async def run_print(cfg: Config, venue: str, out: TextIO = sys.stdout, limit: in
     def on_stale(why: str) -> None:
         print(f"stale: {why}", file=out, flush=True)
 
-    client = WsFeedClient(url, feed, on_events, on_stale, stale_after_s=stale_after_s,
-                          backoff=Backoff(seed=seed))
+    client = make_feed_client(ws_client_kind(cfg, venue), url, feed, on_events, on_stale,
+                              stale_after_s=stale_after_s, backoff=Backoff(seed=seed))
     await client.run(stop)
     print(f"{printed} tops printed, {feed.messages} messages, {feed.gaps} resyncs, "
           f"bad input: {dict(feed.bad.counts) or 'none'}", file=out, flush=True)

@@ -10,7 +10,7 @@ from fastmm.logs import OnceLogger
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 
 
-def decode_frame(frame: bytes | str, bad: OnceLogger) -> dict | None:
+def decode_frame(frame: bytes | bytearray | str, bad: OnceLogger) -> dict | None:
     """One WebSocket text frame as a JSON object, or None (too large, not JSON, not an object), the
     reason counted and logged once: every feed's first step on bad input."""
     if len(frame) > MAX_FRAME_BYTES:

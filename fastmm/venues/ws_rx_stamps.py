@@ -7,7 +7,10 @@ its reading done by :class:`~fastmm.net.timestamps.RecvmsgReader`: the same byte
 ``data_received``, and every complete data message keeps the stamp of the read that completed it (the
 last packet of that read: for a message whose packets came in earlier, an upper bound). The client's
 code does not change: :class:`RxStampLog` is the ``stamper`` a :class:`~fastmm.venues.ws_feed.WsFeedClient`
-takes, and production runs without one.
+takes, and production runs without one. :class:`~fastmm.venues.ws_feed.WsFeedClient` (websockets' sans-I/O
+core on a plain asyncio protocol) needs no connection class: :meth:`RxStampLog.reader` takes over its
+transport's reading the same way, and each message, handed to the codec inside the ``data_received`` of
+the read that completed it, carries that read's stamp.
 """
 
 from __future__ import annotations
@@ -77,6 +80,11 @@ class RxStampLog:
     stamp after the read, which the published record carries; ``t_kernel_rx``: 0 when unknown)."""
 
     connection = StampedClientConnection
+
+    def reader(self, transport: Any, protocol: Any) -> RecvmsgReader:
+        """For :class:`~fastmm.venues.ws_feed.WsFeedClient`: take over the transport's reading with
+        ``recvmsg``; the client reads ``last_rx_ns`` for each message it completes."""
+        return RecvmsgReader(transport, protocol)
 
     def __init__(self) -> None:
         self.pairs = array("q")

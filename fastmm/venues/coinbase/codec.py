@@ -109,7 +109,7 @@ class CoinbaseFeed:
         return self._top or self.book.top(self.depth)
 
     # -- input ------------------------------------------------------------------------------------
-    def on_frame(self, frame: bytes | str, t_recv_ns: int) -> list[FeedEvent]:
+    def on_frame(self, frame: bytes | bytearray | str, t_recv_ns: int) -> list[FeedEvent]:
         msg = decode_frame(frame, self.bad)
         if msg is None:
             return []

@@ -82,7 +82,7 @@ class KrakenBookFeed:
         """The best levels, best first: the ones the last TopChanged announced (computed once)."""
         return self._top or self.book.top(self.top_levels)
 
-    def on_frame(self, frame: bytes | str, t_recv_ns: int) -> list:
+    def on_frame(self, frame: bytes | bytearray | str, t_recv_ns: int) -> list:
         msg = decode_frame(frame, self.bad)
         if msg is None:
             return []
