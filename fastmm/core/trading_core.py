@@ -320,7 +320,7 @@ class TradingCore:
             rows.update(describe(getattr(self.cfg, name), name + "."))
         agg = self.aggregator
         rows["aggregator.sources"] = ",".join(agg.source_names)
-        rows["aggregator.stale_after_ns"] = ",".join(str(s.stale_after_ns) for s in agg._sources.values())
+        rows["aggregator.stale_after_ns"] = ",".join(str(s) for s in agg.stale_after_ns)
         rows["aggregator.basis"] = repr(agg.basis)
         rows["aggregator.max_dispersion"] = repr(agg.max_dispersion)
         e = self.engine
