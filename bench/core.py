@@ -17,7 +17,10 @@ Rows (each timed per call with perf_counter_ns, p50/p99 over ``--n`` events afte
   ``price_event_acting`` is the subset of those events that produced at least one action, and
   ``price_event_glft`` the same with the GLFT model;
 * ``price_event_after_10ms_idle``: the same events with the process asleep for 10 ms before each (as the
-  engine's processes sleep between ticks): what a cold CPU cache costs the same code on this machine.
+  engine's processes sleep between ticks): what a cold CPU cache costs the same code on this machine;
+* ``price_event_edge`` and ``price_event_edge_after_10ms_idle``: the same two with the shipped model
+  (``quoting.model = "edge"``), the reference tops carrying sizes as the feeds publish them, so the edge
+  model's fair value (microprice, volatility, momentum) runs too: what the quoter does per price event.
 
 The collector runs as in the engine's processes (:func:`fastmm.procs.heap.freeze_startup_heap`: startup
 heap frozen, young passes rarer); ``--default-gc`` measures with CPython's defaults instead.
@@ -169,6 +172,8 @@ def bench_price_event(n: int, warmup: int, model: str, idle_s: float = 0.0) -> t
     c = TradingCore.from_config(cfg, cl_ord_prefix="b")
     names = c.aggregator.source_names
     on_reference, decide = c.on_reference, c.decide
+    # the edge model reads the sizes (its microprice); the other models' rows keep none, as before
+    bsz, asz = (2 * E8, 3 * E8) if model == "edge" else (0, 0)
     rng = random.Random(7)
     mid = 100_000.0
     now = T0
@@ -183,7 +188,8 @@ def bench_price_event(n: int, warmup: int, model: str, idle_s: float = 0.0) -> t
         if idle_s and i >= warmup:
             time.sleep(idle_s)      # the process sleeps between ticks, as the engine's do
         t = clock()
-        actions = decide(now) if on_reference(now, names[i % len(names)], bid, ask, now) else []
+        changed = on_reference(now, names[i % len(names)], bid, ask, now, False, bsz, asz)
+        actions = decide(now) if changed else []
         dt = clock() - t
         if i >= warmup:
             all_ns.append(dt)
@@ -231,8 +237,11 @@ def main() -> int:
     best("price_event", [r[0] for r in runs])
     best("price_event_acting", [r[1] for r in runs])
     best("price_event_glft", [bench_price_event(args.n, args.warmup, "glft")[0] for _ in range(args.repeat)])
+    best("price_event_edge", [bench_price_event(args.n, args.warmup, "edge")[0] for _ in range(args.repeat)])
     if args.idle_n:
-        best("price_event_after_10ms_idle", [bench_price_event(args.idle_n, args.warmup, "ladder", 0.010)[0]])
+        for name, model in (("price_event_after_10ms_idle", "ladder"),
+                            ("price_event_edge_after_10ms_idle", "edge")):
+            best(name, [bench_price_event(args.idle_n, args.warmup, model, 0.010)[0]])
     base = rows["baseline_call"]
     print(f"{'row':<28} {'n':>7} {'p50_us':>9} {'p99_us':>9} {'max_us':>9} {'p50/base':>9} {'p99/base':>9}")
     ratios = {}
