@@ -134,3 +134,26 @@ def test_values_past_64_bits_raise_in_the_compiled_twin() -> None:
     fast = _fast()({"coinbase": (1.0, 2000 * MS)})
     with pytest.raises(OverflowError):
         fast.update("coinbase", 1, 1 << 64, T0, T0)
+
+
+def _same_float(a: float, b: float) -> None:
+    assert struct.pack("<d", a) == struct.pack("<d", b), (a, b)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(st.floats(0.0, 1.0), st.floats(allow_nan=False), st.integers(0, 4000).map(lambda k: k / 2000),
+                 st.integers(0, 64).map(lambda j: j / 16)))
+def test_round3_is_pythons_round_to_three_digits(x: float) -> None:
+    from fastmm.core._agg_fast import round3
+
+    for y in (x, math.nextafter(x, math.inf), math.nextafter(x, -math.inf)):
+        _same_float(round3(y), round(y, 3))
+
+
+def test_round3_on_every_tie_and_its_neighbours() -> None:
+    from fastmm.core._agg_fast import round3
+
+    for k in range(2001):
+        x = (2 * k + 1) / 2000    # a tie only where exact in binary (j / 16), else just beside one
+        for y in (x, math.nextafter(x, 2.0), math.nextafter(x, -1.0), k / 1000):
+            _same_float(round3(y), round(y, 3))
