@@ -22,6 +22,11 @@ Rows (each timed per call with perf_counter_ns, p50/p99 over ``--n`` events afte
   (``quoting.model = "edge"``), the reference tops carrying sizes as the feeds publish them, so the edge
   model's fair value (microprice, volatility, momentum) runs too: what the quoter does per price event.
 
+``--stages`` instead prints where one ``price_event_edge`` goes, hot and after a 10 ms sleep: the p50 of
+each stage's inclusive time (the aggregator, the fair value, PnL mark, the quote engine and inside it the
+model, the ladder, reconcile's plan, the rate limiter and the actions), each stage's function wrapped in a
+timer (about 0.1 us hot each; so these rows add up to more than the event row, read them side by side).
+
 The collector runs as in the engine's processes (:func:`fastmm.procs.heap.freeze_startup_heap`: startup
 heap frozen, young passes rarer); ``--default-gc`` measures with CPython's defaults instead.
 
@@ -30,7 +35,7 @@ Absolute times drift on shared machines; the ratios to ``baseline_call`` measure
 a small shared machine add pauses that are not the code's. The target is p99 <= 20 us for
 ``price_event`` with 5 levels a side.
 
-    .venv/bin/python bench/core.py [--n 20000] [--warmup 2000] [--repeat 3] [--json PATH]
+    .venv/bin/python bench/core.py [--n 20000] [--warmup 2000] [--repeat 3] [--json PATH] [--stages]
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import platform
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -166,7 +172,9 @@ def _answer(c: TradingCore, actions: list, now: int) -> None:
         follow = nxt
 
 
-def bench_price_event(n: int, warmup: int, model: str, idle_s: float = 0.0) -> tuple[list[int], list[int]]:
+def bench_price_event(n: int, warmup: int, model: str, idle_s: float = 0.0,
+                      on_measure: Callable[[], None] | None = None) -> tuple[list[int], list[int]]:
+    """``on_measure``: called once, when the warm-up events are over (``--stages`` clears its timers)."""
     cfg = Config()
     cfg = replace(cfg, quoting=replace(cfg.quoting, model=model))  # type: ignore[arg-type]
     c = TradingCore.from_config(cfg, cl_ord_prefix="b")
@@ -185,6 +193,8 @@ def bench_price_event(n: int, warmup: int, model: str, idle_s: float = 0.0) -> t
         mid += rng.gauss(0.0, 0.6)  # about one tick per event
         half = round(0.25 * E8)
         bid, ask = round(mid * E8) - half, round(mid * E8) + half
+        if i == warmup and on_measure is not None:
+            on_measure()
         if idle_s and i >= warmup:
             time.sleep(idle_s)      # the process sleeps between ticks, as the engine's do
         t = clock()
@@ -202,6 +212,59 @@ def bench_price_event(n: int, warmup: int, model: str, idle_s: float = 0.0) -> t
     return all_ns, acting
 
 
+def _wrap_stages() -> dict[str, list[int]]:
+    """Wrap each stage's function (on its class) in a timer; stage -> its inclusive times."""
+    from fastmm.core import edge, fair_value, ladder, pnl, price_aggregator, quote_engine, rate_limit, risk
+    from fastmm.core import trading_core as tc
+
+    clock = time.perf_counter_ns
+    acc: dict[str, list[int]] = {}
+
+    def wrap(owner: object, name: str, label: str) -> None:
+        f = getattr(owner, name)
+        rec = acc.setdefault(label, [])
+
+        def timed(*a: object) -> object:
+            t = clock()
+            r = f(*a)
+            rec.append(clock() - t)
+            return r
+
+        setattr(owner, name, timed)
+
+    wrap(tc.TradingCore, "on_reference", "on_reference")
+    wrap(fair_value.FairValue, "on_book", "  fair_value.on_book")
+    wrap(price_aggregator.PriceAggregator, "update", "  aggregator.update")
+    wrap(tc.TradingCore, "decide", "decide")
+    wrap(pnl.PnLTracker, "on_mark", "  pnl.on_mark")
+    wrap(fair_value.FairValue, "on_mid", "  fair_value.on_mid")
+    wrap(risk.RiskManager, "on_pnl", "  risk.on_pnl")
+    wrap(quote_engine.QuoteEngine, "on_price", "  engine.on_price")
+    wrap(quote_engine.QuoteEngine, "desired", "    engine.desired")
+    wrap(edge.EdgeModel, "offsets", "      edge.offsets")
+    wrap(ladder.LadderBuilder, "build", "      ladder.build")
+    wrap(quote_engine, "plan", "    reconcile.plan (acting)")
+    wrap(rate_limit.RateLimiter, "admit", "    limiter.admit (acting)")
+    wrap(quote_engine.QuoteEngine, "_emit", "    engine._emit (acting)")
+    return acc
+
+
+def stages(warmup: int, hot_n: int, idle_n: int) -> None:
+    """The ``--stages`` table: p50 of each stage, hot and after a 10 ms sleep."""
+    acc = _wrap_stages()
+    cols = []
+    for n, idle in ((hot_n, 0.0), (idle_n, 0.010)):
+        def clear() -> None:
+            for v in acc.values():
+                v.clear()
+
+        ev = bench_price_event(n, warmup, "edge", idle, clear)[0]
+        cols.append({"price_event_edge": ev, **{k: list(v) for k, v in acc.items()}})
+    print(f"{'stage (edge model)':<30} {'hot p50':>9} {'slept p50':>10} {'calls':>7}")
+    for k in cols[0]:
+        print(f"{k:<30} {pct(cols[0][k], 50):>9.2f} {pct(cols[1][k], 50):>10.2f} {len(cols[1][k]):>7}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=20_000)
@@ -211,11 +274,15 @@ def main() -> int:
     ap.add_argument("--idle-n", type=int, default=300,
                     help="events for the price_event_after_10ms_idle row (0 = skip it)")
     ap.add_argument("--default-gc", action="store_true", help="CPython's collector thresholds, no freeze")
+    ap.add_argument("--stages", action="store_true", help="only the per-stage table of price_event_edge")
     args = ap.parse_args()
     if args.default_gc:
         gc.collect()
     else:
         freeze_startup_heap()
+    if args.stages:
+        stages(args.warmup, args.n, args.idle_n)
+        return 0
     rows: dict[str, dict[str, float]] = {}
 
     def best(name: str, runs: list[list[int]]) -> None:
