@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=False
 """Compiled twin of :class:`fastmm.core.price_aggregator.AggregatorCorePy`: the same fair prices, bit for bit.
 
 Why: the aggregator runs on every reference update, and right after the quoter wakes from its eventfd it
@@ -12,7 +12,9 @@ float), ``round(x)`` to an int is ``rint`` (half to even, as Python's), and ``ro
 :func:`round3`: Python's ``round(x, 3)`` goes through the decimal conversion of ``dtoa.c`` (about 0.3 us
 hot but ~25 us right after a 10 ms sleep, the largest cold cost of a decision), this is exact integer
 logic on ``x * 2000`` (an ``fma`` gives the product's rounding error), the same double for every x. Prices and times must fit a signed 64-bit int (1e-8 units and nanoseconds do, by far); a larger one
-raises OverflowError where the pure twin would carry on. At most 62 sources (the mask of those in use).
+raises OverflowError where the pure twin would carry on. Divisions keep Python's checks (``cdivision``
+off): a zero divisor (a weight so small that a source's share underflows to 0) raises ZeroDivisionError
+in both twins. At most 62 sources (the mask of those in use).
 """
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
