@@ -14,6 +14,7 @@ else:
     ext_modules = cythonize(
         [Extension("fastmm.data._l2fast", ["fastmm/data/_l2fast.pyx"], optional=True),
          Extension("fastmm.core._plan_fast", ["fastmm/core/_plan_fast.pyx"], optional=True),
+         Extension("fastmm.core._agg_fast", ["fastmm/core/_agg_fast.pyx"], optional=True),
          Extension("fastmm.fix._parse_fast", ["fastmm/fix/_parse_fast.pyx"], optional=True),
          Extension("fastmm.venues.truex._decode_fast", ["fastmm/venues/truex/_decode_fast.pyx"],
                    optional=True),

@@ -17,7 +17,15 @@ Rows (each timed per call with perf_counter_ns, p50/p99 over ``--n`` events afte
   ``price_event_acting`` is the subset of those events that produced at least one action, and
   ``price_event_glft`` the same with the GLFT model;
 * ``price_event_after_10ms_idle``: the same events with the process asleep for 10 ms before each (as the
-  engine's processes sleep between ticks): what a cold CPU cache costs the same code on this machine.
+  engine's processes sleep between ticks): what a cold CPU cache costs the same code on this machine;
+* ``price_event_edge`` and ``price_event_edge_after_10ms_idle``: the same two with the shipped model
+  (``quoting.model = "edge"``), the reference tops carrying sizes as the feeds publish them, so the edge
+  model's fair value (microprice, volatility, momentum) runs too: what the quoter does per price event.
+
+``--stages`` instead prints where one ``price_event_edge`` goes, hot and after a 10 ms sleep: the p50 of
+each stage's inclusive time (the aggregator, the fair value, PnL mark, the quote engine and inside it the
+model, the ladder, reconcile's plan, the rate limiter and the actions), each stage's function wrapped in a
+timer (about 0.1 us hot each; so these rows add up to more than the event row, read them side by side).
 
 The collector runs as in the engine's processes (:func:`fastmm.procs.heap.freeze_startup_heap`: startup
 heap frozen, young passes rarer); ``--default-gc`` measures with CPython's defaults instead.
@@ -27,7 +35,7 @@ Absolute times drift on shared machines; the ratios to ``baseline_call`` measure
 a small shared machine add pauses that are not the code's. The target is p99 <= 20 us for
 ``price_event`` with 5 levels a side.
 
-    .venv/bin/python bench/core.py [--n 20000] [--warmup 2000] [--repeat 3] [--json PATH]
+    .venv/bin/python bench/core.py [--n 20000] [--warmup 2000] [--repeat 3] [--json PATH] [--stages]
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ import platform
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -163,12 +172,16 @@ def _answer(c: TradingCore, actions: list, now: int) -> None:
         follow = nxt
 
 
-def bench_price_event(n: int, warmup: int, model: str, idle_s: float = 0.0) -> tuple[list[int], list[int]]:
+def bench_price_event(n: int, warmup: int, model: str, idle_s: float = 0.0,
+                      on_measure: Callable[[], None] | None = None) -> tuple[list[int], list[int]]:
+    """``on_measure``: called once, when the warm-up events are over (``--stages`` clears its timers)."""
     cfg = Config()
     cfg = replace(cfg, quoting=replace(cfg.quoting, model=model))  # type: ignore[arg-type]
     c = TradingCore.from_config(cfg, cl_ord_prefix="b")
     names = c.aggregator.source_names
     on_reference, decide = c.on_reference, c.decide
+    # the edge model reads the sizes (its microprice); the other models' rows keep none, as before
+    bsz, asz = (2 * E8, 3 * E8) if model == "edge" else (0, 0)
     rng = random.Random(7)
     mid = 100_000.0
     now = T0
@@ -180,10 +193,13 @@ def bench_price_event(n: int, warmup: int, model: str, idle_s: float = 0.0) -> t
         mid += rng.gauss(0.0, 0.6)  # about one tick per event
         half = round(0.25 * E8)
         bid, ask = round(mid * E8) - half, round(mid * E8) + half
+        if i == warmup and on_measure is not None:
+            on_measure()
         if idle_s and i >= warmup:
             time.sleep(idle_s)      # the process sleeps between ticks, as the engine's do
         t = clock()
-        actions = decide(now) if on_reference(now, names[i % len(names)], bid, ask, now) else []
+        changed = on_reference(now, names[i % len(names)], bid, ask, now, False, bsz, asz)
+        actions = decide(now) if changed else []
         dt = clock() - t
         if i >= warmup:
             all_ns.append(dt)
@@ -196,6 +212,59 @@ def bench_price_event(n: int, warmup: int, model: str, idle_s: float = 0.0) -> t
     return all_ns, acting
 
 
+def _wrap_stages() -> dict[str, list[int]]:
+    """Wrap each stage's function (on its class) in a timer; stage -> its inclusive times."""
+    from fastmm.core import edge, fair_value, ladder, pnl, price_aggregator, quote_engine, rate_limit, risk
+    from fastmm.core import trading_core as tc
+
+    clock = time.perf_counter_ns
+    acc: dict[str, list[int]] = {}
+
+    def wrap(owner: object, name: str, label: str) -> None:
+        f = getattr(owner, name)
+        rec = acc.setdefault(label, [])
+
+        def timed(*a: object) -> object:
+            t = clock()
+            r = f(*a)
+            rec.append(clock() - t)
+            return r
+
+        setattr(owner, name, timed)
+
+    wrap(tc.TradingCore, "on_reference", "on_reference")
+    wrap(fair_value.FairValue, "on_book", "  fair_value.on_book")
+    wrap(price_aggregator.PriceAggregator, "update", "  aggregator.update")
+    wrap(tc.TradingCore, "decide", "decide")
+    wrap(pnl.PnLTracker, "on_mark", "  pnl.on_mark")
+    wrap(fair_value.FairValue, "on_mid", "  fair_value.on_mid")
+    wrap(risk.RiskManager, "on_pnl", "  risk.on_pnl")
+    wrap(quote_engine.QuoteEngine, "on_price", "  engine.on_price")
+    wrap(quote_engine.QuoteEngine, "desired", "    engine.desired")
+    wrap(edge.EdgeModel, "offsets", "      edge.offsets")
+    wrap(ladder.LadderBuilder, "build", "      ladder.build")
+    wrap(quote_engine, "plan", "    reconcile.plan (acting)")
+    wrap(rate_limit.RateLimiter, "admit", "    limiter.admit (acting)")
+    wrap(quote_engine.QuoteEngine, "_emit", "    engine._emit (acting)")
+    return acc
+
+
+def stages(warmup: int, hot_n: int, idle_n: int) -> None:
+    """The ``--stages`` table: p50 of each stage, hot and after a 10 ms sleep."""
+    acc = _wrap_stages()
+    cols = []
+    for n, idle in ((hot_n, 0.0), (idle_n, 0.010)):
+        def clear() -> None:
+            for v in acc.values():
+                v.clear()
+
+        ev = bench_price_event(n, warmup, "edge", idle, clear)[0]
+        cols.append({"price_event_edge": ev, **{k: list(v) for k, v in acc.items()}})
+    print(f"{'stage (edge model)':<30} {'hot p50':>9} {'slept p50':>10} {'calls':>7}")
+    for k in cols[0]:
+        print(f"{k:<30} {pct(cols[0][k], 50):>9.2f} {pct(cols[1][k], 50):>10.2f} {len(cols[1][k]):>7}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=20_000)
@@ -205,11 +274,15 @@ def main() -> int:
     ap.add_argument("--idle-n", type=int, default=300,
                     help="events for the price_event_after_10ms_idle row (0 = skip it)")
     ap.add_argument("--default-gc", action="store_true", help="CPython's collector thresholds, no freeze")
+    ap.add_argument("--stages", action="store_true", help="only the per-stage table of price_event_edge")
     args = ap.parse_args()
     if args.default_gc:
         gc.collect()
     else:
         freeze_startup_heap()
+    if args.stages:
+        stages(args.warmup, args.n, args.idle_n)
+        return 0
     rows: dict[str, dict[str, float]] = {}
 
     def best(name: str, runs: list[list[int]]) -> None:
@@ -231,8 +304,11 @@ def main() -> int:
     best("price_event", [r[0] for r in runs])
     best("price_event_acting", [r[1] for r in runs])
     best("price_event_glft", [bench_price_event(args.n, args.warmup, "glft")[0] for _ in range(args.repeat)])
+    best("price_event_edge", [bench_price_event(args.n, args.warmup, "edge")[0] for _ in range(args.repeat)])
     if args.idle_n:
-        best("price_event_after_10ms_idle", [bench_price_event(args.idle_n, args.warmup, "ladder", 0.010)[0]])
+        for name, model in (("price_event_after_10ms_idle", "ladder"),
+                            ("price_event_edge_after_10ms_idle", "edge")):
+            best(name, [bench_price_event(args.idle_n, args.warmup, model, 0.010)[0]])
     base = rows["baseline_call"]
     print(f"{'row':<28} {'n':>7} {'p50_us':>9} {'p99_us':>9} {'max_us':>9} {'p50/base':>9} {'p99/base':>9}")
     ratios = {}

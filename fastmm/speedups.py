@@ -18,6 +18,7 @@ PURE_ENV = "FASTMM_PURE"    # "1": every process runs the pure twins (CI runs th
 TWINS = {
     "coinbase_l2_updates": "fastmm.data.book",               # data/_l2fast.pyx: apply_updates (the feed's)
     "reconcile_plan": "fastmm.core.reconcile",               # _plan_fast.pyx: plan
+    "price_aggregator": "fastmm.core.price_aggregator",      # _agg_fast.pyx: AggregatorCore
     "fix_parse": "fastmm.fix.codec",                         # _parse_fast.pyx: feed, parse_message
     "truex_decode": "fastmm.venues.truex.codec",             # _decode_fast.pyx: ExecutionReport, 35=X
     "fix_encode": "fastmm.fix.codec:ENCODE_COMPILED",        # _encode_fast.pyx: Encoder.encode

@@ -6,7 +6,7 @@ import os
 import shutil
 
 from fastmm import speedups
-from fastmm.core import reconcile
+from fastmm.core import price_aggregator, reconcile
 from fastmm.data import book as l2
 from fastmm.fix import codec as fix_codec
 from fastmm.venues.truex import codec as truex_codec
@@ -15,6 +15,7 @@ from fastmm.venues.truex import codec as truex_codec
 def test_report_names_each_twin_with_the_flag_its_module_uses() -> None:
     r = speedups.report()
     assert r == {"coinbase_l2_updates": l2.COMPILED, "reconcile_plan": reconcile.COMPILED,
+                 "price_aggregator": price_aggregator.COMPILED,
                  "fix_parse": fix_codec.COMPILED, "truex_decode": truex_codec.COMPILED,
                  "fix_encode": fix_codec.ENCODE_COMPILED, "truex_encode": truex_codec.ENCODE_COMPILED}
     assert (fix_codec.FrameParser.feed is not fix_codec.FrameParser.feed_py) == r["fix_parse"]
@@ -26,6 +27,8 @@ def test_report_names_each_twin_with_the_flag_its_module_uses() -> None:
     for name in ("new_order_single", "order_cancel_request", "order_cancel_replace_request"):
         assert (getattr(tc, name) is not getattr(tc, name + "_py")) == r["truex_encode"]
     assert (reconcile.plan is not reconcile.plan_py) == r["reconcile_plan"]
+    pa = price_aggregator
+    assert (pa.PriceAggregator.__mro__[1] is not pa.AggregatorCorePy) == r["price_aggregator"]
     assert (l2.apply_updates is not l2.apply_updates_py) == r["coinbase_l2_updates"]
     line = speedups.describe()
     for name, on in r.items():
@@ -53,8 +56,9 @@ def test_fastmm_pure_runs_every_pure_twin() -> None:
     env = {**os.environ, "FASTMM_PURE": "1"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True,
                          env=env)
-    assert out.stdout.strip() == ("compiled twins: coinbase_l2_updates=pure reconcile_plan=pure fix_parse=pure "
-                                  "truex_decode=pure fix_encode=pure truex_encode=pure")
+    assert out.stdout.strip() == ("compiled twins: coinbase_l2_updates=pure reconcile_plan=pure "
+                                  "price_aggregator=pure fix_parse=pure truex_decode=pure fix_encode=pure "
+                                  "truex_encode=pure")
 
 
 def test_every_twin_is_compiled_where_a_compiler_exists() -> None:
@@ -63,5 +67,5 @@ def test_every_twin_is_compiled_where_a_compiler_exists() -> None:
     elif shutil.which("cc"):
         assert all(speedups.report().values()), speedups.report()
     else:
-        assert set(speedups.report()) == {"coinbase_l2_updates", "reconcile_plan", "fix_parse", "truex_decode",
-                                          "fix_encode", "truex_encode"}
+        assert set(speedups.report()) == {"coinbase_l2_updates", "reconcile_plan", "price_aggregator",
+                                          "fix_parse", "truex_decode", "fix_encode", "truex_encode"}

@@ -68,12 +68,27 @@ class EdgeModel:
     def offsets(self, mid_ticks: float, position_lots: int, skew_ticks: float) -> tuple[float, float]:
         """(bid distance below the mid, ask distance above it) in ticks; inf = pull that side. The
         inventory skew of :class:`~fastmm.core.inventory.InventoryManager` is replaced by ``skew_bps``."""
-        fair = self.fair
-        half = self.half_spread_bps()
-        centre = fair.signal_bps(fair.now_ns) - self._skew * position_lots / self._max
-        bid = half - centre + self.hedge_charge_bps(position_lots, 1)
-        ask = half + centre + self.hedge_charge_bps(position_lots, -1)
-        move = fair.move_bps
+        # the fair value's three reads in one call, and half_spread_bps / hedge_charge_bps inlined (same
+        # floats): after a sleep every Python frame is a cold one (issue 21 item 3)
+        sigma, signal, move = self.fair.signals()
+        half = self._fee + self._adverse + self._vol_mult * sigma * self._horizon
+        if not half > self._min_half:
+            half = self._min_half
+        centre = signal - self._skew * position_lots / self._max
+        base = self._base
+        pos_abs = abs(position_lots)
+        after = abs(position_lots + base)       # a buy
+        charge_buy = 0.0
+        if after > pos_abs:
+            use = after / self._threshold
+            charge_buy = self._hedge_bps * (use if use < 1.0 else 1.0)
+        after = abs(position_lots - base)       # a sell
+        charge_sell = 0.0
+        if after > pos_abs:
+            use = after / self._threshold
+            charge_sell = self._hedge_bps * (use if use < 1.0 else 1.0)
+        bid = half - centre + charge_buy
+        ask = half + centre + charge_sell
         if move > self._fade:
             ask = math.inf if self._fade_pull else ask + self._fade_extra
         elif move < -self._fade:

@@ -53,7 +53,8 @@ class FairValue:
     def on_book(self, now_ns: int, source: str, bid_e8: int, ask_e8: int, bid_sz_e8: int,
                 ask_sz_e8: int) -> None:
         """A reference top of book; a missing side or size drops that source's microprice."""
-        self.now_ns = max(self.now_ns, now_ns)
+        if now_ns > self.now_ns:
+            self.now_ns = now_ns
         if bid_e8 <= 0 or ask_e8 <= bid_e8 or bid_sz_e8 <= 0 or ask_sz_e8 <= 0:
             self._books.pop(source, None)
             return
@@ -66,7 +67,8 @@ class FairValue:
         """A market trade: ``taker_side`` 1 = buyer took, 2 = seller took."""
         if qty_e8 <= 0 or taker_side not in (1, 2):
             return
-        self.now_ns = max(self.now_ns, now_ns)
+        if now_ns > self.now_ns:
+            self.now_ns = now_ns
         self._decay_flow(now_ns)
         q = float(qty_e8)
         self._flow_signed += q if taker_side == 1 else -q
@@ -76,7 +78,8 @@ class FairValue:
         """The fused fair mid (PYUSD): volatility and the fast average the momentum is measured from."""
         if not (mid > 0.0 and mid < math.inf):
             return
-        self.now_ns = max(self.now_ns, now_ns)
+        if now_ns > self.now_ns:
+            self.now_ns = now_ns
         self.mid = mid
         x = math.log(mid) * 1e4
         self.vol.update(now_ns, x)
@@ -114,6 +117,20 @@ class FairValue:
     def signal_bps(self, now_ns: int) -> float:
         """Expected short-horizon move of the fair mid, bps: microprice term plus trade-flow term."""
         return self._micro_w * self.micro_bps + self._flow_w * self.flow(now_ns)
+
+    def signals(self) -> tuple[float, float, float]:
+        """(:attr:`sigma_bps`, :meth:`signal_bps` at the newest input's time, :attr:`move_bps`) in one call,
+        the same floats as the three: the edge model reads all of them on every decision, and after a
+        sleep each Python call is a cold frame (issue 21 item 3)."""
+        now_ns = self.now_ns
+        self._decay_flow(now_ns)
+        b = self._books
+        micro = sum(b.values()) / len(b) if b else 0.0
+        flow = self._flow_signed / self._flow_abs if self._flow_abs > 0.0 else 0.0
+        signal = self._micro_w * micro + self._flow_w * flow
+        mid = self.mid
+        move = 0.0 if self._ema_ns is None or mid <= 0.0 else math.log(mid) * 1e4 - self._ema
+        return self.vol.sigma, signal, move
 
     @property
     def sigma_bps(self) -> float:

@@ -215,6 +215,14 @@ class PnLTracker:
             self._sample(now_ns)
         mark = round(mid * self.scale.lot_per_pyusd_f)
         self.mark = mark
+        for q in self._markout_q:       # usually nothing is due: no enumerate, no settling frame
+            if q and q[0][0] <= now_ns:
+                self._settle_markouts(now_ns, mark)
+                break
+        self._after_change(now_ns)
+
+    def _settle_markouts(self, now_ns: int, mark: int) -> None:
+        """Every markout due by ``now_ns``, at ``mark``."""
         for i, q in enumerate(self._markout_q):
             while q and q[0][0] <= now_ns:
                 _, sign, px, qty = q.popleft()
@@ -224,7 +232,6 @@ class PnLTracker:
                 st[1] += qty
                 st[2] += diff / px * 1e4 * qty
                 st[3] += diff * qty
-        self._after_change(now_ns)
 
     def _venue_fee(self, fee: Decimal | None) -> int | None:
         if fee is None:

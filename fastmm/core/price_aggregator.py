@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
+from fastmm.speedups import compiled_twin
 from fastmm.units import BPS, E8
 
 if TYPE_CHECKING:
@@ -54,7 +55,15 @@ class _Source:
     received: bool = False
 
 
-class PriceAggregator:
+_tnew = tuple.__new__   # FairPrice without its Python-level __new__ (one frame less per event)
+_NO_PRICE_SOURCES: tuple[str, ...] = ()
+
+
+class AggregatorCorePy:
+    """The pure twin of the aggregator's state and computation (``fastmm/core/_agg_fast.pyx`` is the
+    compiled one, checked equal by tests/core/test_price_aggregator_compiled.py); :class:`PriceAggregator`
+    adds the construction from config and the reads around it."""
+
     def __init__(self, sources: dict[str, tuple[float, int]], *, basis_bps: float = 0.0,
                  max_dispersion_bps: float = 20.0) -> None:
         """``sources``: name -> (weight, stale_after_ns)."""
@@ -69,26 +78,19 @@ class PriceAggregator:
         self._inv4_disp = 1.0 / (4.0 * self.max_dispersion)
         self._items = [(1 << i, s) for i, s in enumerate(self._sources.values())]
         names = list(self._sources)
+        self.source_names = tuple(names)
+        self.stale_after_ns = tuple(s.stale_after_ns for s in self._sources.values())
         # every subset of sources in use, as the tuple FairPrice carries: built once, not per event
         self._names_of = {m: tuple(n for i, n in enumerate(names) if m >> i & 1)
                           for m in range(1 << len(names))}
+        self._last_used = 0
         self.last = FairPrice(0, 0.0, 0.0, (), 0, 0)
         self.rejected = 0   # crossed or one-sided books seen
 
-    @classmethod
-    def from_config(cls, cfg: Config) -> PriceAggregator:
-        """From the pricing, coinbase and kraken sections."""
-        sources: dict[str, tuple[float, int]] = {}
-        if cfg.coinbase.enabled:
-            sources["coinbase"] = (cfg.pricing.coinbase_weight, cfg.coinbase.stale_after_ms * 1_000_000)
-        if cfg.kraken.enabled:
-            sources["kraken"] = (cfg.pricing.kraken_weight, cfg.kraken.stale_after_ms * 1_000_000)
-        return cls(sources, basis_bps=float(cfg.pricing.basis_bps),
-                   max_dispersion_bps=cfg.pricing.max_dispersion_bps)
-
-    @property
-    def source_names(self) -> tuple[str, ...]:
-        return tuple(self._sources)
+    def book(self, source: str) -> tuple[int, int, int, bool, bool]:
+        """What ``source`` last gave: (bid_e8, ask_e8, t_recv_ns, flagged stale, received at all)."""
+        s = self._sources[source]
+        return s.bid_e8, s.ask_e8, s.t_recv_ns, s.flagged_stale, s.received
 
     def update(self, source: str, bid_e8: int, ask_e8: int, t_recv_ns: int, now_ns: int,
                stale: bool = False) -> FairPrice | None:
@@ -143,19 +145,47 @@ class PriceAggregator:
             used |= bit
             if s.t_recv_ns > t_newest:
                 t_newest = s.t_recv_ns
+        last = self.last
         if not used:
-            fair = FairPrice(0, 0.0, 0.0, (), now_ns, 0)
+            if last.mid_e8 == 0 and last.confidence == 0.0 and self._last_used == 0:
+                return None
+            fair: FairPrice = _tnew(FairPrice, (0, 0.0, 0.0, _NO_PRICE_SOURCES, now_ns, 0))
         else:
             mid_usd = msum / wsum
             coverage = 0.5 + 0.5 * plain_w / self._total_weight
             agreement = 1.0 - (hi - lo) / mid_usd / self.max_dispersion
             if agreement < 0.0:
                 agreement = 0.0
-            conf = coverage * (fsum / plain_w) * (tsum / plain_w) * agreement
+            conf = round(coverage * (fsum / plain_w) * (tsum / plain_w) * agreement, 3)
             mid_e8 = round(mid_usd * self.basis)
-            fair = FairPrice(mid_e8, mid_e8 / E8, round(conf, 3), self._names_of[used], now_ns, t_newest)
-        last = self.last
-        if fair.mid_e8 == last.mid_e8 and fair.confidence == last.confidence and fair.sources == last.sources:
-            return None
+            # compared before a FairPrice is built: a quiet market allocates nothing
+            if mid_e8 == last.mid_e8 and conf == last.confidence and used == self._last_used:
+                return None
+            fair = _tnew(FairPrice, (mid_e8, mid_e8 / E8, conf, self._names_of[used], now_ns, t_newest))
+        self._last_used = used
         self.last = fair
         return fair
+
+
+# the compiled twin (fastmm/core/_agg_fast.pyx) when built and not FASTMM_PURE=1, else the pure one
+_compiled = compiled_twin("fastmm.core._agg_fast", "AggregatorCore")
+if TYPE_CHECKING:
+    _Core = AggregatorCorePy
+else:
+    _Core = _compiled or AggregatorCorePy
+COMPILED = _compiled is not None
+
+
+class PriceAggregator(_Core):
+    """The aggregator the core and the backtest use: the state and computation of the selected twin."""
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> PriceAggregator:
+        """From the pricing, coinbase and kraken sections."""
+        sources: dict[str, tuple[float, int]] = {}
+        if cfg.coinbase.enabled:
+            sources["coinbase"] = (cfg.pricing.coinbase_weight, cfg.coinbase.stale_after_ms * 1_000_000)
+        if cfg.kraken.enabled:
+            sources["kraken"] = (cfg.pricing.kraken_weight, cfg.kraken.stale_after_ms * 1_000_000)
+        return cls(sources, basis_bps=float(cfg.pricing.basis_bps),
+                   max_dispersion_bps=cfg.pricing.max_dispersion_bps)

@@ -133,7 +133,13 @@ class TradingCore:
         f = agg.last
         mid = f.mid if self.basis is None else self.basis.apply(f.mid)
         stale = f.mid_e8 <= 0
-        return self.on_price(now_ns, mid, f.confidence, stale, self._bb, self._ba)
+        # on_price inlined (one frame less right after a wake, issue 21 item 3); keep the two alike
+        if mid != 0.0 or not stale:
+            self.pnl.on_mark(now_ns, mid)
+            if self._edge:
+                self.fair_value.on_mid(now_ns, mid)
+        self.risk.on_pnl(now_ns, self.pnl.total_units)
+        return self.engine.on_price(now_ns, mid, f.confidence, stale, self._bb, self._ba)
 
     @property
     def fair(self) -> FairPrice:
@@ -320,7 +326,7 @@ class TradingCore:
             rows.update(describe(getattr(self.cfg, name), name + "."))
         agg = self.aggregator
         rows["aggregator.sources"] = ",".join(agg.source_names)
-        rows["aggregator.stale_after_ns"] = ",".join(str(s.stale_after_ns) for s in agg._sources.values())
+        rows["aggregator.stale_after_ns"] = ",".join(str(s) for s in agg.stale_after_ns)
         rows["aggregator.basis"] = repr(agg.basis)
         rows["aggregator.max_dispersion"] = repr(agg.max_dispersion)
         e = self.engine

@@ -19,16 +19,22 @@ MID_E8 = 100_000 * E8
 
 
 def _counting(core: TradingCore) -> list[int]:
-    """Counts the aggregator's computations (each call of its one compute step)."""
+    """Counts the aggregator's computations: each of its entry points computes once (the compiled twin's
+    compute step is C, not a method a test can wrap)."""
     calls: list[int] = []
     agg = core.aggregator
-    compute = agg._recompute
+    update, on_timer = agg.update, agg.on_timer
 
-    def counted(now_ns: int) -> object:
+    def counted_update(source: str, bid: int, ask: int, t_recv: int, now_ns: int, stale: bool = False) -> object:
         calls.append(now_ns)
-        return compute(now_ns)
+        return update(source, bid, ask, t_recv, now_ns, stale)
 
-    agg._recompute = counted  # type: ignore[method-assign]
+    def counted_timer(now_ns: int) -> object:
+        calls.append(now_ns)
+        return on_timer(now_ns)
+
+    agg.update = counted_update  # type: ignore[method-assign]
+    agg.on_timer = counted_timer  # type: ignore[method-assign]
     return calls
 
 

@@ -118,6 +118,7 @@ def test_confidence_in_range_and_mid_within_sources(events) -> None:
         cur = fp or a.last
         assert 0.0 <= cur.confidence <= 1.0
         if cur.has_price:
-            lo = min(s.bid_e8 for s in a._sources.values() if s.received)
-            hi = max(s.ask_e8 for s in a._sources.values() if s.received)
+            books = [a.book(n) for n in a.source_names]
+            lo = min(b[0] for b in books if b[4])
+            hi = max(b[1] for b in books if b[4])
             assert lo <= cur.mid_e8 <= hi
