@@ -118,9 +118,16 @@ def join(trace: dict[str, Any], stamps: FrameStamps,
         t_read.setdefault(cl.decode("ascii", "replace") if isinstance(cl, bytes) else cl, t)
     rows = []
     busy = BusyIndex(trace)
-    unmatched = {"no_frame": 0, "no_read": 0, "out_of_order": 0}
+    unmatched = {"no_frame": 0, "no_read": 0, "out_of_order": 0, "republished": 0}
+    flat = trace.get("events", [])
+    ev = np.asarray(flat, dtype=np.int64).reshape(-1, len(EVENT_FIELDS)) if flat else \
+        np.zeros((0, len(EVENT_FIELDS)), np.int64)
+    caused = first_receipts(ev)
     for o in trace.get("orders", []):
         rec = dict(zip(ORDER_FIELDS, o, strict=True))
+        if caused.get(rec["venue_seq"], rec["t_recv"]) != rec["t_recv"]:
+            unmatched["republished"] += 1
+            continue
         tw = stamps.lookup(rec["venue_seq"], rec["t_recv"])
         tr = t_read.get(rec["cl_ord_id"])
         if tw is None:
@@ -147,14 +154,14 @@ def join(trace: dict[str, Any], stamps: FrameStamps,
         rows.append({"cl_ord_id": rec["cl_ord_id"], "msg_type": rec["msg_type"], "index": rec["index"],
                      "venue_seq": rec["venue_seq"], **stages,
                      "quoter_busy": busy.during(rec["t_pub"], rec["t_sent"])})
-    flat = trace.get("events", [])
-    ev = np.asarray(flat, dtype=np.int64).reshape(-1, len(EVENT_FIELDS)) if flat else \
-        np.zeros((0, len(EVENT_FIELDS)), np.int64)
     events: dict[str, list[int]] = {s: [] for s in (*EVENT_STAGES, *KERNEL_EVENT_STAGES)}
-    ev_unmatched = 0
+    ev_unmatched = ev_republished = 0
     ev_busy: list[str] = []
     ev_queue: list[int] = []
     for venue_seq, t_recv, t_pub, t_wake, t_decide, _n in ev.tolist():
+        if caused.get(venue_seq, t_recv) != t_recv:
+            ev_republished += 1
+            continue
         tw = stamps.lookup(venue_seq, t_recv)
         if tw is None or not _causal(tw, t_recv, t_pub, t_wake, t_decide, t_decide, t_decide):
             ev_unmatched += 1
@@ -170,7 +177,21 @@ def join(trace: dict[str, Any], stamps: FrameStamps,
         if t_rx and t_rx <= t_recv + KERNEL_SLACK_NS:
             events["rx_to_decide"].append(t_decide - t_rx)
     return {"orders": rows, "unmatched_orders": unmatched, "events": events, "unmatched_events": ev_unmatched,
-            "unmatched_kernel": kernel_unmatched, "events_busy": ev_busy, "events_feed_queue": ev_queue}
+            "republished_events": ev_republished, "unmatched_kernel": kernel_unmatched,
+            "events_busy": ev_busy, "events_feed_queue": ev_queue}
+
+
+def first_receipts(events: np.ndarray) -> dict[int, int]:
+    """Each venue sequence number's first receive time among the quoter's events: the record its frame
+    caused. The feed republishes a quiet top with its last frame's sequence number and a newer receive time
+    (``keep_fresh`` in fastmm.procs.feed_ws, so the quoter never ages a live source out); such a record was
+    not caused by that frame, and joining it to the frame's write time would count the quiet interval
+    (hundreds of ms at 1x) as latency."""
+    first: dict[int, int] = {}
+    for seq, t_recv in events[:, :2].tolist():
+        if t_recv < first.get(seq, t_recv + 1):
+            first[seq] = t_recv
+    return first
 
 
 TAIL_PCT = 99.0

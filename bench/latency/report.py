@@ -138,7 +138,8 @@ def render(runs: list[dict[str, Any]], ratios: dict[str, Any], goals: list[dict[
                 c = r["counts"]
                 mem = r["memory"]
                 lines.append(f"{r['mode']:>12}: {r['measured_s']:.1f} s quoting ({r['end']}), "
-                             f"{c['price_events']} Coinbase price events, {c['decisions_with_orders']} "
+                             f"{c['price_events']} Coinbase price events (+{c.get('republished_events', 0)} "
+                             f"keep-fresh republishes, not joined), {c['decisions_with_orders']} "
                              f"decisions -> {c['orders']} orders joined ({c['order_messages_at_venue']} at "
                              f"the venue), peak RSS {mem['peak_rss_mb']} MB (PSS {mem['peak_pss_mb']} MB)")
                 lines += memory_table(mem)

@@ -152,6 +152,7 @@ async def run_once(spec: RunSpec) -> dict[str, Any]:
             "order_messages_at_venue": len(reads),
             "unmatched_orders": joined["unmatched_orders"],
             "unmatched_events": joined["unmatched_events"],
+            "republished_events": joined["republished_events"],
             "kernel_stamps": spec.kernel_stamps,
             "kernel_rx_frames": sum(1 for t in rx_pairs[1::2] if t),
             "kernel_tx_stamps": trace.get("tx_stamps", 0),

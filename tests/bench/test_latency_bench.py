@@ -50,13 +50,16 @@ def test_join_decomposes_wire_to_wire_and_counts_what_it_cannot_match() -> None:
         ("c1", "F", 0, 11, 2_100, 2_200, 2_300, 2_400, 2_500, 0),       # never read by the venue
         ("d1", "D", 0, 11, 2_100, 2_000, 2_300, 2_400, 2_500, 0),       # published before received: broken
         ("e1", "D", 0, 11, 2_100, 2_300, 2_250, 2_400, 2_500, 0),       # published after the wake began
+        ("f1", "D", 0, 10, 3_000, 3_100, 3_200, 3_300, 3_400, 0),       # the quiet top of frame 10 republished
     ]
-    events = [10, 1_100, 1_300, 1_400, 1_900, 2, 77, 1, 1, 1, 1, 0]
-    reads = [("D", "a1", 2_600), ("G", "a2", 2_350), ("D", "b1", 2_600), ("D", "d1", 2_600), ("D", "e1", 2_700)]
+    # the frame-10 top, then its keep-fresh republish (same venue seq, a newer receive time): not frame 10's
+    events = [10, 1_100, 1_300, 1_400, 1_900, 2, 77, 1, 1, 1, 1, 0, 10, 3_000, 3_100, 3_200, 3_300, 1]
+    reads = [("D", "a1", 2_600), ("G", "a2", 2_350), ("D", "b1", 2_600), ("D", "d1", 2_600), ("D", "e1", 2_700),
+             ("D", "f1", 3_500)]
     rx_pairs = [1_100, 1_050, 2_100, 0]       # (t_recv, kernel rx): frame 10 stamped, frame 11 not
     j = latency.join({"orders": orders, "events": events}, st, reads, rx_pairs)
-    assert j["unmatched_orders"] == {"no_frame": 1, "no_read": 1, "out_of_order": 1}
-    assert j["unmatched_events"] == 1
+    assert j["unmatched_orders"] == {"no_frame": 1, "no_read": 1, "out_of_order": 1, "republished": 1}
+    assert j["unmatched_events"] == 1 and j["republished_events"] == 1
     a1, a2, e1 = j["orders"]
     assert e1["pub_to_wake"] == -50 and e1["wire_to_wire"] == 700 == sum(e1[s] for s in latency.CHAIN)
     assert a1["wire_to_wire"] == 1_600 == sum(a1[s] for s in latency.CHAIN)
