@@ -12,7 +12,7 @@ import contextlib
 import websockets
 
 from fastmm.venues.frames import MAX_FRAME_BYTES
-from fastmm.venues.ws_feed import RECONNECT_AFTER_MIN_S, FeedClientBase, log
+from fastmm.venues.ws_feed_base import RECONNECT_AFTER_MIN_S, FeedClientBase, log
 
 
 class WebsocketsFeedClient(FeedClientBase):

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from supervised_helpers import run_until
 
 from fastmm.config import load_config
 from fastmm.data.binance import read_capture
@@ -37,14 +38,6 @@ def sims() -> Iterator[tuple[int, int]]:
         yield cb_port, kr_port
     finally:
         st.close()
-
-
-def run_until(sup: Supervisor, cond, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out in phase {sup.lifecycle.phase.name}"
-        sup.step()
-        time.sleep(0.005)
 
 
 def test_feeds_publish_fresh_books_and_a_killed_feed_comes_back(sims, tmp_path: Path,

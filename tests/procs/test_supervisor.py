@@ -6,11 +6,11 @@ import json
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from supervised_helpers import run_until
 
 from fastmm.config import Config, load_config
 from fastmm.procs import lifecycle as lc
@@ -52,14 +52,6 @@ def supervisor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Call
     for sup in made:
         sup.close()
         assert list_segments(sup.cfg.instance.name) == []
-
-
-def run_until(sup: Supervisor, cond: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out in phase {sup.lifecycle.phase.name}"
-        sup.step()
-        time.sleep(0.005)
 
 
 def test_start_sequence_reaches_quoting_and_phase_is_in_shared_memory(supervisor) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from supervised_helpers import run_until
 
 from fastmm import procinfo
 from fastmm.config import load_config
@@ -46,14 +47,6 @@ def supervisor(tmp_path: Path) -> Iterator[Callable[..., Supervisor]]:
         sup.close()
         assert sup.zygote is None
         assert list_segments(sup.cfg.instance.name) == []
-
-
-def run_until(sup: Supervisor, cond: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out in phase {sup.lifecycle.phase.name}"
-        sup.step()
-        time.sleep(0.005)
 
 
 def parent_of(pid: int) -> int:
