@@ -208,6 +208,10 @@ class TradingCore:
         self._after_fill(now_ns)
         return None
 
+    def hedge_fill_booked(self, exec_id: str) -> bool:
+        """This hedge fill is in the position already (a ring record delivered again after a restart)."""
+        return exec_id in self._hedge_exec_ids
+
     def on_hedge_fill(self, ev: HedgeFilled, now_ns: int) -> list[Action]:
         problem = hedge_fill_problem(ev.qty_lots, ev.price, ev.fee)
         if problem is not None:

@@ -308,12 +308,15 @@ class Quoter:
         if ring is None:
             return
         any_fill = False
-        while ring.pop():
-            self.desk.hedge_fill(ring.rx[0], self.lot_e8, now_ns, time.time_ns())
+        # Booked and published before its slot is released: the stop's logout step takes an empty ring
+        # to mean that every hedge fill is in the published position (the report reads it next).
+        while (record := ring.try_peek()) is not None:
+            self.desk.hedge_fill(record, self.lot_e8, now_ns, time.time_ns())
             self.flush(now_ns)
+            self.publish_position(now_ns)
+            ring.release()
             any_fill = True
         if any_fill:
-            self.publish_position(now_ns)
             self.check_journal(now_ns)
 
     # -- market trades ------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from fastmm.core.types import (
     Side,
 )
 from fastmm.fix.session import DisconnectWanted, LoggedOn, LoggedOut
-from fastmm.journal.records import HedgeFill, Mark, Phase, Pnl, Record, Reject, Risk, to_e8
+from fastmm.journal.records import HedgeFill, Mark, Note, Phase, Pnl, Record, Reject, Risk, to_e8
 from fastmm.journal.records import Session as JSession
 from fastmm.procs.order_journal import journal_report
 from fastmm.units import E8
@@ -153,9 +153,13 @@ class QuoterDesk:
         side = Side.BUY if int(r["side"]) > 0 else Side.SELL
         px_e8, fee_e8 = int(r["px_e8"]), int(r["fee_e8"])
         exec_id = bytes(r["exec_id"]).decode("ascii", "replace")
+        core = self.core
+        if core.hedge_fill_booked(exec_id):     # the ring delivers at least once: again after a crash
+            self.write(Note(t_ns=wall_ns, source="quoter", detail="duplicate hedge fill ignored",
+                            exec_id=exec_id))
+            return
         self.write(HedgeFill(t_ns=wall_ns, source="quoter", exec_id=exec_id, side=side, qty_lots=lots,
                              price_e8=px_e8, fee_e8=fee_e8))
-        core = self.core
         before = core.inventory.position_lots
         self.out += core.on_hedge_fill(HedgeFilled(exec_id, side, lots, Decimal(px_e8) / E8, Liquidity.TAKER,
                                                    Decimal(fee_e8) / E8), now_ns)

@@ -206,7 +206,16 @@ def test_hedge_fill_from_the_ring_is_journalled_booked_and_published(desk: Desk)
     tx["side"], tx["px_e8"], tx["qty_e8"], tx["fee_e8"] = -1, 100_000 * E8, 3 * 10_000, 12_345
     tx["exec_id"] = b"K-1:30000"
     assert desk.ring.push()
+    publish = desk.q.publish_position
+    unreleased: list[int] = []
+
+    def publish_noting_the_ring(now_ns: int) -> None:
+        unreleased.append(len(desk.ring))
+        publish(now_ns)
+    desk.q.publish_position = publish_noting_the_ring        # type: ignore[method-assign]
     desk.q.drain_hedge_fills(time.monotonic_ns())
+    assert unreleased == [1], "the position is published before the slot is released (the stop's check)"
+    assert len(desk.ring) == 0
     out = desk.take()
     fills = [r for k, r, *_ in out if k == "write" and isinstance(r, HedgeFill)]
     assert len(fills) == 1
@@ -322,9 +331,11 @@ def test_desk_hedge_fill_booked_once_by_exec_id() -> None:
     d = _desk()
     r = {"qty_e8": 20_000, "side": 1, "px_e8": 99_000 * E8, "fee_e8": 5, "exec_id": b"K:2"}
     d.hedge_fill(r, 10_000, 1, 7)
-    d.hedge_fill(r, 10_000, 2, 8)      # the same id again (the core books it once)
-    recs = [x for x in d.take() if isinstance(x, HedgeFill)]
-    assert [x.t_ns for x in recs] == [7, 8]
+    d.hedge_fill(r, 10_000, 2, 8)      # the same id again (the ring redelivers after a crash): a note only
+    out = d.take()
+    recs = [x for x in out if isinstance(x, HedgeFill)]
+    assert [x.t_ns for x in recs] == [7]
+    assert [(x.detail, x.exec_id) for x in out if isinstance(x, Note)] == [("duplicate hedge fill ignored", "K:2")]
     assert d.core.inventory.position_lots == 2 and d.hedge_fills == 1
 
 
