@@ -181,6 +181,7 @@ def test_crashed_process_drill_under_systemd(stopped: Paper) -> None:
     p.run("start.md", "metrics")                       # the exporter of fastmm-metrics.service
     assert "quoter[" in p.run("crashed-process.md", "diagnose")
     out = p.run("crashed-process.md", "drill", timeout=120)
+    assert re.search(r"quoter was (\d+), now (?!\1)\d+", out), out
     assert "restarts 1" in out
     out = p.run("crashed-process.md", "log")
     assert re.search(r"fastmm\[\d+\]: .*quoter died \(exit -9\)", out), out
