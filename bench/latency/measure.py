@@ -258,19 +258,3 @@ def stage_summaries(joined: dict[str, Any]) -> dict[str, dict[str, dict[str, flo
     for name in KERNEL_EVENT_STAGES:
         out_kernel[name] = summarize(joined["events"][name])
     return {"orders": out_orders, "events": out_events, "kernel": out_kernel}
-
-
-def busy_summary(trace: dict[str, Any]) -> dict[str, dict[str, float | int]]:
-    """Per kind of busy interval in the quoter (:data:`~bench.latency.common.BUSY_KINDS`): how many, and
-    their durations (us)."""
-    kinds = tuple(trace.get("busy_kinds", BUSY_KINDS))
-    flat = trace.get("busy", [])
-    a = np.asarray(flat, dtype=np.int64).reshape(-1, 3) if flat else np.zeros((0, 3), np.int64)
-    out: dict[str, dict[str, float | int]] = {}
-    for code, name in enumerate(kinds):
-        d = (a[a[:, 0] == code, 2] - a[a[:, 0] == code, 1]) / 1000.0
-        if d.size:
-            out[name] = {"n": int(d.size), "total_ms": round(float(d.sum()) / 1000, 1),
-                         "p50_us": round(float(np.percentile(d, 50)), 1),
-                         "p99_us": round(float(np.percentile(d, 99)), 1), "max_us": round(float(d.max()), 1)}
-    return out

@@ -31,7 +31,7 @@ from .common import (
     speed_label,
 )
 from .load import _build_reference_sims, _chain_hooks, _engine_env, _start_reference_sims
-from .measure import FrameStamps, busy_summary, join, stage_summaries, tail_attribution
+from .measure import FrameStamps, join, stage_summaries, tail_attribution
 from .watch import MemorySampler, ProcessWatch
 
 
@@ -162,7 +162,7 @@ async def run_once(spec: RunSpec) -> dict[str, Any]:
         }
         result["stages"] = stage_summaries(joined)
         result["tails"] = tail_attribution(joined)
-        result["quoter_busy"] = busy_summary(trace)
+        result["quoter_busy"] = trace.get("busy_stats", {})
         result["samples"] = {"wire_to_wire": [r["wire_to_wire"] for r in joined["orders"] if r["index"] == 0],
                              "wire_to_decide": joined["events"]["wire_to_decide"],
                              "kernel_rx_to_tx": [r["kernel_rx_to_tx"] for r in joined["orders"]

@@ -146,6 +146,7 @@ def test_short_run_structure_ratios_and_cleanup(tmp_path: Path, capsys: pytest.C
     assert table["sum"]["pss_mb"] == pytest.approx(mp["memory"]["peak_pss_mb"], abs=0.2)
     assert all(0 < m["uss_mb"] <= m["pss_mb"] <= m["rss_mb"] for m in table.values())
     assert runs[("max", "multiprocess")]["lossless"]["lossless"] is True
+    assert mp["quoter_busy"]["timer"]["n"] > 0, "what the quoter's loop did besides prices, per kind"
     # Ratios are the multiprocess figure over the single-loop one of the same speed, and the one hop the
     # single loop does not make (an eventfd wake-up in another process) costs more than a direct call.
     for speed in ("10x", "max"):
@@ -186,3 +187,23 @@ def test_short_run_structure_ratios_and_cleanup(tmp_path: Path, capsys: pytest.C
     assert 0 < fl["hop"]["p50_us"] <= fl["hop"]["p99_us"]
     assert hop["floor_hop_p50_us"] == fl["hop"]["p50_us"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_trace_keeps_only_busy_intervals_a_traced_event_can_have_waited_for() -> None:
+    """Every busy interval is summed per kind in constant memory; only those that end after a traced
+    record's publication are kept for the tail attribution (all of them grew the quoter by MBs at 1x)."""
+    trace = latency.trace.LatencyTrace(kernel_stamps=False)
+    for i in range(10_000):                        # rehearsals every 2 ms, each 100 us
+        trace.busy("rehearsal", i * 2_000_000, i * 2_000_000 + 100_000)
+    trace.busy("timer", 20_000_000_050, 20_000_000_900)
+    trace.keep_busy_since(19_997_900_000)          # a record published 0.1 ms before the last rehearsal began
+    kept = [tuple(trace.busy_log[i:i + 3]) for i in range(0, len(trace.busy_log), 3)]
+    codes = {k: i for i, k in enumerate(latency.common.BUSY_KINDS)}
+    assert kept == [(codes["rehearsal"], 19_998_000_000, 19_998_100_000),
+                    (codes["timer"], 20_000_000_050, 20_000_000_900)]
+    trace.keep_busy_since(0)                       # nothing is kept twice
+    assert len(trace.busy_log) == 6
+    stats = trace.busy_stats()
+    assert stats["rehearsal"]["n"] == 10_000 and stats["rehearsal"]["total_ms"] == 1000.0
+    assert stats["rehearsal"]["p50_us"] == pytest.approx(100, rel=0.01) and stats["timer"]["n"] == 1
+    assert trace.trace_bytes() == 6 * 8
