@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 log = logging.getLogger(__name__)
 
 _BUDGET = 500
+CLOSE_TIMEOUT_S = 2.0     # how long a stop waits for a client to answer its close frame
 
 
 def _stamp(hook: Callable[[int, str, int], None], cid: int, frame: str) -> None:
@@ -78,8 +79,11 @@ class WsReplayServer:
         # Messages up to the hard limit reach the core, which answers an oversized one with the venue's
         # error; beyond it websockets closes with 1009 (message too big), as a real server does.
         hard_limit = max(4 * self._max_message_bytes, 1 << 20)
+        # A stop closes every connection: a client that does not answer the close frame within
+        # CLOSE_TIMEOUT_S is cut (websockets' 10 s default made a stop under load take tens of seconds).
         self._server = await serve(self._handle, host, port, max_size=hard_limit, compression=None,
-                                   ping_interval=20, ping_timeout=20, create_connection=StampingConnection)
+                                   ping_interval=20, ping_timeout=20, close_timeout=CLOSE_TIMEOUT_S,
+                                   create_connection=StampingConnection)
         bound = self._server.sockets[0].getsockname()[1]
         if self.autostart:
             self.begin_replay()

@@ -4,6 +4,7 @@ server against a plain ``websockets`` client receiving the whole capture at maxi
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from fastmm.data import binance_capture_dir
 from fastmm.data.binance import read_capture, replay
 from fastmm.data.coinbase_frames import RawFrame, write_frames
 from fastmm.data.events import BookSnapshot, DepthDiff, Trade
+from fastmm.sim import ws_server
 from fastmm.sim.coinbase import (
     CbBook,
     CbTrade,
@@ -260,3 +262,24 @@ def test_speed_factor_paces_the_replay_on_the_wire() -> None:
             await server.stop()
     stamps = run(scenario())
     assert stamps[1] - stamps[0] >= 0.09 and stamps[2] - stamps[0] >= 0.19
+
+
+def test_stop_cuts_a_client_that_never_answers_the_close_frame() -> None:
+    """A stop closes every connection; a client that never answers the close frame (an engine starved of
+    CPU, or gone silent) is cut after the sim's close timeout, not websockets' 10 s default."""
+    async def scenario() -> float:
+        server = CoinbaseSimServer(small_source(), CoinbaseSettings(speed=1.0))
+        port = await server.start("127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+            t0 = time.monotonic()
+            await server.stop()                      # the client reads nothing and answers nothing
+            return time.monotonic() - t0
+        finally:
+            writer.close()
+
+    took = run(scenario())
+    assert ws_server.CLOSE_TIMEOUT_S <= took < 10.0, took
